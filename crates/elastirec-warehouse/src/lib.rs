@@ -1,1 +1,103 @@
+//! The warehouse: Delta Lake tables in the lake, loaded incrementally and queried with SQL.
+//!
+//! This is the only crate that depends on DataFusion and delta-rs. Its inputs are raw files
+//! written by producers; its outputs are Delta tables and the training export, a set of Parquet
+//! files with a manifest, which the trainer reads without knowing how it was made.
+//!
+//! ```text
+//!  raw/events/YYYY/MM/DD/*.csv ─┐               ┌─▶ warehouse/events (by event_date)
+//!  raw/items/*.csv ─────────────┼─ ingest ──────┼─▶ warehouse/items
+//!                               │               └─▶ warehouse/loads  (one row per raw file)
+//!                               │
+//!  warehouse/events ── prepare (SQL: window, dedupe, seen pairs) ──▶ exports/training/YYYY/MM/DD/
+//!                                                  part-*.parquet, seen-*.parquet, _manifest.json
+//! ```
 
+mod ingest;
+mod prepare;
+mod query;
+mod tables;
+
+pub use ingest::IngestReport;
+pub use query::EventPairs;
+pub use tables::Warehouse;
+
+use elastirec_core::ErrorKind;
+
+/// Errors of the warehouse.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A raw file holds a row that cannot be loaded; names the file, line and column.
+    #[error("{file}:{line}: column '{column}': {reason}")]
+    BadRow {
+        file: String,
+        line: u64,
+        column: String,
+        reason: String,
+    },
+    /// A raw file as a whole cannot be read as configured.
+    #[error("{file}: {reason}")]
+    BadFile { file: String, reason: String },
+    /// A Delta table operation failed.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    /// A SQL query failed.
+    #[error("query failed ({context}): {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: deltalake::datafusion::error::DataFusionError,
+    },
+    /// Writing Parquet failed.
+    #[error("parquet {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: deltalake::parquet::errors::ParquetError,
+    },
+    /// Lake access failed.
+    #[error(transparent)]
+    Lake(#[from] elastirec_core::Error),
+    /// A broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whose fault this error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadRow { .. } | Error::BadFile { .. } => ErrorKind::InvalidInput,
+            Error::Delta { source, .. } => match source {
+                deltalake::DeltaTableError::ObjectStore { source } => {
+                    ErrorKind::of_store_error(source)
+                }
+                deltalake::DeltaTableError::VersionAlreadyExists(_) => ErrorKind::Transient,
+                _ => ErrorKind::Internal,
+            },
+            Error::Query { .. } | Error::Parquet { .. } | Error::Internal(_) => ErrorKind::Internal,
+            Error::Lake(e) => e.kind(),
+        }
+    }
+
+    pub(crate) fn delta(
+        table: impl Into<String>,
+    ) -> impl FnOnce(deltalake::DeltaTableError) -> Error {
+        let table = table.into();
+        move |source| Error::Delta { table, source }
+    }
+
+    pub(crate) fn query(
+        context: impl Into<String>,
+    ) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> Error {
+        let context = context.into();
+        move |source| Error::Query { context, source }
+    }
+}
+
+/// Result of the warehouse.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,32 @@
-fn main(){}
+//! The `elastirec` command: parses arguments into a validated configuration, dispatches to one
+//! command, and prints any error once, mapping its kind to an exit code.
+
+mod cli;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    progress::init_logging(args.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("elastirec: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::dispatch(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("elastirec: error: {err:#}");
+            ExitCode::from(commands::exit_code(&err))
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Parquet in and out of the lake, with the artefact schemas of `elastirec_core::manifest`.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow_schema::{DataType, Field, SchemaRef};
+use bytes::Bytes;
+use object_store::path::Path;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use elastirec_core::Lake;
+use elastirec_core::manifest::{self, FileEntry, columns};
+
+use crate::{Error, Result};
+
+/// Reads every batch of a Parquet object.
+pub async fn read_parquet(lake: &Lake, path: &Path) -> Result<Vec<RecordBatch>> {
+    let body: Bytes = lake.get(path).await?;
+    let name = lake.display_path(path);
+    let perr = |source| Error::Parquet {
+        path: name.clone(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+        .map_err(perr)?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::BadInput {
+            path: name.clone(),
+            reason: e.to_string(),
+        })
+}
+
+/// Encodes batches as one Parquet file and writes it in one put.
+pub async fn write_parquet(
+    lake: &Lake,
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<FileEntry> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let perr = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(perr)?;
+    let mut rows = 0u64;
+    for b in batches {
+        rows += b.num_rows() as u64;
+        writer.write(b).map_err(perr)?;
+    }
+    writer.close().map_err(perr)?;
+    let bytes = buf.len() as u64;
+    lake.put(path, buf).await?;
+    Ok(FileEntry {
+        path: path.to_string(),
+        rows,
+        bytes,
+    })
+}
+
+fn col<'a>(batch: &'a RecordBatch, name: &str, path: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| Error::BadInput {
+        path: path.into(),
+        reason: format!("no column '{name}'"),
+    })
+}
+
+fn i64_col(batch: &RecordBatch, name: &str, path: &str) -> Result<Vec<i64>> {
+    let a = col(batch, name, path)?;
+    let a = a
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| Error::BadInput {
+            path: path.into(),
+            reason: format!("column '{name}' is {}, expected Int64", a.data_type()),
+        })?;
+    Ok(a.values().to_vec())
+}
+
+/// (user id, item id, value) columns of training export files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PairColumns {
+    pub user_ids: Vec<i64>,
+    pub item_ids: Vec<i64>,
+    /// Empty when the files have no value column (seen pairs).
+    pub values: Vec<f32>,
+}
+
+/// Reads the listed export files; `with_values` also reads the `value` column.
+pub async fn read_pairs(
+    lake: &Lake,
+    files: &[FileEntry],
+    with_values: bool,
+) -> Result<PairColumns> {
+    let mut out = PairColumns::default();
+    for f in files {
+        let path = Path::from(f.path.as_str());
+        for batch in read_parquet(lake, &path).await? {
+            out.user_ids
+                .extend(i64_col(&batch, columns::USER_ID, &f.path)?);
+            out.item_ids
+                .extend(i64_col(&batch, columns::ITEM_ID, &f.path)?);
+            if with_values {
+                let a = col(&batch, columns::VALUE, &f.path)?;
+                let v = a
+                    .as_primitive_opt::<Float32Type>()
+                    .ok_or_else(|| Error::BadInput {
+                        path: f.path.clone(),
+                        reason: format!("column 'value' is {}, expected Float32", a.data_type()),
+                    })?;
+                out.values.extend(v.values().iter().copied());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A factor matrix as a batch: ids and fixed-size lists of f32.
+pub fn factors_batch(id_column: &str, ids: &[i64], rows: &[f32], k: usize) -> Result<RecordBatch> {
+    let schema = manifest::factors_schema(id_column, k);
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let list = FixedSizeListArray::try_new(
+        item,
+        k as i32,
+        Arc::new(Float32Array::from(rows.to_vec())),
+        None,
+    )
+    .map_err(|e| Error::Internal(format!("factor list: {e}")))?;
+    RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(list)],
+    )
+    .map_err(|e| Error::Internal(format!("factor batch: {e}")))
+}
+
+/// Reads a factor file: (ids, row-major factors, number of factors).
+pub async fn read_factors(
+    lake: &Lake,
+    path: &Path,
+    id_column: &str,
+) -> Result<(Vec<i64>, Vec<f32>, usize)> {
+    let name = path.to_string();
+    let mut ids = Vec::new();
+    let mut rows = Vec::new();
+    let mut k = 0usize;
+    for batch in read_parquet(lake, path).await? {
+        ids.extend(i64_col(&batch, id_column, &name)?);
+        let a = col(&batch, columns::FACTORS, &name)?;
+        let list = a.as_fixed_size_list_opt().ok_or_else(|| Error::BadInput {
+            path: name.clone(),
+            reason: format!(
+                "column 'factors' is {}, expected a fixed-size list",
+                a.data_type()
+            ),
+        })?;
+        k = list.value_length() as usize;
+        let values = list
+            .values()
+            .as_primitive_opt::<Float32Type>()
+            .ok_or_else(|| Error::BadInput {
+                path: name.clone(),
+                reason: "factor values are not Float32".into(),
+            })?;
+        let start = list.offset() * k;
+        rows.extend_from_slice(&values.values()[start..start + list.len() * k]);
+    }
+    Ok((ids, rows, k))
+}
+
+/// One row of a recommendations file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendationRow {
+    pub user_id: i64,
+    pub item_id: i64,
+    pub rank: i32,
+    pub score: f32,
+    pub source: &'static str,
+}
+
+/// Rows as a batch of the recommendations schema.
+pub fn recommendations_batch(rows: &[RecommendationRow]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.user_id).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.item_id).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.rank).collect::<Int32Array>()),
+        Arc::new(rows.iter().map(|r| r.score).collect::<Float32Array>()),
+        Arc::new(rows.iter().map(|r| Some(r.source)).collect::<StringArray>()),
+    ];
+    RecordBatch::try_new(manifest::recommendations_schema(), columns)
+        .map_err(|e| Error::Internal(format!("recommendations batch: {e}")))
+}
+
+/// Ranked lists read back: user id → [(item id, rank, score, source)] in rank order.
+pub type RankedLists = std::collections::BTreeMap<i64, Vec<(i64, i32, f32, String)>>;
+
+/// Reads recommendation files into ranked lists.
+pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<RankedLists> {
+    let mut out = RankedLists::new();
+    for f in files {
+        for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let users = i64_col(&batch, columns::USER_ID, &f.path)?;
+            let items = i64_col(&batch, columns::ITEM_ID, &f.path)?;
+            let ranks = col(&batch, columns::RANK, &f.path)?
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| Error::BadInput {
+                    path: f.path.clone(),
+                    reason: "column 'rank' is not Int32".into(),
+                })?
+                .clone();
+            let scores = col(&batch, columns::SCORE, &f.path)?
+                .as_primitive_opt::<Float32Type>()
+                .ok_or_else(|| Error::BadInput {
+                    path: f.path.clone(),
+                    reason: "column 'score' is not Float32".into(),
+                })?
+                .clone();
+            let sources = col(&batch, columns::SOURCE, &f.path)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::BadInput {
+                    path: f.path.clone(),
+                    reason: "column 'source' is not Utf8".into(),
+                })?
+                .clone();
+            for i in 0..batch.num_rows() {
+                out.entry(users[i]).or_default().push((
+                    items[i],
+                    ranks.value(i),
+                    scores.value(i),
+                    sources.value(i).to_string(),
+                ));
+            }
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|r| r.1);
+    }
+    Ok(out)
+}

@@ -1,0 +1,100 @@
+//! Slow, obviously-correct references for the fast kernels, used by tests.
+//!
+//! Everything here is dense and in f64: the implicit-ALS half-step builds the full confidence
+//! diagonal over all items and solves with Gaussian elimination; top-K scores every item and
+//! sorts.
+
+use crate::data::Csr;
+
+/// Solves `a x = b` (n×n, row-major) by Gaussian elimination with partial pivoting.
+pub fn solve_dense(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot =
+            (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))?;
+        if a[pivot * n + col].abs() < 1e-12 {
+            return None;
+        }
+        for j in 0..n {
+            a.swap(col * n + j, pivot * n + j);
+        }
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row * n + col] / a[col * n + col];
+            for j in col..n {
+                a[row * n + j] -= f * a[col * n + j];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let s: f64 = (row + 1..n).map(|j| a[row * n + j] * x[j]).sum();
+        x[row] = (b[row] - s) / a[row * n + row];
+    }
+    Some(x)
+}
+
+/// One implicit-ALS half-step, dense: for each row u,
+/// `x_u = (Σ_i c_ui y_i y_iᵀ + λI)⁻¹ Σ_i c_ui p_ui y_i` over all `fixed_rows` items.
+pub fn implicit_half_step(
+    matrix: &Csr,
+    fixed: &[f32],
+    fixed_rows: usize,
+    k: usize,
+    alpha: f32,
+    lambda: f32,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; matrix.rows() * k];
+    for u in 0..matrix.rows() {
+        let mut c = vec![1.0f64; fixed_rows];
+        let mut p = vec![0.0f64; fixed_rows];
+        for (&i, &r) in matrix.row_indices(u).iter().zip(matrix.row_values(u)) {
+            c[i as usize] = 1.0 + f64::from(alpha) * f64::from(r);
+            p[i as usize] = 1.0;
+        }
+        let mut a = vec![0.0f64; k * k];
+        let mut b = vec![0.0f64; k];
+        for i in 0..fixed_rows {
+            let y = &fixed[i * k..(i + 1) * k];
+            for r in 0..k {
+                for s in 0..k {
+                    a[r * k + s] += c[i] * f64::from(y[r]) * f64::from(y[s]);
+                }
+                b[r] += c[i] * p[i] * f64::from(y[r]);
+            }
+        }
+        for d in 0..k {
+            a[d * k + d] += f64::from(lambda);
+        }
+        if matrix.row_indices(u).is_empty() {
+            continue;
+        }
+        if let Some(x) = solve_dense(a, b) {
+            for (dst, v) in out[u * k..(u + 1) * k].iter_mut().zip(x) {
+                *dst = v as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Top-K by scoring every item and sorting: (score desc, item asc), seen items excluded.
+pub fn top_k(users: &[f32], items: &[f32], k: usize, seen: &Csr, n: usize) -> Vec<Vec<(u32, f32)>> {
+    let item_rows = items.len() / k;
+    (0..users.len() / k)
+        .map(|u| {
+            let x = &users[u * k..(u + 1) * k];
+            let mut scored: Vec<(u32, f32)> = (0..item_rows)
+                .filter(|&i| u >= seen.rows() || !seen.contains(u, i as u32))
+                .map(|i| {
+                    let y = &items[i * k..(i + 1) * k];
+                    (i as u32, x.iter().zip(y).map(|(a, b)| a * b).sum())
+                })
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            scored.truncate(n);
+            scored
+        })
+        .collect()
+}

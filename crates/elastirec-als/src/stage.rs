@@ -1,0 +1,328 @@
+//! The train and recommend steps of a night, from lake files to lake files.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use elastirec_core::config::ModelConfig;
+use elastirec_core::layout;
+use elastirec_core::manifest::{
+    self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, columns,
+    sources,
+};
+use elastirec_core::{Lake, Night};
+
+use crate::data::{Csr, Interactions};
+use crate::implicit::ImplicitAls;
+use crate::io::{self, RecommendationRow};
+use crate::popularity::Popularity;
+use crate::topk::top_k_all;
+use crate::{Error, Result};
+
+/// Reads the training export manifest of a night, or says which command makes it.
+pub async fn read_export_manifest(lake: &Lake, night: Night) -> Result<ExportManifest> {
+    let path = layout::training_export_manifest(night);
+    lake.get_json(&path, "training export manifest")
+        .await?
+        .ok_or_else(|| {
+            Error::Missing(format!(
+                "no training export for night {night} ({} is missing): run `elastirec prepare \
+                 --date {night}` first",
+                lake.display_path(&path)
+            ))
+        })
+}
+
+/// Reads the model description of a night, or says which command makes it.
+pub async fn read_model_info(lake: &Lake, night: Night) -> Result<ModelInfo> {
+    let path = layout::model_info(night);
+    lake.get_json(&path, "model description")
+        .await?
+        .ok_or_else(|| {
+            Error::Missing(format!(
+                "no model for night {night} ({} is missing): run `elastirec train --date {night}` \
+                 first",
+                lake.display_path(&path)
+            ))
+        })
+}
+
+/// Reads the recommendations manifest of a night, or says which command makes it.
+pub async fn read_recommendations_manifest(
+    lake: &Lake,
+    night: Night,
+) -> Result<RecommendationsManifest> {
+    let path = layout::recommendations_manifest(night);
+    lake.get_json(&path, "recommendations manifest")
+        .await?
+        .ok_or_else(|| {
+            Error::Missing(format!(
+                "no recommendations for night {night} ({} is missing): run `elastirec recommend \
+                 --date {night}` first",
+                lake.display_path(&path)
+            ))
+        })
+}
+
+/// Removes a dated output folder, its completion marker first, so a redo never leaves a marker
+/// next to mixed files.
+async fn clear_output(lake: &Lake, marker: &Path, dir: &Path) -> Result<()> {
+    match lake.store().delete(marker).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => {
+            return Err(elastirec_core::Error::Store {
+                path: lake.display_path(marker),
+                source: e,
+            }
+            .into());
+        }
+    }
+    lake.delete_prefix(dir).await?;
+    Ok(())
+}
+
+/// The `train` step: fits implicit ALS on the night's export and writes `models/D/`.
+pub async fn train_night(
+    lake: &Lake,
+    night: Night,
+    config: &ModelConfig,
+    on_iteration: impl FnMut(usize, f64) + Send + 'static,
+) -> Result<ModelInfo> {
+    let export = read_export_manifest(lake, night).await?;
+    let pairs = io::read_pairs(lake, &export.files, true).await?;
+    let als = ImplicitAls {
+        factors: config.factors,
+        iterations: config.iterations,
+        regularization: config.regularization,
+        alpha: config.alpha,
+        seed: config.seed,
+    };
+    let (data, factors, report) = tokio::task::spawn_blocking(move || {
+        let data = Interactions::from_columns(&pairs.user_ids, &pairs.item_ids, &pairs.values);
+        let (factors, report) = als.fit(&data, on_iteration)?;
+        Ok::<_, Error>((data, factors, report))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("training task failed: {e}")))??;
+
+    clear_output(lake, &layout::model_info(night), &layout::model_dir(night)).await?;
+    let k = factors.factors;
+    let user_batch = io::factors_batch(columns::USER_ID, data.users.ids(), &factors.users, k)?;
+    let item_batch = io::factors_batch(columns::ITEM_ID, data.items.ids(), &factors.items, k)?;
+    let files = vec![
+        io::write_parquet(
+            lake,
+            &layout::model_user_factors(night),
+            user_batch.schema(),
+            &[user_batch],
+        )
+        .await?,
+        io::write_parquet(
+            lake,
+            &layout::model_item_factors(night),
+            item_batch.schema(),
+            &[item_batch],
+        )
+        .await?,
+    ];
+    let info = ModelInfo {
+        night,
+        created_at: chrono::Utc::now(),
+        algorithm: "implicit_als_cholesky".into(),
+        params: serde_json::to_value(config)
+            .map_err(|e| Error::Internal(format!("model params: {e}")))?,
+        users: data.users.len() as u64,
+        items: data.items.len() as u64,
+        interactions: data.nnz() as u64,
+        factors: k,
+        loss: report.loss,
+        train_seconds: report.seconds,
+        export_manifest: layout::training_export_manifest(night).to_string(),
+        table_versions: export.table_versions.clone(),
+        files,
+    };
+    lake.put_json(&layout::model_info(night), &info).await?;
+    Ok(info)
+}
+
+/// Everything a user has seen up to the night: training pairs plus older seen pairs.
+pub struct SeenPairs {
+    pub training: io::PairColumns,
+    pub older: io::PairColumns,
+}
+
+impl SeenPairs {
+    /// Reads both pair sets of an export.
+    pub async fn read(lake: &Lake, export: &ExportManifest) -> Result<SeenPairs> {
+        Ok(SeenPairs {
+            training: io::read_pairs(lake, &export.files, false).await?,
+            older: io::read_pairs(lake, &export.seen_files, false).await?,
+        })
+    }
+
+    /// Every (user, item) pair.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let t = &self.training;
+        let o = &self.older;
+        t.user_ids
+            .iter()
+            .copied()
+            .zip(t.item_ids.iter().copied())
+            .chain(o.user_ids.iter().copied().zip(o.item_ids.iter().copied()))
+    }
+
+    /// Seen items by user.
+    pub fn by_user(&self) -> HashMap<i64, HashSet<i64>> {
+        let mut out: HashMap<i64, HashSet<i64>> = HashMap::new();
+        for (u, i) in self.iter() {
+            out.entry(u).or_default().insert(i);
+        }
+        out
+    }
+
+    /// Popularity over the training window.
+    pub fn popularity(&self) -> Popularity {
+        Popularity::from_pairs(self.training.item_ids.iter().copied())
+    }
+}
+
+/// The `recommend` step: top-K per user from the night's model, popularity for users the model
+/// does not cover; writes `recommendations/D/` and moves `_LATEST` forward.
+pub async fn recommend_night(
+    lake: &Lake,
+    night: Night,
+    k: usize,
+) -> Result<RecommendationsManifest> {
+    let export = read_export_manifest(lake, night).await?;
+    let model = read_model_info(lake, night).await?;
+    let (user_ids, user_rows, kf) =
+        io::read_factors(lake, &layout::model_user_factors(night), columns::USER_ID).await?;
+    let (item_ids, item_rows, kf_items) =
+        io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
+    if !user_ids.is_empty() && !item_ids.is_empty() && kf != kf_items {
+        return Err(Error::BadInput {
+            path: layout::model_dir(night).to_string(),
+            reason: format!("user factors have {kf} columns, item factors {kf_items}"),
+        });
+    }
+    let seen = SeenPairs::read(lake, &export).await?;
+    let popularity = seen.popularity();
+
+    let rows = tokio::task::spawn_blocking(move || {
+        let user_index: HashMap<i64, u32> = user_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| (u, i as u32))
+            .collect();
+        let item_index: HashMap<i64, u32> = item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| (u, i as u32))
+            .collect();
+        let triples: Vec<(u32, u32, f32)> = seen
+            .iter()
+            .filter_map(|(u, i)| Some((*user_index.get(&u)?, *item_index.get(&i)?, 1.0)))
+            .collect();
+        let seen_csr = Csr::from_triples(user_ids.len(), &triples);
+        let lists = if kf == 0 {
+            vec![Vec::new(); user_ids.len()]
+        } else {
+            top_k_all(&user_rows, &item_rows, kf, &seen_csr, k)
+        };
+        let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
+        for (u, list) in lists.into_iter().enumerate() {
+            let user_id = user_ids[u];
+            rows.insert(
+                user_id,
+                list.into_iter()
+                    .enumerate()
+                    .map(|(r, (item, score))| RecommendationRow {
+                        user_id,
+                        item_id: item_ids[item as usize],
+                        rank: r as i32 + 1,
+                        score,
+                        source: sources::ALS,
+                    })
+                    .collect(),
+            );
+        }
+        // Users seen up to the night whom the model does not cover get the popular items.
+        for (user_id, items) in seen.by_user() {
+            if rows.contains_key(&user_id) {
+                continue;
+            }
+            let list = popularity.top(k, |i| items.contains(&i));
+            rows.insert(
+                user_id,
+                list.into_iter()
+                    .enumerate()
+                    .map(|(r, (item_id, count))| RecommendationRow {
+                        user_id,
+                        item_id,
+                        rank: r as i32 + 1,
+                        score: count as f32,
+                        source: sources::POPULAR,
+                    })
+                    .collect(),
+            );
+        }
+        rows
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("recommend task failed: {e}")))?;
+
+    let mut users_by_source: BTreeMap<String, u64> = BTreeMap::new();
+    for list in rows.values() {
+        let source = list.first().map_or(sources::POPULAR, |r| r.source);
+        *users_by_source.entry(source.to_string()).or_default() += 1;
+    }
+    let flat: Vec<RecommendationRow> = rows.values().flatten().cloned().collect();
+    clear_output(
+        lake,
+        &layout::recommendations_manifest(night),
+        &layout::recommendations_dir(night),
+    )
+    .await?;
+    let batch = io::recommendations_batch(&flat)?;
+    let file = io::write_parquet(
+        lake,
+        &layout::recommendations_part(night, 0),
+        manifest::recommendations_schema(),
+        &[batch],
+    )
+    .await?;
+    let manifest = RecommendationsManifest {
+        night,
+        created_at: chrono::Utc::now(),
+        rows: file.rows,
+        files: vec![file],
+        schema: ColumnSpec::of_schema(&manifest::recommendations_schema()),
+        users: rows.len() as u64,
+        k,
+        users_by_source,
+        model: layout::model_info(night).to_string(),
+        table_versions: model.table_versions.clone(),
+    };
+    lake.put_json(&layout::recommendations_manifest(night), &manifest)
+        .await?;
+    publish_latest(lake, night).await?;
+    Ok(manifest)
+}
+
+/// Moves `recommendations/_LATEST` to `night` unless it already names a later night (a backfill
+/// of an old night must not roll serving back).
+pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
+    let path = layout::recommendations_latest();
+    let current: Option<LatestPointer> = lake.get_json(&path, "latest pointer").await?;
+    if current.as_ref().is_some_and(|c| c.night > night) {
+        return Ok(false);
+    }
+    let pointer = LatestPointer {
+        night,
+        manifest: layout::recommendations_manifest(night).to_string(),
+        published_at: chrono::Utc::now(),
+    };
+    lake.put_json(&path, &pointer).await?;
+    Ok(true)
+}

@@ -1,0 +1,300 @@
+//! `elastirec.toml`: the validated configuration of a lake's nightly flow.
+//!
+//! Precedence, lowest first: built-in defaults, the config file, environment variables named
+//! `ELASTIREC_<SECTION>__<KEY>` (for example `ELASTIREC_MODEL__FACTORS=64`), then command-line
+//! flags (applied by the binary). Unknown sections or keys are errors, so a typo never silently
+//! falls back to a default.
+
+use std::collections::HashMap;
+use std::path::Path as FsPath;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lake::DEFAULT_LAKE_ROOT;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub lake: LakeConfig,
+    pub events: EventsConfig,
+    pub prepare: PrepareConfig,
+    pub model: ModelConfig,
+    pub recommend: RecommendConfig,
+}
+
+/// `[lake]`: where the lake lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A local folder or an object store URL (`s3://bucket/prefix`).
+    pub root: String,
+    /// Object store options (endpoint, region, ...), passed to the `object_store` crate.
+    pub options: HashMap<String, String>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            root: DEFAULT_LAKE_ROOT.to_string(),
+            options: HashMap::new(),
+        }
+    }
+}
+
+/// How timestamps in raw event files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// Seconds since 1970-01-01 UTC, as MovieLens writes them.
+    UnixSeconds,
+    /// Milliseconds since 1970-01-01 UTC.
+    UnixMillis,
+    /// RFC 3339, such as `2024-01-01T12:00:00Z`.
+    Rfc3339,
+}
+
+/// `[events]`: the column mapping of raw event files (CSV with a header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Header name of the user id column (integer).
+    pub user_column: String,
+    /// Header name of the item id column (integer).
+    pub item_column: String,
+    /// Header name of the value column (a rating or an interaction strength).
+    pub value_column: String,
+    /// Header name of the timestamp column.
+    pub timestamp_column: String,
+    /// How the timestamp is written.
+    pub timestamp_format: TimestampFormat,
+    /// Optional header name of an event type column (view, cart, purchase); null for ratings.
+    pub event_type_column: Option<String>,
+    /// Field delimiter, one ASCII character.
+    pub delimiter: char,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        // MovieLens 20M's ratings.csv, which `import movielens` and `simulate` both write.
+        EventsConfig {
+            user_column: "userId".into(),
+            item_column: "movieId".into(),
+            value_column: "rating".into(),
+            timestamp_column: "timestamp".into(),
+            timestamp_format: TimestampFormat::UnixSeconds,
+            event_type_column: None,
+            delimiter: ',',
+        }
+    }
+}
+
+/// `[prepare]`: how the warehouse prepares the recommender's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareConfig {
+    /// Days of history, ending with the night itself, that training sees.
+    pub window_days: u32,
+    /// Events with a value below this are left out of training (they still count as seen).
+    pub min_value: Option<f32>,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            window_days: 365,
+            min_value: None,
+        }
+    }
+}
+
+/// `[model]`: the implicit-feedback ALS model (Hu, Koren, Volinsky 2008).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Number of latent factors.
+    pub factors: usize,
+    /// Alternating sweeps (users then items).
+    pub iterations: usize,
+    /// L2 regularization λ.
+    pub regularization: f32,
+    /// Confidence scale α: c = 1 + α·value.
+    pub alpha: f32,
+    /// Seed of the initial factors.
+    pub seed: u64,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            factors: 32,
+            iterations: 15,
+            regularization: 0.05,
+            alpha: 1.0,
+            seed: 42,
+            threads: 0,
+        }
+    }
+}
+
+/// `[recommend]`: the published lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendConfig {
+    /// Items per user.
+    pub k: usize,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        RecommendConfig { k: 10 }
+    }
+}
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "ELASTIREC_";
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` if given, then overrides from `env`.
+    ///
+    /// `env` is passed in (normally `std::env::vars()`) so tests do not touch the process.
+    pub fn load(
+        file: Option<&FsPath>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    Error::Config(format!(
+                        "config file {} is not valid TOML: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let origin = file.map_or("defaults".to_string(), |p| p.display().to_string());
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(Error::Config(format!(
+                    "{name}: [{section}] in {origin} is not a section"
+                )));
+            };
+            section_table.insert(key, env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+            Error::Config(format!(
+                "invalid configuration ({origin} and ELASTIREC_* variables): {e}"
+            ))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that the types cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.model.factors == 0 || self.model.factors > 1024 {
+            return fail(format!(
+                "[model] factors = {} is out of range: use 1 to 1024",
+                self.model.factors
+            ));
+        }
+        if self.model.iterations == 0 {
+            return fail("[model] iterations must be at least 1".into());
+        }
+        if !(self.model.regularization.is_finite() && self.model.regularization >= 0.0) {
+            return fail("[model] regularization must be a finite number >= 0".into());
+        }
+        if !(self.model.alpha.is_finite() && self.model.alpha > 0.0) {
+            return fail("[model] alpha must be a finite number > 0".into());
+        }
+        if self.recommend.k == 0 || self.recommend.k > 1000 {
+            return fail(format!(
+                "[recommend] k = {} is out of range: use 1 to 1000",
+                self.recommend.k
+            ));
+        }
+        if self.prepare.window_days == 0 {
+            return fail("[prepare] window_days must be at least 1".into());
+        }
+        if !self.events.delimiter.is_ascii() {
+            return fail("[events] delimiter must be one ASCII character".into());
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are strings; read numbers and booleans as such so `FACTORS=64` works.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("elastirec.toml");
+        std::fs::write(
+            &file,
+            "[model]\nfactors = 16\nalpha = 2.0\n[recommend]\nk = 20\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[("ELASTIREC_MODEL__FACTORS", "64"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.model.factors, 64);
+        assert_eq!(c.model.alpha, 2.0);
+        assert_eq!(c.recommend.k, 20);
+        assert_eq!(c.model.iterations, ModelConfig::default().iterations);
+        assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn typos_and_bad_ranges_are_named() {
+        let e = Config::load(None, env(&[("ELASTIREC_MODEL__FACTOR", "8")])).unwrap_err();
+        assert!(e.to_string().contains("factor"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_RECOMMEND__K", "0")])).unwrap_err();
+        assert!(e.to_string().contains("[recommend] k"), "{e}");
+        let e = Config::load(Some(FsPath::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.toml"), "{e}");
+    }
+}

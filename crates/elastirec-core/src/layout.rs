@@ -1,0 +1,207 @@
+//! The lake layout: every object path elastirec reads or writes is built here and nowhere else.
+//!
+//! Paths are relative to the lake root (a local folder or an object store prefix). The contracts
+//! behind these paths — who writes what, in which order, and what a reader may see mid-write —
+//! are in `docs/lake-layout.md`.
+
+use object_store::path::Path;
+
+use crate::night::Night;
+
+/// Version of the layout written into `lake.json`. Bump it when a path or schema changes.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// `lake.json`: the layout version of this lake.
+pub fn lake_marker() -> Path {
+    Path::from("lake.json")
+}
+
+/// `raw/events/`: where producers drop event files, under `YYYY/MM/DD/`.
+pub fn raw_events_root() -> Path {
+    Path::from("raw/events")
+}
+
+/// `raw/events/YYYY/MM/DD/`: the event files of one day.
+pub fn raw_events_day(night: Night) -> Path {
+    Path::from(format!("raw/events/{}", night.path_segment()))
+}
+
+/// The day a raw event file belongs to, from its path `raw/events/YYYY/MM/DD/<name>`.
+///
+/// Returns `None` for any object that is not a file directly inside a day folder.
+pub fn raw_event_file_day(path: &Path) -> Option<Night> {
+    let parts: Vec<_> = path.parts().collect();
+    match parts.as_slice() {
+        [raw, events, y, m, d, _file] if raw.as_ref() == "raw" && events.as_ref() == "events" => {
+            Night::from_path_segments(y.as_ref(), m.as_ref(), d.as_ref())
+        }
+        _ => None,
+    }
+}
+
+/// `raw/items/`: item metadata files (id, title, genres).
+pub fn raw_items_root() -> Path {
+    Path::from("raw/items")
+}
+
+/// The warehouse's Delta tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Every loaded event, partitioned by `event_date`.
+    Events,
+    /// Item metadata (the dimension table).
+    Items,
+    /// The load ledger: one row per loaded raw file.
+    Loads,
+    /// Rows rejected by loads, with file, line and reason.
+    Rejects,
+}
+
+impl Table {
+    /// All tables, in creation order.
+    pub const ALL: [Table; 4] = [Table::Events, Table::Items, Table::Loads, Table::Rejects];
+
+    /// The table's name, as registered for SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Items => "items",
+            Table::Loads => "loads",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    /// `warehouse/<name>`: the table's folder.
+    pub fn path(self) -> Path {
+        Path::from(format!("warehouse/{}", self.name()))
+    }
+}
+
+/// `exports/training/YYYY/MM/DD/`: the prepared training input of one night.
+pub fn training_export_dir(night: Night) -> Path {
+    Path::from(format!("exports/training/{}", night.path_segment()))
+}
+
+/// `exports/training/YYYY/MM/DD/part-NNNNN.parquet`.
+pub fn training_export_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("part-{part:05}.parquet").as_str())
+}
+
+/// `exports/training/YYYY/MM/DD/seen-NNNNN.parquet`: pairs seen before the training window.
+pub fn training_export_seen_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("seen-{part:05}.parquet").as_str())
+}
+
+/// `exports/training/YYYY/MM/DD/_manifest.json`, written last.
+pub fn training_export_manifest(night: Night) -> Path {
+    training_export_dir(night).join("_manifest.json")
+}
+
+/// `models/YYYY/MM/DD/`.
+pub fn model_dir(night: Night) -> Path {
+    Path::from(format!("models/{}", night.path_segment()))
+}
+
+/// `models/YYYY/MM/DD/user_factors.parquet`.
+pub fn model_user_factors(night: Night) -> Path {
+    model_dir(night).join("user_factors.parquet")
+}
+
+/// `models/YYYY/MM/DD/item_factors.parquet`.
+pub fn model_item_factors(night: Night) -> Path {
+    model_dir(night).join("item_factors.parquet")
+}
+
+/// `models/YYYY/MM/DD/model.json`, written last.
+pub fn model_info(night: Night) -> Path {
+    model_dir(night).join("model.json")
+}
+
+/// `recommendations/YYYY/MM/DD/`.
+pub fn recommendations_dir(night: Night) -> Path {
+    Path::from(format!("recommendations/{}", night.path_segment()))
+}
+
+/// `recommendations/YYYY/MM/DD/part-NNNNN.parquet`.
+pub fn recommendations_part(night: Night, part: usize) -> Path {
+    recommendations_dir(night).join(format!("part-{part:05}.parquet").as_str())
+}
+
+/// `recommendations/YYYY/MM/DD/_manifest.json`, written last.
+pub fn recommendations_manifest(night: Night) -> Path {
+    recommendations_dir(night).join("_manifest.json")
+}
+
+/// `recommendations/_LATEST`: names the newest published night; serving reads it.
+pub fn recommendations_latest() -> Path {
+    Path::from("recommendations/_LATEST")
+}
+
+/// `evaluations/YYYY/MM/DD/horizon-Hd.json`: offline scores of night D's recommendations.
+pub fn evaluation(night: Night, horizon_days: u32) -> Path {
+    Path::from(format!(
+        "evaluations/{}/horizon-{horizon_days}d.json",
+        night.path_segment()
+    ))
+}
+
+/// `runs/YYYY-MM-DD.json`: the run record of one night.
+pub fn run_record(night: Night) -> Path {
+    Path::from(format!("runs/{night}.json"))
+}
+
+/// `runs/`: every run record.
+pub fn runs_root() -> Path {
+    Path::from("runs")
+}
+
+/// `runs/_lease`: reserved for the orchestrator's lease.
+pub fn run_lease() -> Path {
+    Path::from("runs/_lease")
+}
+
+/// `snapshots/NAME.json`: reserved for warehouse snapshots.
+pub fn snapshot(name: &str) -> Path {
+    Path::from(format!("snapshots/{name}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dated_paths_use_the_night_folder() {
+        let n: Night = "1998-03-05".parse().unwrap();
+        assert_eq!(raw_events_day(n).as_ref(), "raw/events/1998/03/05");
+        assert_eq!(
+            training_export_part(n, 3).as_ref(),
+            "exports/training/1998/03/05/part-00003.parquet"
+        );
+        assert_eq!(
+            recommendations_manifest(n).as_ref(),
+            "recommendations/1998/03/05/_manifest.json"
+        );
+        assert_eq!(model_info(n).as_ref(), "models/1998/03/05/model.json");
+        assert_eq!(run_record(n).as_ref(), "runs/1998-03-05.json");
+        assert_eq!(Table::Events.path().as_ref(), "warehouse/events");
+    }
+
+    #[test]
+    fn raw_file_day_comes_from_its_folder() {
+        let n: Night = "1998-03-05".parse().unwrap();
+        let p = raw_events_day(n).join("a.csv");
+        assert_eq!(raw_event_file_day(&p), Some(n));
+        assert_eq!(
+            raw_event_file_day(&Path::from("raw/events/1998/03/a.csv")),
+            None
+        );
+        assert_eq!(
+            raw_event_file_day(&Path::from("raw/events/1998/03/05/x/a.csv")),
+            None
+        );
+        assert_eq!(
+            raw_event_file_day(&Path::from("raw/items/1998/03/05/a.csv")),
+            None
+        );
+    }
+}

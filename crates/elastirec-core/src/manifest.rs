@@ -1,0 +1,256 @@
+//! Documents and schemas that stages leave for each other in the lake.
+//!
+//! A dated output folder is complete when, and only when, its manifest exists: writers put every
+//! data file first and the manifest last, and readers take the file list from the manifest, never
+//! from a listing (a listing may show files of an interrupted earlier attempt).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::night::Night;
+
+/// Column names shared by the artefacts.
+pub mod columns {
+    pub const USER_ID: &str = "user_id";
+    pub const ITEM_ID: &str = "item_id";
+    pub const VALUE: &str = "value";
+    pub const EVENTS: &str = "events";
+    pub const FACTORS: &str = "factors";
+    pub const RANK: &str = "rank";
+    pub const SCORE: &str = "score";
+    pub const SOURCE: &str = "source";
+}
+
+/// `exports/training/…/part-*.parquet`: one row per (user, item) pair in the training window.
+///
+/// `value` is the strongest interaction of the pair in the window (the rating for MovieLens),
+/// `events` how many events the pair had.
+pub fn training_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::USER_ID, DataType::Int64, false),
+        Field::new(columns::ITEM_ID, DataType::Int64, false),
+        Field::new(columns::VALUE, DataType::Float32, false),
+        Field::new(columns::EVENTS, DataType::Int64, false),
+    ]))
+}
+
+/// `exports/training/…/seen-*.parquet`: pairs seen up to the night but absent from `part-*`
+/// (older than the window, or filtered out). Together they are everything "already seen".
+pub fn seen_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::USER_ID, DataType::Int64, false),
+        Field::new(columns::ITEM_ID, DataType::Int64, false),
+    ]))
+}
+
+/// `models/…/{user,item}_factors.parquet`: an id and its factor vector.
+pub fn factors_schema(id_column: &str, factors: usize) -> SchemaRef {
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    Arc::new(Schema::new(vec![
+        Field::new(id_column, DataType::Int64, false),
+        Field::new(
+            columns::FACTORS,
+            DataType::FixedSizeList(item, factors as i32),
+            false,
+        ),
+    ]))
+}
+
+/// `recommendations/…/part-*.parquet`: ranked lists, one row per (user, rank).
+pub fn recommendations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::USER_ID, DataType::Int64, false),
+        Field::new(columns::ITEM_ID, DataType::Int64, false),
+        Field::new(columns::RANK, DataType::Int32, false),
+        Field::new(columns::SCORE, DataType::Float32, false),
+        Field::new(columns::SOURCE, DataType::Utf8, false),
+    ]))
+}
+
+/// Where a recommendation came from.
+pub mod sources {
+    /// Scored by the collaborative filtering model.
+    pub const ALS: &str = "als";
+    /// The popularity fallback, for users the model does not cover.
+    pub const POPULAR: &str = "popular";
+}
+
+/// One data file listed by a manifest; `path` is relative to the lake root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A column of a data file set, as written in manifests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+impl ColumnSpec {
+    /// The columns of an Arrow schema.
+    pub fn of_schema(schema: &Schema) -> Vec<ColumnSpec> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| ColumnSpec {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect()
+    }
+}
+
+/// `exports/training/YYYY/MM/DD/_manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportManifest {
+    pub night: Night,
+    pub created_at: DateTime<Utc>,
+    /// Training pairs (`part-*.parquet`).
+    pub files: Vec<FileEntry>,
+    pub rows: u64,
+    pub schema: Vec<ColumnSpec>,
+    /// Pairs seen up to the night but not in `files` (`seen-*.parquet`).
+    pub seen_files: Vec<FileEntry>,
+    pub seen_rows: u64,
+    pub users: u64,
+    pub items: u64,
+    /// Version of each warehouse table that was read, by table name.
+    pub table_versions: BTreeMap<String, i64>,
+    /// First and last event day in the training window.
+    pub window_start: Night,
+    pub window_end: Night,
+    /// The `[prepare]` settings used.
+    pub params: serde_json::Value,
+}
+
+/// `models/YYYY/MM/DD/model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub night: Night,
+    pub created_at: DateTime<Utc>,
+    pub algorithm: String,
+    /// The `[model]` settings used.
+    pub params: serde_json::Value,
+    pub users: u64,
+    pub items: u64,
+    pub interactions: u64,
+    pub factors: usize,
+    /// Training loss after each iteration.
+    pub loss: Vec<f64>,
+    pub train_seconds: f64,
+    /// The export this model was trained on, and the table versions that export read.
+    pub export_manifest: String,
+    pub table_versions: BTreeMap<String, i64>,
+    pub files: Vec<FileEntry>,
+}
+
+/// `recommendations/YYYY/MM/DD/_manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendationsManifest {
+    pub night: Night,
+    pub created_at: DateTime<Utc>,
+    pub files: Vec<FileEntry>,
+    pub rows: u64,
+    pub schema: Vec<ColumnSpec>,
+    pub users: u64,
+    pub k: usize,
+    /// Users per source (`als`, `popular`).
+    pub users_by_source: BTreeMap<String, u64>,
+    pub model: String,
+    pub table_versions: BTreeMap<String, i64>,
+}
+
+/// `recommendations/_LATEST`: the newest published night.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestPointer {
+    pub night: Night,
+    pub manifest: String,
+    pub published_at: DateTime<Utc>,
+}
+
+/// State of a step or a night in the run record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// One step of a night in `runs/YYYY-MM-DD.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub state: StepState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub rows_in: Option<u64>,
+    pub rows_out: Option<u64>,
+    /// What the step did, in a sentence, or why it failed.
+    pub outcome: Option<String>,
+    /// Whose fault the failure was (`invalid_input`, `not_found`, `transient`, `internal`).
+    pub error_kind: Option<String>,
+}
+
+/// `runs/YYYY-MM-DD.json`: the run record of one night.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub night: Night,
+    pub state: StepState,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Scores of one list-maker in an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingScores {
+    pub ndcg: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub hit_rate: f64,
+}
+
+/// `evaluations/YYYY/MM/DD/horizon-Hd.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    pub night: Night,
+    pub created_at: DateTime<Utc>,
+    pub horizon_days: u32,
+    /// Last event day that was in the lake and counted (≤ night + horizon).
+    pub last_event_day: Option<Night>,
+    pub k: usize,
+    /// Users with at least one relevant item, who had events up to the night.
+    pub users_scored: u64,
+    pub relevant_items: u64,
+    pub model: RankingScores,
+    pub popularity: RankingScores,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_name_their_columns() {
+        let s = recommendations_schema();
+        let names: Vec<_> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["user_id", "item_id", "rank", "score", "source"]);
+        let cols = ColumnSpec::of_schema(&factors_schema("user_id", 8));
+        assert_eq!(cols[1].name, "factors");
+        assert!(cols[1].data_type.contains("FixedSizeList"), "{:?}", cols[1]);
+    }
+}

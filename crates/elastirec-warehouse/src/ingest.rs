@@ -1,0 +1,658 @@
+//! `ingest`: the nightly incremental load of raw files into the warehouse.
+//!
+//! Night D loads every raw event file under `raw/events/YYYY/MM/DD/` for days up to D that the
+//! load ledger (`warehouse/loads`) does not list yet, so a new lake catches up its whole history
+//! in one night and a rerun loads nothing. All new files go into `warehouse/events` in one Delta
+//! commit; then one commit appends their ledger rows.
+//!
+//! Crash safety: the events table is the truth. Every event row carries its `source_file`, so if
+//! the process dies between the two commits, the next run sees an events version newer than the
+//! ledger knows, finds which files that commit loaded, and writes their ledger rows instead of
+//! loading them again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use rayon::prelude::*;
+
+use elastirec_core::Night;
+use elastirec_core::config::{EventsConfig, TimestampFormat};
+use elastirec_core::layout::{self, Table};
+
+use crate::query::{i64s, strings};
+use crate::tables::{Warehouse, schema};
+use crate::{Error, Result};
+
+/// What one ingest did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestReport {
+    /// Raw event files loaded by this run.
+    pub files_loaded: u64,
+    /// Event rows loaded by this run.
+    pub rows_loaded: u64,
+    /// Files of days up to the night that were loaded by earlier runs.
+    pub files_already_loaded: u64,
+    /// Files loaded earlier whose size or ETag has changed since (not reloaded).
+    pub files_changed: Vec<String>,
+    /// Files of days after the night, left for later nights.
+    pub files_for_later_nights: u64,
+    /// Files that an interrupted earlier run had loaded but not recorded; recorded now.
+    pub files_recovered: u64,
+    /// Item rows loaded, when item files changed.
+    pub items_loaded: Option<u64>,
+    /// Version of `warehouse/events` after the load.
+    pub events_version: i64,
+}
+
+/// A raw file as the ledger remembers it.
+#[derive(Debug, Clone)]
+struct LedgerEntry {
+    size: i64,
+    e_tag: Option<String>,
+}
+
+impl Warehouse {
+    /// Loads raw files for `night`: see the module documentation.
+    pub async fn ingest(&self, night: Night, events: &EventsConfig) -> Result<IngestReport> {
+        let lake = self.lake();
+        let mut report = IngestReport::default();
+        let ledger = self.ledger().await?;
+        let raw = lake.list(&layout::raw_events_root()).await?;
+        let mut candidates = Vec::new();
+        for meta in raw {
+            let Some(day) = layout::raw_event_file_day(&meta.location) else {
+                tracing::warn!(path = %meta.location, "ignoring an object outside raw/events/YYYY/MM/DD/");
+                continue;
+            };
+            if day > night {
+                report.files_for_later_nights += 1;
+                continue;
+            }
+            candidates.push((day, meta));
+        }
+
+        // Recover ledger rows lost by a crash between the events commit and the ledger commit.
+        let events_table = self.table(Table::Events).await?;
+        let events_version = events_table.version().unwrap_or(0) as i64;
+        let recorded = ledger.get("events").map(|(_, v)| *v).unwrap_or(0);
+        let mut loaded: HashMap<String, LedgerEntry> = ledger
+            .get("events")
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default();
+        if events_version > recorded {
+            let counts = self.rows_per_source_file().await?;
+            let mut recovered = Vec::new();
+            for (day, meta) in &candidates {
+                let path = meta.location.to_string();
+                if let Some(&rows) = counts.get(&path)
+                    && !loaded.contains_key(&path)
+                {
+                    recovered.push(LedgerRow::of(
+                        meta,
+                        "events",
+                        Some(*day),
+                        rows,
+                        events_version,
+                        night,
+                    ));
+                    loaded.insert(path, LedgerEntry::of(meta));
+                }
+            }
+            report.files_recovered = recovered.len() as u64;
+            if !recovered.is_empty() {
+                tracing::warn!(
+                    files = recovered.len(),
+                    "recorded files loaded by an interrupted run"
+                );
+            }
+            self.append_ledger(recovered, night).await?;
+        }
+
+        let mut new_files = Vec::new();
+        for (day, meta) in candidates {
+            let path = meta.location.to_string();
+            match loaded.get(&path) {
+                Some(entry) => {
+                    report.files_already_loaded += 1;
+                    if entry.size != meta.size as i64
+                        || (entry.e_tag.is_some() && entry.e_tag != meta.e_tag)
+                    {
+                        tracing::warn!(%path, "raw file changed after it was loaded; not reloading it");
+                        report.files_changed.push(path);
+                    }
+                }
+                None => new_files.push((day, meta)),
+            }
+        }
+
+        report.events_version = events_version;
+        if !new_files.is_empty() {
+            let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(new_files)
+                .map(|(day, meta)| async move {
+                    let body = lake.get(&meta.location).await?;
+                    Ok::<_, Error>((day, meta, body))
+                })
+                .buffered(8)
+                .try_collect()
+                .await?;
+            let cfg = events.clone();
+            let parsed: Vec<(Night, ObjectMeta, RecordBatch)> =
+                tokio::task::spawn_blocking(move || {
+                    bodies
+                        .into_par_iter()
+                        .map(|(day, meta, body)| {
+                            let batch = parse_events(&meta.location.to_string(), &body, &cfg)?;
+                            Ok((day, meta, batch))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("parse task failed: {e}")))??;
+            let rows: u64 = parsed.iter().map(|(_, _, b)| b.num_rows() as u64).sum();
+            let batches: Vec<RecordBatch> = parsed
+                .iter()
+                .map(|(_, _, b)| b.clone())
+                .filter(|b| b.num_rows() > 0)
+                .collect();
+            let mut version = events_version;
+            if !batches.is_empty() {
+                let mut meta = HashMap::new();
+                meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
+                meta.insert(
+                    "elastirec.night".to_string(),
+                    serde_json::json!(night.to_string()),
+                );
+                meta.insert(
+                    "elastirec.files".to_string(),
+                    serde_json::json!(parsed.len()),
+                );
+                let table = events_table
+                    .write(batches)
+                    .with_save_mode(SaveMode::Append)
+                    .with_partition_columns(["event_date"])
+                    .with_commit_properties(CommitProperties::default().with_metadata(meta))
+                    .await
+                    .map_err(Error::delta("events"))?;
+                version = table.version().unwrap_or(0) as i64;
+            }
+            let ledger_rows = parsed
+                .iter()
+                .map(|(day, meta, b)| {
+                    LedgerRow::of(
+                        meta,
+                        "events",
+                        Some(*day),
+                        b.num_rows() as i64,
+                        version,
+                        night,
+                    )
+                })
+                .collect();
+            self.append_ledger(ledger_rows, night).await?;
+            report.files_loaded = parsed.len() as u64;
+            report.rows_loaded = rows;
+            report.events_version = version;
+        }
+
+        report.items_loaded = self
+            .ingest_items(night, ledger.get("items").map(|(m, _)| m))
+            .await?;
+        Ok(report)
+    }
+
+    /// The ledger by target table: each loaded path's size and ETag, and the newest table version
+    /// the ledger has recorded for that target.
+    async fn ledger(&self) -> Result<HashMap<String, (HashMap<String, LedgerEntry>, i64)>> {
+        let batches = self
+            .sql("SELECT path, target, size, e_tag, table_version FROM loads")
+            .await?;
+        let mut out: HashMap<String, (HashMap<String, LedgerEntry>, i64)> = HashMap::new();
+        for b in &batches {
+            let paths = strings(b, "path")?;
+            let targets = strings(b, "target")?;
+            let sizes = i64s(b, "size")?;
+            let tags = strings(b, "e_tag")?;
+            let versions = i64s(b, "table_version")?;
+            for i in 0..b.num_rows() {
+                let (Some(path), Some(target)) = (paths[i].clone(), targets[i].clone()) else {
+                    return Err(Error::Internal("null path in warehouse/loads".into()));
+                };
+                let entry = out.entry(target).or_default();
+                entry.0.insert(
+                    path,
+                    LedgerEntry {
+                        size: sizes[i].unwrap_or(-1),
+                        e_tag: tags[i].clone(),
+                    },
+                );
+                entry.1 = entry.1.max(versions[i].unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rows_per_source_file(&self) -> Result<HashMap<String, i64>> {
+        let batches = self
+            .sql("SELECT source_file, COUNT(*) AS n FROM events GROUP BY source_file")
+            .await?;
+        let mut out = HashMap::new();
+        for b in &batches {
+            for (f, n) in strings(b, "source_file")?.into_iter().zip(i64s(b, "n")?) {
+                if let (Some(f), Some(n)) = (f, n) {
+                    out.insert(f, n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn append_ledger(&self, rows: Vec<LedgerRow>, night: Night) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = ledger_batch(&rows, night)?;
+        self.table(Table::Loads)
+            .await?
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(Error::delta("loads"))?;
+        Ok(())
+    }
+
+    /// Reloads `warehouse/items` when any item file is new or changed; returns the rows loaded.
+    async fn ingest_items(
+        &self,
+        night: Night,
+        known: Option<&HashMap<String, LedgerEntry>>,
+    ) -> Result<Option<u64>> {
+        let lake = self.lake();
+        let files: Vec<ObjectMeta> = lake
+            .list(&layout::raw_items_root())
+            .await?
+            .into_iter()
+            .filter(|m| m.location.as_ref().ends_with(".csv"))
+            .collect();
+        let unchanged = |m: &ObjectMeta| {
+            known
+                .and_then(|k| k.get(m.location.as_ref()))
+                .is_some_and(|e| {
+                    e.size == m.size as i64 && (e.e_tag.is_none() || e.e_tag == m.e_tag)
+                })
+        };
+        if files.iter().all(unchanged) {
+            return Ok(None);
+        }
+        // Later files override earlier ones for the same id (files are sorted by path).
+        let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
+        let mut per_file = Vec::new();
+        for meta in &files {
+            let name = meta.location.to_string();
+            let body = lake.get(&meta.location).await?;
+            let parsed = parse_items(&name, &body)?;
+            per_file.push((meta.clone(), parsed.len() as i64));
+            for (id, title, genres) in parsed {
+                items.insert(id, (Some(title), Some(genres), name.clone()));
+            }
+        }
+        let ids: Int64Array = items.keys().copied().collect();
+        let titles: StringArray = items.values().map(|v| v.0.clone()).collect();
+        let genres: StringArray = items.values().map(|v| v.1.clone()).collect();
+        let sources: StringArray = items.values().map(|v| Some(v.2.clone())).collect();
+        let batch = RecordBatch::try_new(
+            schema(Table::Items),
+            vec![
+                Arc::new(ids),
+                Arc::new(titles),
+                Arc::new(genres),
+                Arc::new(sources),
+            ],
+        )
+        .map_err(|e| Error::Internal(format!("items batch: {e}")))?;
+        let table = self
+            .table(Table::Items)
+            .await?
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Overwrite)
+            .await
+            .map_err(Error::delta("items"))?;
+        let version = table.version().unwrap_or(0) as i64;
+        let rows = per_file
+            .iter()
+            .filter(|(m, _)| !unchanged(m))
+            .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version, night))
+            .collect();
+        self.append_ledger(rows, night).await?;
+        Ok(Some(items.len() as u64))
+    }
+}
+
+impl LedgerEntry {
+    fn of(meta: &ObjectMeta) -> Self {
+        LedgerEntry {
+            size: meta.size as i64,
+            e_tag: meta.e_tag.clone(),
+        }
+    }
+}
+
+struct LedgerRow {
+    path: String,
+    target: &'static str,
+    day: Option<Night>,
+    size: i64,
+    e_tag: Option<String>,
+    last_modified: i64,
+    rows: i64,
+    version: i64,
+}
+
+impl LedgerRow {
+    fn of(
+        meta: &ObjectMeta,
+        target: &'static str,
+        day: Option<Night>,
+        rows: i64,
+        version: i64,
+        _night: Night,
+    ) -> Self {
+        LedgerRow {
+            path: meta.location.to_string(),
+            target,
+            day,
+            size: meta.size as i64,
+            e_tag: meta.e_tag.clone(),
+            last_modified: meta.last_modified.timestamp_micros(),
+            rows,
+            version,
+        }
+    }
+}
+
+fn ledger_batch(rows: &[LedgerRow], night: Night) -> Result<RecordBatch> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.path.clone()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| Some(r.target)).collect::<StringArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.day.map(Night::days_since_epoch))
+                .collect::<Date32Array>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.size).collect::<Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.e_tag.clone())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.last_modified).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(rows.iter().map(|r| r.rows).collect::<Int64Array>()),
+        Arc::new(Int64Array::from(vec![0i64; rows.len()])),
+        Arc::new(rows.iter().map(|r| r.version).collect::<Int64Array>()),
+        Arc::new(Date32Array::from(vec![
+            night.days_since_epoch();
+            rows.len()
+        ])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; rows.len()]).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(schema(Table::Loads), cols)
+        .map_err(|e| Error::Internal(format!("ledger batch: {e}")))
+}
+
+/// Parses one raw event file into a batch of `warehouse/events` rows.
+///
+/// Any malformed row is an error naming the file, line and column.
+pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Result<RecordBatch> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(cfg.delimiter as u8)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    let header = reader
+        .byte_headers()
+        .map_err(|e| Error::BadFile {
+            file: file.into(),
+            reason: format!("cannot read the header line: {e}"),
+        })?
+        .clone();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let find = |wanted: &str, setting: &str| {
+        names.iter().position(|n| n == wanted).ok_or_else(|| Error::BadFile {
+            file: file.into(),
+            reason: format!(
+                "no column '{wanted}' in the header ({}); set [events] {setting} to the right name",
+                names.join(",")
+            ),
+        })
+    };
+    let user_col = find(&cfg.user_column, "user_column")?;
+    let item_col = find(&cfg.item_column, "item_column")?;
+    let value_col = find(&cfg.value_column, "value_column")?;
+    let time_col = find(&cfg.timestamp_column, "timestamp_column")?;
+    let type_col = match &cfg.event_type_column {
+        Some(c) => Some(find(c, "event_type_column")?),
+        None => None,
+    };
+
+    let mut users = Vec::new();
+    let mut items = Vec::new();
+    let mut values = Vec::new();
+    let mut times = Vec::new();
+    let mut dates = Vec::new();
+    let mut types: Vec<Option<String>> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let more = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| Error::BadFile {
+                file: file.into(),
+                reason: format!("unreadable CSV: {e}"),
+            })?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && record[0].is_empty() {
+            continue; // blank line
+        }
+        let bad = |column: &str, reason: String| Error::BadRow {
+            file: file.into(),
+            line,
+            column: column.into(),
+            reason,
+        };
+        if record.len() != names.len() {
+            return Err(bad(
+                "*",
+                format!(
+                    "expected {} fields like the header, found {}",
+                    names.len(),
+                    record.len()
+                ),
+            ));
+        }
+        let text = |i: usize, column: &str| {
+            std::str::from_utf8(&record[i])
+                .map(str::trim)
+                .map_err(|_| bad(column, "not valid UTF-8".into()))
+        };
+        let id = |i: usize, column: &str| -> Result<i64> {
+            let t = text(i, column)?;
+            if t.is_empty() {
+                return Err(bad(column, "empty id".into()));
+            }
+            t.parse()
+                .map_err(|_| bad(column, format!("'{t}' is not an integer id")))
+        };
+        let user = id(user_col, &cfg.user_column)?;
+        let item = id(item_col, &cfg.item_column)?;
+        let raw_value = text(value_col, &cfg.value_column)?;
+        let value: f32 = raw_value
+            .parse()
+            .ok()
+            .filter(|v: &f32| v.is_finite())
+            .ok_or_else(|| bad(&cfg.value_column, format!("'{raw_value}' is not a number")))?;
+        let raw_time = text(time_col, &cfg.timestamp_column)?;
+        let micros = parse_timestamp(raw_time, cfg.timestamp_format).ok_or_else(|| {
+            bad(
+                &cfg.timestamp_column,
+                format!(
+                    "'{raw_time}' is not a timestamp in the configured format ({:?}); set \
+                     [events] timestamp_format",
+                    cfg.timestamp_format
+                ),
+            )
+        })?;
+        let day = Night::of_unix_seconds(micros.div_euclid(1_000_000)).ok_or_else(|| {
+            bad(
+                &cfg.timestamp_column,
+                format!("'{raw_time}' is out of range"),
+            )
+        })?;
+        let event_type = match type_col {
+            Some(i) => {
+                let t = text(i, cfg.event_type_column.as_deref().unwrap_or(""))?;
+                (!t.is_empty()).then(|| t.to_string())
+            }
+            None => None,
+        };
+        users.push(user);
+        items.push(item);
+        values.push(value);
+        times.push(micros);
+        dates.push(day.days_since_epoch());
+        types.push(event_type);
+    }
+    let n = users.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(users)),
+        Arc::new(Int64Array::from(items)),
+        Arc::new(Float32Array::from(values)),
+        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        Arc::new(StringArray::from(types)),
+        Arc::new(StringArray::from(vec![file; n])),
+        Arc::new(Date32Array::from(dates)),
+    ];
+    RecordBatch::try_new(schema(Table::Events), columns)
+        .map_err(|e| Error::Internal(format!("events batch for {file}: {e}")))
+}
+
+fn parse_timestamp(raw: &str, format: TimestampFormat) -> Option<i64> {
+    match format {
+        TimestampFormat::UnixSeconds => match raw.parse::<i64>() {
+            Ok(s) => s.checked_mul(1_000_000),
+            Err(_) => raw
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && s.abs() < 1e12)
+                .map(|s| (s * 1e6).round() as i64),
+        },
+        TimestampFormat::UnixMillis => raw.parse::<i64>().ok()?.checked_mul(1_000),
+        TimestampFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.timestamp_micros()),
+    }
+}
+
+/// Parses an item file: a header, then `id,title,genres` (RFC 4180 quoting).
+fn parse_items(file: &str, body: &[u8]) -> Result<Vec<(i64, String, String)>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| Error::BadFile {
+            file: file.into(),
+            reason: format!("unreadable item CSV: {e}"),
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() < 2 {
+            return Err(Error::BadRow {
+                file: file.into(),
+                line,
+                column: "*".into(),
+                reason: "expected id,title,genres".into(),
+            });
+        }
+        let id = record[0].trim().parse().map_err(|_| Error::BadRow {
+            file: file.into(),
+            line,
+            column: "movieId".into(),
+            reason: format!("'{}' is not an integer id", &record[0]),
+        })?;
+        out.push((
+            id,
+            record[1].to_string(),
+            record.get(2).unwrap_or("").to_string(),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_configured_columns_and_names_bad_rows() {
+        let cfg = EventsConfig::default();
+        let body = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,11,3.5,881250950\n";
+        let b = parse_events("raw/events/1997/12/04/a.csv", body, &cfg).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        let bad = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,x,3.5,881250950\n";
+        let e = parse_events("f.csv", bad, &cfg).unwrap_err().to_string();
+        assert_eq!(e, "f.csv:3: column 'movieId': 'x' is not an integer id");
+        let short = b"userId,movieId,rating,timestamp\n1,10,4.0\n";
+        let e = parse_events("f.csv", short, &cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.csv:2: column '*': expected 4 fields"),
+            "{e}"
+        );
+        let e = parse_events("f.csv", b"user,item\n1,2\n", &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set [events] user_column"), "{e}");
+    }
+
+    #[test]
+    fn timestamp_formats() {
+        assert_eq!(
+            parse_timestamp("10", TimestampFormat::UnixSeconds),
+            Some(10_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("10.5", TimestampFormat::UnixSeconds),
+            Some(10_500_000)
+        );
+        assert_eq!(
+            parse_timestamp("10", TimestampFormat::UnixMillis),
+            Some(10_000)
+        );
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:01Z", TimestampFormat::Rfc3339),
+            Some(1_000_000)
+        );
+        assert_eq!(parse_timestamp("x", TimestampFormat::UnixSeconds), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! The warehouse's Delta tables: their schemas, creation and a SQL session over them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::kernel::{DataType as DeltaType, StructField};
+
+use elastirec_core::Lake;
+use elastirec_core::layout::Table;
+
+use crate::{Error, Result};
+
+/// Timestamps are stored as UTC microseconds, Delta's `timestamp` type.
+pub(crate) fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Arrow schema of a table, in column order.
+pub(crate) fn schema(table: Table) -> SchemaRef {
+    let f = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
+    Arc::new(Schema::new(match table {
+        Table::Events => vec![
+            f("user_id", DataType::Int64, false),
+            f("item_id", DataType::Int64, false),
+            f("value", DataType::Float32, false),
+            f("event_time", utc_micros(), false),
+            f("event_type", DataType::Utf8, true),
+            f("source_file", DataType::Utf8, false),
+            f("event_date", DataType::Date32, false),
+        ],
+        Table::Items => vec![
+            f("item_id", DataType::Int64, false),
+            f("title", DataType::Utf8, true),
+            f("genres", DataType::Utf8, true),
+            f("source_file", DataType::Utf8, false),
+        ],
+        Table::Loads => vec![
+            f("path", DataType::Utf8, false),
+            f("target", DataType::Utf8, false),
+            f("day", DataType::Date32, true),
+            f("size", DataType::Int64, false),
+            f("e_tag", DataType::Utf8, true),
+            f("last_modified", utc_micros(), false),
+            f("rows_loaded", DataType::Int64, false),
+            f("rows_rejected", DataType::Int64, false),
+            f("table_version", DataType::Int64, false),
+            f("night", DataType::Date32, false),
+            f("loaded_at", utc_micros(), false),
+        ],
+        Table::Rejects => vec![
+            f("file", DataType::Utf8, false),
+            f("line", DataType::Int64, false),
+            f("column", DataType::Utf8, true),
+            f("reason", DataType::Utf8, false),
+            f("raw_line", DataType::Utf8, true),
+            f("night", DataType::Date32, false),
+            f("rejected_at", utc_micros(), false),
+        ],
+    }))
+}
+
+fn partition_columns(table: Table) -> Vec<String> {
+    match table {
+        Table::Events => vec!["event_date".into()],
+        _ => Vec::new(),
+    }
+}
+
+fn delta_type(t: &DataType) -> Result<DeltaType> {
+    Ok(match t {
+        DataType::Int64 => DeltaType::LONG,
+        DataType::Float32 => DeltaType::FLOAT,
+        DataType::Utf8 => DeltaType::STRING,
+        DataType::Date32 => DeltaType::DATE,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => DeltaType::TIMESTAMP,
+        other => return Err(Error::Internal(format!("no Delta type for {other}"))),
+    })
+}
+
+/// The warehouse of one lake.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    lake: Lake,
+}
+
+impl Warehouse {
+    /// Opens the warehouse, creating any of its tables that do not exist yet.
+    pub async fn open(lake: &Lake) -> Result<Warehouse> {
+        let wh = Warehouse { lake: lake.clone() };
+        for table in Table::ALL {
+            wh.ensure(table).await?;
+        }
+        Ok(wh)
+    }
+
+    /// The lake this warehouse lives in.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    fn table_url(&self, table: Table) -> url::Url {
+        let mut url = self.lake.url_of(&table.path());
+        // Delta table URLs name a folder.
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        url
+    }
+
+    /// Loads a table at its latest version (or creates nothing: see [`Warehouse::open`]).
+    pub(crate) async fn table(&self, table: Table) -> Result<DeltaTable> {
+        let url = self.table_url(table);
+        let mut builder =
+            deltalake::DeltaTableBuilder::from_url(url).map_err(Error::delta(table.name()))?;
+        if !self.lake.options().is_empty() {
+            builder = builder.with_storage_options(self.lake.options().clone());
+        }
+        builder.load().await.map_err(Error::delta(table.name()))
+    }
+
+    async fn ensure(&self, table: Table) -> Result<()> {
+        let url = self.table_url(table);
+        if self.lake.is_local() {
+            // delta-rs needs the folder of a local table to exist before creating it.
+            let dir = url
+                .to_file_path()
+                .map_err(|()| Error::Internal(format!("{url} is not a local path")))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let handle = if self.lake.options().is_empty() {
+            DeltaTable::try_from_url(url).await
+        } else {
+            DeltaTable::try_from_url_with_storage_options(url, self.lake.options().clone()).await
+        }
+        .map_err(Error::delta(table.name()))?;
+        if handle.version().is_some() {
+            return Ok(());
+        }
+        let mut columns = Vec::new();
+        for field in schema(table).fields() {
+            columns.push(StructField::new(
+                field.name().clone(),
+                delta_type(field.data_type())?,
+                field.is_nullable(),
+            ));
+        }
+        let created = handle
+            .create()
+            .with_table_name(table.name())
+            .with_columns(columns)
+            .with_partition_columns(partition_columns(table))
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Another process created it first: fine.
+            Err(deltalake::DeltaTableError::VersionAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(Error::delta(table.name())(e)),
+        }
+    }
+
+    /// The current version of every table, by name.
+    pub async fn versions(&self) -> Result<BTreeMap<String, i64>> {
+        let mut out = BTreeMap::new();
+        for table in Table::ALL {
+            let t = self.table(table).await?;
+            out.insert(
+                table.name().to_string(),
+                t.version().map_or(-1, |v| v as i64),
+            );
+        }
+        Ok(out)
+    }
+
+    /// A SQL session with every table registered under its name, at its latest version.
+    pub async fn session(&self) -> Result<SessionContext> {
+        let tables = futures::future::try_join_all(Table::ALL.map(|t| self.table(t))).await?;
+        self.session_over(Table::ALL.into_iter().zip(tables)).await
+    }
+
+    /// A SQL session over the given table handles (each at the version it was loaded at).
+    pub(crate) async fn session_over(
+        &self,
+        tables: impl IntoIterator<Item = (Table, DeltaTable)>,
+    ) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_target_partitions(rayon::current_num_threads().max(1))
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        for (table, handle) in tables {
+            handle
+                .update_datafusion_session(&ctx.state())
+                .map_err(Error::delta(table.name()))?;
+            let provider = handle
+                .table_provider()
+                .await
+                .map_err(Error::query(format!("scan {}", table.name())))?;
+            ctx.register_table(table.name(), provider)
+                .map_err(Error::query(format!("register {}", table.name())))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs a SQL query over the tables and collects the result.
+    pub async fn sql(&self, query: &str) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
+        let ctx = self.session().await?;
+        let df = ctx.sql(query).await.map_err(Error::query(query))?;
+        df.collect().await.map_err(Error::query(query))
+    }
+}

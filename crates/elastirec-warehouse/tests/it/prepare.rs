@@ -1,0 +1,129 @@
+//! The training export: window, seen pairs, manifest, and reruns of old nights.
+
+use elastirec_core::config::{EventsConfig, PrepareConfig};
+use elastirec_core::layout;
+use elastirec_core::manifest::ExportManifest;
+use elastirec_warehouse::Warehouse;
+
+use crate::{lake, raw_file};
+
+async fn pairs(
+    lake: &elastirec_core::Lake,
+    files: &[elastirec_core::manifest::FileEntry],
+) -> Vec<(i64, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let mut out = Vec::new();
+    for f in files {
+        let body = lake.get(&f.path.as_str().into()).await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let u = b
+                .column_by_name("user_id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone();
+            let i = b
+                .column_by_name("item_id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone();
+            out.extend(u.values().iter().copied().zip(i.values().iter().copied()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_the_window_and_older_seen_pairs() {
+    let (_dir, lake) = lake().await;
+    raw_file(
+        &lake,
+        "2024-01-01",
+        "a.csv",
+        &[(1, 10, 5.0, 10), (1, 11, 1.0, 20)],
+    )
+    .await;
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[(1, 12, 4.0, 10), (2, 10, 3.0, 10), (2, 10, 4.0, 99)],
+    )
+    .await;
+    raw_file(&lake, "2024-01-04", "a.csv", &[(3, 13, 4.0, 10)]).await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    wh.ingest("2024-01-04".parse().unwrap(), &EventsConfig::default())
+        .await
+        .unwrap();
+
+    let params = PrepareConfig {
+        window_days: 2,
+        min_value: None,
+    };
+    let m = wh
+        .prepare("2024-01-03".parse().unwrap(), &params)
+        .await
+        .unwrap();
+    // Window 2024-01-02..03: pairs (1,12) and (2,10) (two events, strongest value 4).
+    assert_eq!(m.rows, 2);
+    assert_eq!((m.users, m.items), (2, 2));
+    assert_eq!(m.window_start.to_string(), "2024-01-02");
+    assert_eq!(pairs(&lake, &m.files).await, vec![(1, 12), (2, 10)]);
+    // Seen before the window: (1,10), (1,11). Day 4 is after the night: not there.
+    assert_eq!(pairs(&lake, &m.seen_files).await, vec![(1, 10), (1, 11)]);
+    assert!(m.table_versions["events"] >= 1);
+    let on_disk: ExportManifest = lake
+        .get_json(
+            &layout::training_export_manifest("2024-01-03".parse().unwrap()),
+            "m",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_disk, m);
+    for f in m.files.iter().chain(&m.seen_files) {
+        assert!(
+            f.path.starts_with("exports/training/2024/01/03/"),
+            "{}",
+            f.path
+        );
+    }
+
+    // min_value drops weak events from training; they stay seen.
+    let params = PrepareConfig {
+        window_days: 10,
+        min_value: Some(2.0),
+    };
+    let m = wh
+        .prepare("2024-01-03".parse().unwrap(), &params)
+        .await
+        .unwrap();
+    assert_eq!(
+        pairs(&lake, &m.files).await,
+        vec![(1, 10), (1, 12), (2, 10)]
+    );
+    assert_eq!(pairs(&lake, &m.seen_files).await, vec![(1, 11)]);
+    // A redo leaves only the files its manifest lists.
+    let listed: Vec<String> = lake
+        .list(&layout::training_export_dir("2024-01-03".parse().unwrap()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    let mut expected: Vec<String> = m
+        .files
+        .iter()
+        .chain(&m.seen_files)
+        .map(|f| f.path.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}

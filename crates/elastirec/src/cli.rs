@@ -1,0 +1,194 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use elastirec_core::Night;
+
+/// Nightly recommendations from events in object storage.
+///
+/// Producers drop events under raw/events/YYYY/MM/DD/ in the lake; each night elastirec loads
+/// them into Delta tables (ingest), prepares the training input with SQL (prepare), trains
+/// implicit-feedback ALS (train) and writes every user's top-K (recommend). All state lives in
+/// the lake: a local folder by default, or an object store URL.
+///
+/// Start with `elastirec demo`.
+#[derive(Debug, Parser)]
+#[command(name = "elastirec", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The lake root: a folder, or a URL such as s3://bucket/prefix [default: ./lake, or
+    /// [lake] root in the config]
+    #[arg(
+        long,
+        global = true,
+        env = "ELASTIREC_LAKE",
+        value_name = "PATH_OR_URL"
+    )]
+    pub lake: Option<String>,
+
+    /// Configuration file (TOML with [lake], [events], [prepare], [model], [recommend]);
+    /// ELASTIREC_<SECTION>__<KEY> variables override it, flags override both
+    #[arg(long, global = true, env = "ELASTIREC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr (-v: info, -vv: debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lay out a MovieLens data set as daily raw event files in the lake
+    #[command(subcommand)]
+    Import(ImportCommand),
+
+    /// Produce days of events from a planted preference model (a stand-in for applications)
+    Simulate(SimulateArgs),
+
+    /// Load raw files of night DATE, and of any earlier day not loaded yet, into the warehouse
+    Ingest(DateArg),
+
+    /// Write night DATE's training export (window of history, one row per user-item pair)
+    Prepare(DateArg),
+
+    /// Train night DATE's model from its training export
+    Train(TrainArgs),
+
+    /// Write night DATE's top-K recommendations and publish them as the latest
+    Recommend(RecommendArgs),
+
+    /// Run the whole night DATE: ingest, prepare, train, recommend
+    Run(RunArgs),
+
+    /// Score night DATE's stored recommendations against the events of the following days
+    Evaluate(EvaluateArgs),
+
+    /// From nothing: simulate 30 days, run every night, evaluate, and say where outputs are
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// MovieLens ratings (ml-20m/25m/latest ratings.csv, ml-1m/10m ratings.dat, ml-100k u.data),
+    /// detected by content; written as one CSV per UTC day under raw/events/YYYY/MM/DD/
+    Movielens(MovielensArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MovielensArgs {
+    /// The ratings file
+    #[arg(long, value_name = "FILE")]
+    pub ratings: PathBuf,
+    /// The movies file (movies.csv, movies.dat or u.item), written to raw/items/
+    #[arg(long, value_name = "FILE")]
+    pub items: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// First simulated day (UTC)
+    #[arg(long, default_value = "2024-01-01", value_name = "YYYY-MM-DD")]
+    pub start: Night,
+    /// Number of days
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Number of users
+    #[arg(long, default_value_t = 2_000)]
+    pub users: u32,
+    /// Number of items
+    #[arg(long, default_value_t = 1_000)]
+    pub items: u32,
+    /// Events per day
+    #[arg(long, default_value_t = 10_000)]
+    pub events_per_day: u32,
+    /// Seed: the same seed always gives the same files
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DateArg {
+    /// The night, a UTC calendar day
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Night,
+}
+
+/// Overrides of [model] settings.
+#[derive(Debug, Args, Default)]
+pub struct ModelArgs {
+    /// Latent factors [config: model.factors, default 32]
+    #[arg(long)]
+    pub factors: Option<usize>,
+    /// ALS iterations [config: model.iterations, default 15]
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Regularization λ [config: model.regularization, default 0.05]
+    #[arg(long)]
+    pub regularization: Option<f32>,
+    /// Confidence scale α in c = 1 + α·value [config: model.alpha, default 1]
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    /// Worker threads, 0 for one per core [config: model.threads]
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    /// Items per user [config: recommend.k, default 10]
+    #[arg(long)]
+    pub k: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Items per user [config: recommend.k, default 10]
+    #[arg(long)]
+    pub k: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    /// Days after DATE whose events are the ground truth
+    #[arg(long, default_value_t = 7)]
+    pub horizon_days: u32,
+    /// Cutoff K of the metrics [default: recommend.k]
+    #[arg(long)]
+    pub k: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Night to evaluate (its next 7 days are the ground truth); the simulation starts 2024-01-01
+    #[arg(long, default_value = "2024-01-23", value_name = "YYYY-MM-DD")]
+    pub evaluate_night: Night,
+    /// Where the demo lake goes, unless --lake is given
+    #[arg(long, default_value = "./demo-lake", value_name = "PATH")]
+    pub demo_lake: String,
+}
