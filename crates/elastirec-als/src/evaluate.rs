@@ -3,6 +3,10 @@
 //!
 //! Relevant items of a user are the items of their later events that they had not seen up to D.
 //! Only users known at D (with events up to D) and with at least one relevant item are scored.
+//! Two baselines are scored beside the model: `popularity`, each user's most popular unseen
+//! items (what the fallback serves, the fair comparison), and `most_popular`, one list for
+//! everyone with seen items left in (the classic "MostPop", weaker since seen items can never
+//! be relevant).
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +64,12 @@ pub async fn evaluate_night(
     users.sort_unstable();
     let mut model_scores = Vec::with_capacity(users.len());
     let mut pop_scores = Vec::with_capacity(users.len());
+    let mut global_scores = Vec::with_capacity(users.len());
+    let global: Vec<i64> = popularity
+        .top(k, |_| false)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     let mut relevant_items = 0u64;
     for u in &users {
         let rel = &relevant[u];
@@ -76,6 +86,7 @@ pub async fn evaluate_night(
             .map(|(i, _)| i)
             .collect();
         pop_scores.push(score_list(&pop_list, rel, k));
+        global_scores.push(score_list(&global, rel, k));
     }
     let report = EvaluationReport {
         night,
@@ -87,6 +98,7 @@ pub async fn evaluate_night(
         relevant_items,
         model: mean(&model_scores),
         popularity: mean(&pop_scores),
+        most_popular: mean(&global_scores),
     };
     lake.put_json(&layout::evaluation(night, horizon_days), &report)
         .await?;

@@ -261,16 +261,8 @@ impl RowSolver {
             // Lower triangle only: the Cholesky factorization reads nothing else.
             for col in 0..k {
                 let wy = w * y[col];
-                let column = self.a.col_mut(col);
-                let column = column.try_as_col_major_mut().map(|c| c.as_slice_mut());
-                if let Some(column) = column {
-                    for (dst, &yr) in column[col..].iter_mut().zip(&y[col..]) {
-                        *dst += wy * yr;
-                    }
-                } else {
-                    for row in col..k {
-                        self.a[(row, col)] += wy * y[row];
-                    }
+                for (row, &yr) in y.iter().enumerate().skip(col) {
+                    self.a[(row, col)] += wy * yr;
                 }
                 self.b[col] += conf * y[col];
             }

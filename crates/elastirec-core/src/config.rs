@@ -90,6 +90,32 @@ impl Default for EventsConfig {
     }
 }
 
+/// How the events of one (user, item) pair in the window become one training value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The sum of the event values: repeated interactions add up (views, purchases).
+    Sum,
+    /// The largest value.
+    Max,
+    /// The value of the latest event (a re-rating replaces the old rating).
+    Last,
+    /// The number of events, whatever their values.
+    Count,
+}
+
+impl Aggregate {
+    /// The SQL aggregate over the `events` table's columns.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Aggregate::Sum => "SUM(value)",
+            Aggregate::Max => "MAX(value)",
+            Aggregate::Last => "last_value(value ORDER BY event_time)",
+            Aggregate::Count => "CAST(COUNT(*) AS REAL)",
+        }
+    }
+}
+
 /// `[prepare]`: how the warehouse prepares the recommender's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -98,6 +124,8 @@ pub struct PrepareConfig {
     pub window_days: u32,
     /// Events with a value below this are left out of training (they still count as seen).
     pub min_value: Option<f32>,
+    /// How a pair's events become its training value.
+    pub aggregate: Aggregate,
 }
 
 impl Default for PrepareConfig {
@@ -105,6 +133,7 @@ impl Default for PrepareConfig {
         PrepareConfig {
             window_days: 365,
             min_value: None,
+            aggregate: Aggregate::Sum,
         }
     }
 }

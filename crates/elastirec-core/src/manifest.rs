@@ -236,8 +236,12 @@ pub struct EvaluationReport {
     /// Users with at least one relevant item, who had events up to the night.
     pub users_scored: u64,
     pub relevant_items: u64,
+    /// The stored lists of the night.
     pub model: RankingScores,
+    /// Each user's most popular items among those they had not seen (the fallback's lists).
     pub popularity: RankingScores,
+    /// One most-popular list for everyone, seen items included.
+    pub most_popular: RankingScores,
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ impl Warehouse {
                     bodies
                         .into_par_iter()
                         .map(|(day, meta, body)| {
-                            let batch = parse_events(&meta.location.to_string(), &body, &cfg)?;
+                            let batch = parse_events(meta.location.as_ref(), &body, &cfg)?;
                             Ok((day, meta, batch))
                         })
                         .collect::<Result<Vec<_>>>()

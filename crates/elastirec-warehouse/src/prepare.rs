@@ -57,8 +57,9 @@ impl Warehouse {
             .min_value
             .map(|v| format!(" AND value >= {v}"))
             .unwrap_or_default();
+        let aggregate = params.aggregate.sql();
         let training_sql = format!(
-            "SELECT user_id, item_id, MAX(value) AS value, COUNT(*) AS events FROM events \
+            "SELECT user_id, item_id, {aggregate} AS value, COUNT(*) AS events FROM events \
              WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter} \
              GROUP BY user_id, item_id"
         );

@@ -246,7 +246,11 @@ fn print_evaluation(r: &EvaluationReport) {
         "recall",
         "hit rate"
     );
-    for (name, s) in [("model", &r.model), ("popularity", &r.popularity)] {
+    for (name, s) in [
+        ("model", &r.model),
+        ("popularity", &r.popularity),
+        ("most popular", &r.most_popular),
+    ] {
         println!(
             "{:<12} {:>9.4} {:>12.4} {:>9.4} {:>9.4}",
             name, s.ndcg, s.precision, s.recall, s.hit_rate

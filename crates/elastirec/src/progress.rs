@@ -10,9 +10,11 @@ use elastirec_flow::Progress;
 
 /// Sets up `tracing` on stderr; `ELASTIREC_LOG` (an env-filter) overrides the verbosity flag.
 pub fn init_logging(verbose: u8) {
+    // The Delta kernel logs an error for every table it probes before creating it; elastirec
+    // reports the failures that matter itself.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,buoyant_kernel=off",
+        1 => "info,buoyant_kernel=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ELASTIREC_LOG")

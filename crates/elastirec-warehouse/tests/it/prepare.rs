@@ -1,18 +1,19 @@
 //! The training export: window, seen pairs, manifest, and reruns of old nights.
 
-use elastirec_core::config::{EventsConfig, PrepareConfig};
+use elastirec_core::config::{Aggregate, EventsConfig, PrepareConfig};
 use elastirec_core::layout;
 use elastirec_core::manifest::ExportManifest;
 use elastirec_warehouse::Warehouse;
 
 use crate::{lake, raw_file};
 
-async fn pairs(
+/// (user, item, value if the files have one) rows of export files, sorted.
+async fn rows(
     lake: &elastirec_core::Lake,
     files: &[elastirec_core::manifest::FileEntry],
-) -> Vec<(i64, i64)> {
+) -> Vec<(i64, i64, Option<f32>)> {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::Int64Type;
+    use arrow_array::types::{Float32Type, Int64Type};
     let mut out = Vec::new();
     for f in files {
         let body = lake.get(&f.path.as_str().into()).await.unwrap();
@@ -32,11 +33,27 @@ async fn pairs(
                 .unwrap()
                 .as_primitive::<Int64Type>()
                 .clone();
-            out.extend(u.values().iter().copied().zip(i.values().iter().copied()));
+            let v = b
+                .column_by_name("value")
+                .map(|c| c.as_primitive::<Float32Type>().clone());
+            for r in 0..b.num_rows() {
+                out.push((u.value(r), i.value(r), v.as_ref().map(|v| v.value(r))));
+            }
         }
     }
-    out.sort();
+    out.sort_by_key(|r| (r.0, r.1));
     out
+}
+
+async fn pairs(
+    lake: &elastirec_core::Lake,
+    files: &[elastirec_core::manifest::FileEntry],
+) -> Vec<(i64, i64)> {
+    rows(lake, files)
+        .await
+        .into_iter()
+        .map(|(u, i, _)| (u, i))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,6 +82,7 @@ async fn exports_the_window_and_older_seen_pairs() {
     let params = PrepareConfig {
         window_days: 2,
         min_value: None,
+        aggregate: Aggregate::Max,
     };
     let m = wh
         .prepare("2024-01-03".parse().unwrap(), &params)
@@ -99,6 +117,7 @@ async fn exports_the_window_and_older_seen_pairs() {
     let params = PrepareConfig {
         window_days: 10,
         min_value: Some(2.0),
+        aggregate: Aggregate::Max,
     };
     let m = wh
         .prepare("2024-01-03".parse().unwrap(), &params)
@@ -126,4 +145,46 @@ async fn exports_the_window_and_older_seen_pairs() {
         .collect();
     expected.sort();
     assert_eq!(listed, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregates_turn_a_pairs_events_into_one_value() {
+    let (_dir, lake) = lake().await;
+    // Pair (2, 10): 3.0 then 4.0 later in the day, then 1.0 the next day.
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[(2, 10, 3.0, 10), (2, 10, 4.0, 99)],
+    )
+    .await;
+    raw_file(
+        &lake,
+        "2024-01-04",
+        "a.csv",
+        &[(2, 10, 1.0, 5), (1, 10, 2.0, 5)],
+    )
+    .await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    wh.ingest("2024-01-04".parse().unwrap(), &EventsConfig::default())
+        .await
+        .unwrap();
+    for (aggregate, expected) in [
+        (Aggregate::Sum, 8.0),
+        (Aggregate::Max, 4.0),
+        (Aggregate::Last, 1.0),
+        (Aggregate::Count, 3.0),
+    ] {
+        let params = PrepareConfig {
+            aggregate,
+            ..PrepareConfig::default()
+        };
+        let m = wh
+            .prepare("2024-01-04".parse().unwrap(), &params)
+            .await
+            .unwrap();
+        let got = rows(&lake, &m.files).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], (2, 10, Some(expected)), "{aggregate:?}");
+    }
 }
