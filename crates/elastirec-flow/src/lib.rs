@@ -26,8 +26,8 @@ pub enum Error {
     Als(#[from] elastirec_als::Error),
     #[error(transparent)]
     Lake(#[from] elastirec_core::Error),
-    /// A step failed; wraps its error with the night and step.
-    #[error("night {night}, step {step}: {source}")]
+    /// A step failed; wraps its error with the night and step (the cause follows in `{:#}`).
+    #[error("night {night}, step {step}")]
     Step {
         night: elastirec_core::Night,
         step: Step,

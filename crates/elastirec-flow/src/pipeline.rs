@@ -168,7 +168,7 @@ impl Pipeline {
             }
             Err(e) => {
                 step_record.state = StepState::Failed;
-                step_record.outcome = Some(e.to_string());
+                step_record.outcome = Some(error_chain(e));
                 step_record.error_kind = Some(e.kind().as_str().into());
             }
         }
@@ -397,6 +397,21 @@ fn describe_ingest(r: &IngestReport) -> String {
     }
     if let Some(n) = r.items_loaded {
         s.push_str(&format!("; {n} items"));
+    }
+    s
+}
+
+/// An error and its causes on one line, as `{:#}` prints them with anyhow.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
     }
     s
 }

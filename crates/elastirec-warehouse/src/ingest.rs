@@ -101,7 +101,6 @@ impl Warehouse {
                         Some(*day),
                         rows,
                         events_version,
-                        night,
                     ));
                     loaded.insert(path, LedgerEntry::of(meta));
                 }
@@ -186,14 +185,7 @@ impl Warehouse {
             let ledger_rows = parsed
                 .iter()
                 .map(|(day, meta, b)| {
-                    LedgerRow::of(
-                        meta,
-                        "events",
-                        Some(*day),
-                        b.num_rows() as i64,
-                        version,
-                        night,
-                    )
+                    LedgerRow::of(meta, "events", Some(*day), b.num_rows() as i64, version)
                 })
                 .collect();
             self.append_ledger(ledger_rows, night).await?;
@@ -328,7 +320,7 @@ impl Warehouse {
         let rows = per_file
             .iter()
             .filter(|(m, _)| !unchanged(m))
-            .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version, night))
+            .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version))
             .collect();
         self.append_ledger(rows, night).await?;
         Ok(Some(items.len() as u64))
@@ -362,7 +354,6 @@ impl LedgerRow {
         day: Option<Night>,
         rows: i64,
         version: i64,
-        _night: Night,
     ) -> Self {
         LedgerRow {
             path: meta.location.to_string(),
