@@ -80,15 +80,26 @@ fn col<'a>(batch: &'a RecordBatch, name: &str, path: &str) -> Result<&'a ArrayRe
     })
 }
 
-fn i64_col(batch: &RecordBatch, name: &str, path: &str) -> Result<Vec<i64>> {
+/// A primitive column's values, or an error naming the file, column and types.
+fn primitive_col<T: arrow_array::types::ArrowPrimitiveType>(
+    batch: &RecordBatch,
+    name: &str,
+    path: &str,
+) -> Result<Vec<T::Native>> {
     let a = col(batch, name, path)?;
-    let a = a
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| Error::BadInput {
-            path: path.into(),
-            reason: format!("column '{name}' is {}, expected Int64", a.data_type()),
-        })?;
-    Ok(a.values().to_vec())
+    let typed = a.as_primitive_opt::<T>().ok_or_else(|| Error::BadInput {
+        path: path.into(),
+        reason: format!(
+            "column '{name}' is {}, expected {}",
+            a.data_type(),
+            T::DATA_TYPE
+        ),
+    })?;
+    Ok(typed.values().to_vec())
+}
+
+fn i64_col(batch: &RecordBatch, name: &str, path: &str) -> Result<Vec<i64>> {
+    primitive_col::<Int64Type>(batch, name, path)
 }
 
 /// (user id, item id, value) columns of training export files.
@@ -115,14 +126,11 @@ pub async fn read_pairs(
             out.item_ids
                 .extend(i64_col(&batch, columns::ITEM_ID, &f.path)?);
             if with_values {
-                let a = col(&batch, columns::VALUE, &f.path)?;
-                let v = a
-                    .as_primitive_opt::<Float32Type>()
-                    .ok_or_else(|| Error::BadInput {
-                        path: f.path.clone(),
-                        reason: format!("column 'value' is {}, expected Float32", a.data_type()),
-                    })?;
-                out.values.extend(v.values().iter().copied());
+                out.values.extend(primitive_col::<Float32Type>(
+                    &batch,
+                    columns::VALUE,
+                    &f.path,
+                )?);
             }
         }
     }
@@ -214,20 +222,8 @@ pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<Ra
         for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
             let users = i64_col(&batch, columns::USER_ID, &f.path)?;
             let items = i64_col(&batch, columns::ITEM_ID, &f.path)?;
-            let ranks = col(&batch, columns::RANK, &f.path)?
-                .as_primitive_opt::<Int32Type>()
-                .ok_or_else(|| Error::BadInput {
-                    path: f.path.clone(),
-                    reason: "column 'rank' is not Int32".into(),
-                })?
-                .clone();
-            let scores = col(&batch, columns::SCORE, &f.path)?
-                .as_primitive_opt::<Float32Type>()
-                .ok_or_else(|| Error::BadInput {
-                    path: f.path.clone(),
-                    reason: "column 'score' is not Float32".into(),
-                })?
-                .clone();
+            let ranks = primitive_col::<Int32Type>(&batch, columns::RANK, &f.path)?;
+            let scores = primitive_col::<Float32Type>(&batch, columns::SCORE, &f.path)?;
             let sources = col(&batch, columns::SOURCE, &f.path)?
                 .as_string_opt::<i32>()
                 .ok_or_else(|| Error::BadInput {
@@ -238,8 +234,8 @@ pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<Ra
             for i in 0..batch.num_rows() {
                 out.entry(users[i]).or_default().push((
                     items[i],
-                    ranks.value(i),
-                    scores.value(i),
+                    ranks[i],
+                    scores[i],
                     sources.value(i).to_string(),
                 ));
             }
