@@ -11,8 +11,12 @@
 //! ```
 //!
 //! where YᵀY is computed once per half-step and `Yᵀ(Cᵘ − I)Y` only touches the user's items, and
-//! symmetrically for items. Solves here are exact (a Cholesky factorization per row); the slow
-//! dense reference in [`crate::reference`] checks them.
+//! symmetrically for items. Two solvers: [`Solver::Cholesky`] forms the k×k system and factors it
+//! (O(n_u·k² + k³) per row, exact); [`Solver::ConjugateGradient`] runs a few CG steps warm-started
+//! from the previous iteration's row without forming the matrix (O(steps·(n_u·k + k²)) per row),
+//! as Takács, Pilászy, Tikk, "Applications of the conjugate gradient method for implicit feedback
+//! collaborative filtering", RecSys 2011. The slow dense reference in [`crate::reference`] checks
+//! the exact solver, and CG run to convergence must agree with it.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
@@ -21,7 +25,17 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::data::{Csr, Interactions};
+use crate::kernels::{axpy, dot, symv};
 use crate::{Error, Result};
+
+/// How each row's least-squares problem is solved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Solver {
+    /// Exact: a Cholesky factorization of the row's normal equations.
+    Cholesky,
+    /// `steps` conjugate-gradient steps from the row's previous value.
+    ConjugateGradient { steps: usize },
+}
 
 /// Learned factors, row-major: row `r` of a matrix is `[r * factors .. (r + 1) * factors]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +80,7 @@ pub struct ImplicitAls {
     pub regularization: f32,
     pub alpha: f32,
     pub seed: u64,
+    pub solver: Solver,
 }
 
 impl Default for ImplicitAls {
@@ -76,6 +91,7 @@ impl Default for ImplicitAls {
             regularization: 0.05,
             alpha: 1.0,
             seed: 42,
+            solver: Solver::Cholesky,
         }
     }
 }
@@ -99,6 +115,10 @@ impl ImplicitAls {
     }
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+    pub fn with_solver(mut self, solver: Solver) -> Self {
+        self.solver = solver;
         self
     }
 
@@ -129,7 +149,8 @@ impl ImplicitAls {
         }
         let start = std::time::Instant::now();
         let k = self.factors;
-        let mut users = vec![0.0f32; data.users.len() * k];
+        // Users are solved first; their start only matters to CG's warm start.
+        let mut users = self.initial_factors(data.users.len(), 2);
         let mut items = self.initial_factors(data.items.len(), 1);
         let mut loss = Vec::with_capacity(self.iterations);
         for it in 0..self.iterations {
@@ -169,6 +190,38 @@ impl ImplicitAls {
     pub fn solve_rows(&self, matrix: &Csr, fixed: &[f32], out: &mut [f32]) -> Result<()> {
         let k = self.factors;
         let gram = gramian(fixed, k);
+        if let Solver::ConjugateGradient { steps } = self.solver {
+            // Row-major YᵀY + λI (symmetric, so the column-major Mat reads the same).
+            let mut a = vec![0.0f32; k * k];
+            for r in 0..k {
+                for c in 0..k {
+                    a[r * k + c] = gram[(r, c)];
+                }
+                a[r * k + r] += self.regularization;
+            }
+            out.par_chunks_mut(k).enumerate().for_each_init(
+                || CgScratch::new(k),
+                |scratch, (row, x)| {
+                    scratch.solve(
+                        &a,
+                        fixed,
+                        matrix.row_indices(row),
+                        matrix.row_values(row),
+                        self.alpha,
+                        steps,
+                        x,
+                    )
+                },
+            );
+            return if out.iter().all(|v| v.is_finite()) {
+                Ok(())
+            } else {
+                Err(Error::Internal(format!(
+                    "conjugate gradient diverged: raise [model] regularization above {}",
+                    self.regularization
+                )))
+            };
+        }
         let failures = std::sync::atomic::AtomicUsize::new(0);
         out.par_chunks_mut(k).enumerate().for_each_init(
             || RowSolver::new(k),
@@ -193,6 +246,74 @@ impl ImplicitAls {
                 "{n} rows had a singular system: raise [model] regularization above {}",
                 self.regularization
             ))),
+        }
+    }
+}
+
+/// Per-thread vectors of the conjugate-gradient solver.
+struct CgScratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+impl CgScratch {
+    fn new(k: usize) -> Self {
+        CgScratch {
+            r: vec![0.0; k],
+            p: vec![0.0; k],
+            ap: vec![0.0; k],
+        }
+    }
+
+    /// Improves `x` towards the solution of `(A + Σ (c−1) y yᵀ) x = Σ c y` with `steps` CG steps,
+    /// where `a` = YᵀY + λI (row-major) and the sums run over the row's entries; the matrix is
+    /// never formed, only applied.
+    #[allow(clippy::too_many_arguments)]
+    fn solve(
+        &mut self,
+        a: &[f32],
+        fixed: &[f32],
+        cols: &[u32],
+        values: &[f32],
+        alpha: f32,
+        steps: usize,
+        x: &mut [f32],
+    ) {
+        let k = x.len();
+        if cols.is_empty() {
+            x.fill(0.0);
+            return;
+        }
+        let row = |c: u32| &fixed[c as usize * k..(c as usize + 1) * k];
+        // r = b − A x
+        symv(a, x, &mut self.r);
+        self.r.iter_mut().for_each(|v| *v = -*v);
+        for (&c, &v) in cols.iter().zip(values) {
+            let y = row(c);
+            let conf = 1.0 + alpha * v;
+            axpy(conf - (conf - 1.0) * dot(y, x), y, &mut self.r);
+        }
+        self.p.copy_from_slice(&self.r);
+        let mut rs_old = dot(&self.r, &self.r);
+        for _ in 0..steps {
+            if rs_old < 1e-20 {
+                break;
+            }
+            symv(a, &self.p, &mut self.ap);
+            for (&c, &v) in cols.iter().zip(values) {
+                let y = row(c);
+                axpy(alpha * v * dot(y, &self.p), y, &mut self.ap);
+            }
+            let step = rs_old / dot(&self.p, &self.ap);
+            axpy(step, &self.p, x);
+            axpy(-step, &self.ap, &mut self.r);
+            let rs_new = dot(&self.r, &self.r);
+            let beta = rs_new / rs_old;
+            for (p, r) in self.p.iter_mut().zip(&self.r) {
+                *p = r + beta * *p;
+            }
+            rs_old = rs_new;
         }
     }
 }

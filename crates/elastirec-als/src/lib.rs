@@ -7,7 +7,7 @@
 //!  exports/training/D/ ──▶ Interactions (sorted id maps, CSR by user and by item)
 //!                               │
 //!                               ▼
-//!                    ImplicitAls::fit (exact Cholesky per row, rayon)
+//!          ImplicitAls::fit (conjugate gradient or exact Cholesky per row, rayon)
 //!                               │
 //!                               ▼
 //!  models/D/{user,item}_factors.parquet, model.json
@@ -23,6 +23,7 @@ pub mod data;
 pub mod evaluate;
 pub mod implicit;
 pub mod io;
+pub mod kernels;
 pub mod metrics;
 pub mod popularity;
 pub mod reference;
@@ -30,7 +31,7 @@ pub mod stage;
 pub mod topk;
 
 pub use data::Interactions;
-pub use implicit::{Factors, ImplicitAls};
+pub use implicit::{Factors, ImplicitAls, Solver};
 
 use elastirec_core::ErrorKind;
 

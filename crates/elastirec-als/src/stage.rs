@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use elastirec_core::config::ModelConfig;
+use elastirec_core::config::{ModelConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, columns,
@@ -14,7 +14,7 @@ use elastirec_core::manifest::{
 use elastirec_core::{Lake, Night};
 
 use crate::data::{Csr, Interactions};
-use crate::implicit::ImplicitAls;
+use crate::implicit::{ImplicitAls, Solver};
 use crate::io::{self, RecommendationRow};
 use crate::popularity::Popularity;
 use crate::topk::top_k_all;
@@ -97,6 +97,16 @@ pub async fn train_night(
         regularization: config.regularization,
         alpha: config.alpha,
         seed: config.seed,
+        solver: match config.solver {
+            SolverKind::Cg => Solver::ConjugateGradient {
+                steps: config.cg_steps,
+            },
+            SolverKind::Cholesky => Solver::Cholesky,
+        },
+    };
+    let algorithm = match config.solver {
+        SolverKind::Cg => "implicit_als_cg",
+        SolverKind::Cholesky => "implicit_als_cholesky",
     };
     let (data, factors, report) = tokio::task::spawn_blocking(move || {
         let data = Interactions::from_columns(&pairs.user_ids, &pairs.item_ids, &pairs.values);
@@ -129,7 +139,7 @@ pub async fn train_night(
     let info = ModelInfo {
         night,
         created_at: chrono::Utc::now(),
-        algorithm: "implicit_als_cholesky".into(),
+        algorithm: algorithm.into(),
         params: serde_json::to_value(config)
             .map_err(|e| Error::Internal(format!("model params: {e}")))?,
         users: data.users.len() as u64,

@@ -138,6 +138,16 @@ impl Default for PrepareConfig {
     }
 }
 
+/// How ALS solves each row's least-squares problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverKind {
+    /// A few conjugate-gradient steps, warm-started from the previous iteration (fast).
+    Cg,
+    /// An exact Cholesky solve per row (slow, for checking).
+    Cholesky,
+}
+
 /// `[model]`: the implicit-feedback ALS model (Hu, Koren, Volinsky 2008).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,6 +164,10 @@ pub struct ModelConfig {
     pub seed: u64,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Row solver.
+    pub solver: SolverKind,
+    /// Conjugate-gradient steps per row and iteration (with `solver = "cg"`).
+    pub cg_steps: usize,
 }
 
 impl Default for ModelConfig {
@@ -165,6 +179,8 @@ impl Default for ModelConfig {
             alpha: 1.0,
             seed: 42,
             threads: 0,
+            solver: SolverKind::Cg,
+            cg_steps: 3,
         }
     }
 }
@@ -244,6 +260,9 @@ impl Config {
                 "[model] factors = {} is out of range: use 1 to 1024",
                 self.model.factors
             ));
+        }
+        if self.model.solver == SolverKind::Cg && self.model.cg_steps == 0 {
+            return fail("[model] cg_steps must be at least 1 with solver = \"cg\"".into());
         }
         if self.model.iterations == 0 {
             return fail("[model] iterations must be at least 1".into());
