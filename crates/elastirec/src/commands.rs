@@ -256,10 +256,12 @@ fn print_evaluation(r: &EvaluationReport) {
             name, s.ndcg, s.precision, s.recall, s.hit_rate
         );
     }
-    if r.popularity.ndcg > 0.0 {
+    if r.popularity.ndcg > 0.0 && r.most_popular.ndcg > 0.0 {
         println!(
-            "model / popularity NDCG: {:.2}×",
-            r.model.ndcg / r.popularity.ndcg
+            "model NDCG: {:.2}× popularity (each user's unseen popular items), {:.2}× most \
+             popular (one list for all)",
+            r.model.ndcg / r.popularity.ndcg,
+            r.model.ndcg / r.most_popular.ndcg
         );
     }
 }
