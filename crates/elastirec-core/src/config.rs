@@ -73,6 +73,14 @@ pub struct EventsConfig {
     pub event_type_column: Option<String>,
     /// Field delimiter, one ASCII character.
     pub delimiter: char,
+    /// Values below this are rejected (the low end of a rating scale).
+    pub value_min: Option<f32>,
+    /// Values above this are rejected (the high end of a rating scale).
+    pub value_max: Option<f32>,
+    /// How far, in hours, an event's time may lie outside its folder's day before it is rejected.
+    pub day_tolerance_hours: u32,
+    /// Rows a load may reject (they go to `warehouse/rejects`) before it fails and loads nothing.
+    pub max_errors: u64,
 }
 
 impl Default for EventsConfig {
@@ -86,6 +94,10 @@ impl Default for EventsConfig {
             timestamp_format: TimestampFormat::UnixSeconds,
             event_type_column: None,
             delimiter: ',',
+            value_min: None,
+            value_max: None,
+            day_tolerance_hours: 24,
+            max_errors: 0,
         }
     }
 }

@@ -13,7 +13,7 @@ use elastirec_core::manifest::{
     StepState,
 };
 use elastirec_core::{Config, Lake, Night};
-use elastirec_warehouse::{IngestReport, Warehouse};
+use elastirec_warehouse::{IngestOptions, IngestReport, Warehouse};
 
 use crate::ledger::RunLedger;
 use crate::{Error, Result};
@@ -201,15 +201,30 @@ impl Pipeline {
             record,
             || async {
                 let wh = self.warehouse().await?;
-                Ok(wh.ingest(night, &self.config.events).await?)
+                let options = IngestOptions {
+                    max_errors: self.config.events.max_errors,
+                    dry_run: false,
+                };
+                Ok(wh.ingest(night, &self.config.events, options).await?)
             },
             |r: &IngestReport| Outcome {
-                rows_in: Some(r.rows_loaded),
+                rows_in: Some(r.rows_loaded + r.rows_rejected),
                 rows_out: Some(r.rows_loaded),
                 message: describe_ingest(r),
             },
         )
         .await
+    }
+
+    /// `ingest --dry-run`: parses and validates what `ingest` would load, commits nothing and
+    /// leaves the run record alone.
+    pub async fn ingest_dry_run(&self, night: Night) -> Result<IngestReport> {
+        let wh = self.warehouse().await?;
+        let options = IngestOptions {
+            max_errors: self.config.events.max_errors,
+            dry_run: true,
+        };
+        Ok(wh.ingest(night, &self.config.events, options).await?)
     }
 
     /// `prepare`: writes the night's training export.
@@ -382,6 +397,16 @@ fn describe_ingest(r: &IngestReport) -> String {
         "loaded {} rows from {} new files ({} already loaded, {} for later nights)",
         r.rows_loaded, r.files_loaded, r.files_already_loaded, r.files_for_later_nights
     );
+    if r.rows_rejected > 0 {
+        s.push_str(&format!(
+            "; {} rows rejected into warehouse/rejects (first: {})",
+            r.rows_rejected,
+            r.first_rejects
+                .first()
+                .map(|x| x.to_string())
+                .unwrap_or_default()
+        ));
+    }
     if r.files_recovered > 0 {
         s.push_str(&format!(
             "; recorded {} files an interrupted run had loaded",

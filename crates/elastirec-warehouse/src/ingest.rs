@@ -38,6 +38,12 @@ pub struct IngestReport {
     pub files_loaded: u64,
     /// Event rows loaded by this run.
     pub rows_loaded: u64,
+    /// Rows rejected by this run (written to `warehouse/rejects`).
+    pub rows_rejected: u64,
+    /// The first rejects, for messages.
+    pub first_rejects: Vec<Reject>,
+    /// Whether this was a dry run that committed nothing.
+    pub dry_run: bool,
     /// Files of days up to the night that were loaded by earlier runs.
     pub files_already_loaded: u64,
     /// Files loaded earlier whose size or ETag has changed since (not reloaded).
@@ -52,6 +58,18 @@ pub struct IngestReport {
     pub events_version: i64,
 }
 
+/// Settings of one load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngestOptions {
+    /// Rows that may be rejected before the load fails and commits nothing.
+    pub max_errors: u64,
+    /// Parse and validate everything, commit nothing.
+    pub dry_run: bool,
+}
+
+/// How many rejects a report or message names.
+const REJECTS_SHOWN: usize = 5;
+
 /// A raw file as the ledger remembers it.
 #[derive(Debug, Clone)]
 struct LedgerEntry {
@@ -61,9 +79,17 @@ struct LedgerEntry {
 
 impl Warehouse {
     /// Loads raw files for `night`: see the module documentation.
-    pub async fn ingest(&self, night: Night, events: &EventsConfig) -> Result<IngestReport> {
+    pub async fn ingest(
+        &self,
+        night: Night,
+        events: &EventsConfig,
+        options: IngestOptions,
+    ) -> Result<IngestReport> {
         let lake = self.lake();
-        let mut report = IngestReport::default();
+        let mut report = IngestReport {
+            dry_run: options.dry_run,
+            ..IngestReport::default()
+        };
         let ledger = self.ledger().await?;
         let raw = lake.list(&layout::raw_events_root()).await?;
         let mut candidates = Vec::new();
@@ -87,21 +113,13 @@ impl Warehouse {
             .get("events")
             .map(|(m, _)| m.clone())
             .unwrap_or_default();
-        if events_version > recorded {
+        if events_version > recorded && !options.dry_run {
             let counts = self.rows_per_source_file().await?;
             let mut recovered = Vec::new();
             for (day, meta) in &candidates {
                 let path = meta.location.to_string();
-                if let Some(&rows) = counts.get(&path)
-                    && !loaded.contains_key(&path)
-                {
-                    recovered.push(LedgerRow::of(
-                        meta,
-                        "events",
-                        Some(*day),
-                        rows,
-                        events_version,
-                    ));
+                if counts.contains_key(&path) && !loaded.contains_key(&path) {
+                    recovered.push((*day, meta.clone()));
                     loaded.insert(path, LedgerEntry::of(meta));
                 }
             }
@@ -109,10 +127,27 @@ impl Warehouse {
             if !recovered.is_empty() {
                 tracing::warn!(
                     files = recovered.len(),
-                    "recorded files loaded by an interrupted run"
+                    "recording files loaded by an interrupted run"
                 );
+                // Their rejects may not have been committed either: parse them again.
+                let parsed = self.fetch_and_parse(recovered, events).await?;
+                let already = self.files_with_rejects().await?;
+                let rejects: Vec<Reject> = parsed
+                    .iter()
+                    .filter(|(_, m, _)| !already.contains(m.location.as_ref()))
+                    .flat_map(|(_, _, p)| p.rejects.iter().cloned())
+                    .collect();
+                self.append_rejects(&rejects, night).await?;
+                let rows = parsed
+                    .iter()
+                    .map(|(day, meta, p)| {
+                        let loaded = counts.get(meta.location.as_ref()).copied().unwrap_or(0);
+                        LedgerRow::of(meta, "events", Some(*day), loaded, events_version)
+                            .with_rejected(p.rejects.len() as i64)
+                    })
+                    .collect();
+                self.append_ledger(rows, night).await?;
             }
-            self.append_ledger(recovered, night).await?;
         }
 
         let mut new_files = Vec::new();
@@ -134,31 +169,31 @@ impl Warehouse {
 
         report.events_version = events_version;
         if !new_files.is_empty() {
-            let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(new_files)
-                .map(|(day, meta)| async move {
-                    let body = lake.get(&meta.location).await?;
-                    Ok::<_, Error>((day, meta, body))
-                })
-                .buffered(8)
-                .try_collect()
-                .await?;
-            let cfg = events.clone();
-            let parsed: Vec<(Night, ObjectMeta, RecordBatch)> =
-                tokio::task::spawn_blocking(move || {
-                    bodies
-                        .into_par_iter()
-                        .map(|(day, meta, body)| {
-                            let batch = parse_events(meta.location.as_ref(), &body, &cfg)?;
-                            Ok((day, meta, batch))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("parse task failed: {e}")))??;
-            let rows: u64 = parsed.iter().map(|(_, _, b)| b.num_rows() as u64).sum();
+            let parsed = self.fetch_and_parse(new_files, events).await?;
+            let rejects: Vec<Reject> = parsed
+                .iter()
+                .flat_map(|(_, _, p)| p.rejects.iter().cloned())
+                .collect();
+            report.rows_rejected = rejects.len() as u64;
+            report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
+            report.files_loaded = parsed.len() as u64;
+            report.rows_loaded = parsed
+                .iter()
+                .map(|(_, _, p)| p.batch.num_rows() as u64)
+                .sum();
+            if report.rows_rejected > options.max_errors {
+                return Err(Error::TooManyRejects {
+                    rejected: report.rows_rejected,
+                    max_errors: options.max_errors,
+                    first: report.first_rejects.iter().map(|r| r.to_string()).collect(),
+                });
+            }
+            if options.dry_run {
+                return Ok(report);
+            }
             let batches: Vec<RecordBatch> = parsed
                 .iter()
-                .map(|(_, _, b)| b.clone())
+                .map(|(_, _, p)| p.batch.clone())
                 .filter(|b| b.num_rows() > 0)
                 .collect();
             let mut version = events_version;
@@ -182,22 +217,82 @@ impl Warehouse {
                     .map_err(Error::delta("events"))?;
                 version = table.version().unwrap_or(0) as i64;
             }
+            self.append_rejects(&rejects, night).await?;
             let ledger_rows = parsed
                 .iter()
-                .map(|(day, meta, b)| {
-                    LedgerRow::of(meta, "events", Some(*day), b.num_rows() as i64, version)
+                .map(|(day, meta, p)| {
+                    LedgerRow::of(
+                        meta,
+                        "events",
+                        Some(*day),
+                        p.batch.num_rows() as i64,
+                        version,
+                    )
+                    .with_rejected(p.rejects.len() as i64)
                 })
                 .collect();
             self.append_ledger(ledger_rows, night).await?;
-            report.files_loaded = parsed.len() as u64;
-            report.rows_loaded = rows;
             report.events_version = version;
+        }
+        if options.dry_run {
+            return Ok(report);
         }
 
         report.items_loaded = self
             .ingest_items(night, ledger.get("items").map(|(m, _)| m))
             .await?;
         Ok(report)
+    }
+
+    /// Fetches raw files (several at a time) and parses them in parallel off the async runtime.
+    async fn fetch_and_parse(
+        &self,
+        files: Vec<(Night, ObjectMeta)>,
+        events: &EventsConfig,
+    ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
+        let lake = self.lake();
+        let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
+            .map(|(day, meta)| async move {
+                let body = lake.get(&meta.location).await?;
+                Ok::<_, Error>((day, meta, body))
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        let cfg = events.clone();
+        tokio::task::spawn_blocking(move || {
+            bodies
+                .into_par_iter()
+                .map(|(day, meta, body)| {
+                    let parsed = parse_events(meta.location.as_ref(), day, &body, &cfg)?;
+                    Ok((day, meta, parsed))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("parse task failed: {e}")))?
+    }
+
+    async fn files_with_rejects(&self) -> Result<std::collections::HashSet<String>> {
+        let batches = self.sql("SELECT DISTINCT file FROM rejects").await?;
+        let mut out = std::collections::HashSet::new();
+        for b in &batches {
+            out.extend(strings(b, "file")?.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    async fn append_rejects(&self, rejects: &[Reject], night: Night) -> Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.table(Table::Rejects)
+            .await?
+            .write(vec![rejects_batch(rejects, night)?])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(Error::delta("rejects"))?;
+        Ok(())
     }
 
     /// The ledger by target table: each loaded path's size and ETag, and the newest table version
@@ -344,10 +439,16 @@ struct LedgerRow {
     e_tag: Option<String>,
     last_modified: i64,
     rows: i64,
+    rejected: i64,
     version: i64,
 }
 
 impl LedgerRow {
+    fn with_rejected(mut self, rejected: i64) -> Self {
+        self.rejected = rejected;
+        self
+    }
+
     fn of(
         meta: &ObjectMeta,
         target: &'static str,
@@ -363,6 +464,7 @@ impl LedgerRow {
             e_tag: meta.e_tag.clone(),
             last_modified: meta.last_modified.timestamp_micros(),
             rows,
+            rejected: 0,
             version,
         }
     }
@@ -395,7 +497,7 @@ fn ledger_batch(rows: &[LedgerRow], night: Night) -> Result<RecordBatch> {
             .with_timezone("UTC"),
         ),
         Arc::new(rows.iter().map(|r| r.rows).collect::<Int64Array>()),
-        Arc::new(Int64Array::from(vec![0i64; rows.len()])),
+        Arc::new(rows.iter().map(|r| r.rejected).collect::<Int64Array>()),
         Arc::new(rows.iter().map(|r| r.version).collect::<Int64Array>()),
         Arc::new(Date32Array::from(vec![
             night.days_since_epoch();
@@ -407,10 +509,52 @@ fn ledger_batch(rows: &[LedgerRow], night: Night) -> Result<RecordBatch> {
         .map_err(|e| Error::Internal(format!("ledger batch: {e}")))
 }
 
-/// Parses one raw event file into a batch of `warehouse/events` rows.
+/// A row that could not be loaded, as written to `warehouse/rejects`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub file: String,
+    pub line: u64,
+    /// The offending column's header name, or `*` for the row as a whole.
+    pub column: String,
+    pub reason: String,
+    pub raw_line: String,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: column '{}': {}",
+            self.file, self.line, self.column, self.reason
+        )
+    }
+}
+
+/// The loadable rows of one raw file and the rows it rejected.
+pub(crate) struct ParsedEvents {
+    pub batch: RecordBatch,
+    pub rejects: Vec<Reject>,
+}
+
+/// The text of the line starting at `offset`, for reject records.
+fn raw_line(body: &[u8], offset: usize) -> String {
+    let rest = body.get(offset..).unwrap_or(&[]);
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .trim_end_matches('\r')
+        .to_string()
+}
+
+/// Parses one raw event file of `day` into `warehouse/events` rows.
 ///
-/// Any malformed row is an error naming the file, line and column.
-pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Result<RecordBatch> {
+/// A malformed row becomes a [`Reject`] naming the file, line, column and reason; a header that
+/// lacks a configured column fails the whole file.
+pub(crate) fn parse_events(
+    file: &str,
+    day: Night,
+    body: &[u8],
+    cfg: &EventsConfig,
+) -> Result<ParsedEvents> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(cfg.delimiter as u8)
         .has_headers(true)
@@ -428,13 +572,17 @@ pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Resul
         .map(|h| String::from_utf8_lossy(h).trim().to_string())
         .collect();
     let find = |wanted: &str, setting: &str| {
-        names.iter().position(|n| n == wanted).ok_or_else(|| Error::BadFile {
-            file: file.into(),
-            reason: format!(
-                "no column '{wanted}' in the header ({}); set [events] {setting} to the right name",
-                names.join(",")
-            ),
-        })
+        names
+            .iter()
+            .position(|n| n == wanted)
+            .ok_or_else(|| Error::BadFile {
+                file: file.into(),
+                reason: format!(
+                    "no column '{wanted}' in the header ({}); set [events] {setting} to the right \
+                     name",
+                    names.join(",")
+                ),
+            })
     };
     let user_col = find(&cfg.user_column, "user_column")?;
     let item_col = find(&cfg.item_column, "item_column")?;
@@ -444,6 +592,10 @@ pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Resul
         Some(c) => Some(find(c, "event_type_column")?),
         None => None,
     };
+    // Events may stray from their folder's day by the tolerance (clock skew, late uploads).
+    let tolerance = i64::from(cfg.day_tolerance_hours) * 3_600_000_000;
+    let earliest = day.start_unix_seconds() * 1_000_000 - tolerance;
+    let latest = day.next().start_unix_seconds() * 1_000_000 - 1 + tolerance;
 
     let mut users = Vec::new();
     let mut items = Vec::new();
@@ -451,88 +603,135 @@ pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Resul
     let mut times = Vec::new();
     let mut dates = Vec::new();
     let mut types: Vec<Option<String>> = Vec::new();
+    let mut rejects = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {
-        let more = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| Error::BadFile {
-                file: file.into(),
-                reason: format!("unreadable CSV: {e}"),
-            })?;
+        let position = reader.position().clone();
+        let more = match reader.read_byte_record(&mut record) {
+            Ok(more) => more,
+            Err(e) => {
+                let line = e.position().map_or(position.line(), |p| p.line());
+                rejects.push(Reject {
+                    file: file.into(),
+                    line,
+                    column: "*".into(),
+                    reason: format!("unreadable CSV: {e}"),
+                    raw_line: raw_line(body, position.byte() as usize),
+                });
+                // The reader cannot resynchronise after a CSV syntax error.
+                break;
+            }
+        };
         if !more {
             break;
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let start = record.position().cloned().unwrap_or(position);
+        let line = start.line();
         if record.len() == 1 && record[0].is_empty() {
             continue; // blank line
         }
-        let bad = |column: &str, reason: String| Error::BadRow {
+        let reject = |column: &str, reason: String| Reject {
             file: file.into(),
             line,
             column: column.into(),
             reason,
+            raw_line: raw_line(body, start.byte() as usize),
         };
-        if record.len() != names.len() {
-            return Err(bad(
-                "*",
-                format!(
-                    "expected {} fields like the header, found {}",
-                    names.len(),
-                    record.len()
-                ),
-            ));
+        let row = (|| -> std::result::Result<_, Reject> {
+            if record.len() != names.len() {
+                return Err(reject(
+                    "*",
+                    format!(
+                        "expected {} fields like the header, found {}",
+                        names.len(),
+                        record.len()
+                    ),
+                ));
+            }
+            let text = |i: usize, column: &str| {
+                std::str::from_utf8(&record[i])
+                    .map(str::trim)
+                    .map_err(|_| reject(column, "not valid UTF-8".into()))
+            };
+            let id = |i: usize, column: &str| {
+                let t = text(i, column)?;
+                if t.is_empty() {
+                    return Err(reject(column, "empty id".into()));
+                }
+                t.parse::<i64>()
+                    .map_err(|_| reject(column, format!("'{t}' is not an integer id")))
+            };
+            let user = id(user_col, &cfg.user_column)?;
+            let item = id(item_col, &cfg.item_column)?;
+            let raw_value = text(value_col, &cfg.value_column)?;
+            let value: f32 = raw_value
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .ok_or_else(|| {
+                    reject(&cfg.value_column, format!("'{raw_value}' is not a number"))
+                })?;
+            let below = cfg.value_min.is_some_and(|m| value < m);
+            let above = cfg.value_max.is_some_and(|m| value > m);
+            if below || above {
+                return Err(reject(
+                    &cfg.value_column,
+                    format!(
+                        "{value} is outside the configured scale {}..{} ([events] value_min, \
+                         value_max)",
+                        cfg.value_min.map_or("".into(), |v| v.to_string()),
+                        cfg.value_max.map_or("".into(), |v| v.to_string())
+                    ),
+                ));
+            }
+            let raw_time = text(time_col, &cfg.timestamp_column)?;
+            let micros = parse_timestamp(raw_time, cfg.timestamp_format).ok_or_else(|| {
+                reject(
+                    &cfg.timestamp_column,
+                    format!(
+                        "'{raw_time}' is not a timestamp in the configured format ({:?}); set \
+                         [events] timestamp_format",
+                        cfg.timestamp_format
+                    ),
+                )
+            })?;
+            if micros < earliest || micros > latest {
+                return Err(reject(
+                    &cfg.timestamp_column,
+                    format!(
+                        "'{raw_time}' is outside the file's day {day} by more than {} hours \
+                         ([events] day_tolerance_hours)",
+                        cfg.day_tolerance_hours
+                    ),
+                ));
+            }
+            let event_day =
+                Night::of_unix_seconds(micros.div_euclid(1_000_000)).ok_or_else(|| {
+                    reject(
+                        &cfg.timestamp_column,
+                        format!("'{raw_time}' is out of range"),
+                    )
+                })?;
+            let event_type = match type_col {
+                Some(i) => {
+                    let t = text(i, cfg.event_type_column.as_deref().unwrap_or(""))?;
+                    (!t.is_empty()).then(|| t.to_string())
+                }
+                None => None,
+            };
+            Ok((user, item, value, micros, event_day, event_type))
+        })();
+        match row {
+            Ok((user, item, value, micros, event_day, event_type)) => {
+                users.push(user);
+                items.push(item);
+                values.push(value);
+                times.push(micros);
+                dates.push(event_day.days_since_epoch());
+                types.push(event_type);
+            }
+            Err(r) => rejects.push(r),
         }
-        let text = |i: usize, column: &str| {
-            std::str::from_utf8(&record[i])
-                .map(str::trim)
-                .map_err(|_| bad(column, "not valid UTF-8".into()))
-        };
-        let id = |i: usize, column: &str| -> Result<i64> {
-            let t = text(i, column)?;
-            if t.is_empty() {
-                return Err(bad(column, "empty id".into()));
-            }
-            t.parse()
-                .map_err(|_| bad(column, format!("'{t}' is not an integer id")))
-        };
-        let user = id(user_col, &cfg.user_column)?;
-        let item = id(item_col, &cfg.item_column)?;
-        let raw_value = text(value_col, &cfg.value_column)?;
-        let value: f32 = raw_value
-            .parse()
-            .ok()
-            .filter(|v: &f32| v.is_finite())
-            .ok_or_else(|| bad(&cfg.value_column, format!("'{raw_value}' is not a number")))?;
-        let raw_time = text(time_col, &cfg.timestamp_column)?;
-        let micros = parse_timestamp(raw_time, cfg.timestamp_format).ok_or_else(|| {
-            bad(
-                &cfg.timestamp_column,
-                format!(
-                    "'{raw_time}' is not a timestamp in the configured format ({:?}); set \
-                     [events] timestamp_format",
-                    cfg.timestamp_format
-                ),
-            )
-        })?;
-        let day = Night::of_unix_seconds(micros.div_euclid(1_000_000)).ok_or_else(|| {
-            bad(
-                &cfg.timestamp_column,
-                format!("'{raw_time}' is out of range"),
-            )
-        })?;
-        let event_type = match type_col {
-            Some(i) => {
-                let t = text(i, cfg.event_type_column.as_deref().unwrap_or(""))?;
-                (!t.is_empty()).then(|| t.to_string())
-            }
-            None => None,
-        };
-        users.push(user);
-        items.push(item);
-        values.push(value);
-        times.push(micros);
-        dates.push(day.days_since_epoch());
-        types.push(event_type);
     }
     let n = users.len();
     let columns: Vec<ArrayRef> = vec![
@@ -544,8 +743,36 @@ pub(crate) fn parse_events(file: &str, body: &[u8], cfg: &EventsConfig) -> Resul
         Arc::new(StringArray::from(vec![file; n])),
         Arc::new(Date32Array::from(dates)),
     ];
-    RecordBatch::try_new(schema(Table::Events), columns)
-        .map_err(|e| Error::Internal(format!("events batch for {file}: {e}")))
+    let batch = RecordBatch::try_new(schema(Table::Events), columns)
+        .map_err(|e| Error::Internal(format!("events batch for {file}: {e}")))?;
+    Ok(ParsedEvents { batch, rejects })
+}
+
+/// Rejects as a batch of `warehouse/rejects` rows.
+fn rejects_batch(rejects: &[Reject], night: Night) -> Result<RecordBatch> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let n = rejects.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.file.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rejects.iter().map(|r| r.line as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.column.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.reason.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.raw_line.as_str()),
+        )),
+        Arc::new(Date32Array::from(vec![night.days_since_epoch(); n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(schema(Table::Rejects), columns)
+        .map_err(|e| Error::Internal(format!("rejects batch: {e}")))
 }
 
 fn parse_timestamp(raw: &str, format: TimestampFormat) -> Option<i64> {
@@ -606,22 +833,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_configured_columns_and_names_bad_rows() {
+    fn parses_configured_columns_and_rejects_bad_rows() {
         let cfg = EventsConfig::default();
+        let day: Night = "1997-12-04".parse().unwrap();
         let body = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,11,3.5,881250950\n";
-        let b = parse_events("raw/events/1997/12/04/a.csv", body, &cfg).unwrap();
-        assert_eq!(b.num_rows(), 2);
+        let p = parse_events("raw/events/1997/12/04/a.csv", day, body, &cfg).unwrap();
+        assert_eq!((p.batch.num_rows(), p.rejects.len()), (2, 0));
         let bad = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,x,3.5,881250950\n";
-        let e = parse_events("f.csv", bad, &cfg).unwrap_err().to_string();
-        assert_eq!(e, "f.csv:3: column 'movieId': 'x' is not an integer id");
-        let short = b"userId,movieId,rating,timestamp\n1,10,4.0\n";
-        let e = parse_events("f.csv", short, &cfg).unwrap_err().to_string();
-        assert!(
-            e.starts_with("f.csv:2: column '*': expected 4 fields"),
-            "{e}"
+        let p = parse_events("f.csv", day, bad, &cfg).unwrap();
+        assert_eq!(p.batch.num_rows(), 1);
+        assert_eq!(
+            p.rejects[0].to_string(),
+            "f.csv:3: column 'movieId': 'x' is not an integer id"
         );
-        let e = parse_events("f.csv", b"user,item\n1,2\n", &cfg)
-            .unwrap_err()
+        assert_eq!(p.rejects[0].raw_line, "2,x,3.5,881250950");
+        let e = parse_events("f.csv", day, b"user,item\n1,2\n", &cfg)
+            .err()
+            .unwrap()
             .to_string();
         assert!(e.contains("set [events] user_column"), "{e}");
     }

@@ -18,7 +18,7 @@ mod prepare;
 mod query;
 mod tables;
 
-pub use ingest::IngestReport;
+pub use ingest::{IngestOptions, IngestReport, Reject};
 pub use query::EventPairs;
 pub use tables::Warehouse;
 
@@ -34,6 +34,18 @@ pub enum Error {
         line: u64,
         column: String,
         reason: String,
+    },
+    /// More rows were rejected than `max_errors` allows; nothing was committed.
+    #[error(
+        "{rejected} rows rejected, more than max_errors = {max_errors} allows; nothing was loaded. \
+         First rejects: {}. Fix the files, or raise [events] max_errors / --max-errors to load the \
+         good rows and keep the bad ones in warehouse/rejects",
+        first.join("; ")
+    )]
+    TooManyRejects {
+        rejected: u64,
+        max_errors: u64,
+        first: Vec<String>,
     },
     /// A raw file as a whole cannot be read as configured.
     #[error("{file}: {reason}")]
@@ -71,7 +83,9 @@ impl Error {
     /// Whose fault this error is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadRow { .. } | Error::BadFile { .. } => ErrorKind::InvalidInput,
+            Error::BadRow { .. } | Error::BadFile { .. } | Error::TooManyRejects { .. } => {
+                ErrorKind::InvalidInput
+            }
             Error::Delta { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { source } => {
                     ErrorKind::of_store_error(source)

@@ -56,7 +56,7 @@ pub enum Command {
     Simulate(SimulateArgs),
 
     /// Load raw files of night DATE, and of any earlier day not loaded yet, into the warehouse
-    Ingest(DateArg),
+    Ingest(IngestArgs),
 
     /// Write night DATE's training export (window of history, one row per user-item pair)
     Prepare(DateArg),
@@ -143,6 +143,26 @@ pub struct ModelArgs {
     pub threads: Option<usize>,
 }
 
+/// Load settings.
+#[derive(Debug, Args, Default)]
+pub struct LoadArgs {
+    /// Rows a load may reject into warehouse/rejects before it fails and loads nothing
+    /// [config: events.max_errors, default 0]
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Parse and validate the files a load would take, report rows and rejects, commit nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -164,6 +184,8 @@ pub struct RecommendArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub date: DateArg,
+    #[command(flatten)]
+    pub load: LoadArgs,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Items per user [config: recommend.k, default 10]

@@ -119,18 +119,30 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             println!("lake: {}", lake.url());
         }
         Command::Ingest(args) => {
+            if let Some(n) = args.load.max_errors {
+                config.events.max_errors = n;
+            }
             let p = pipeline(finish_config(config)?).await?;
-            let r = p.ingest(args.date).await?;
+            let night = args.date.date;
+            let r = if args.dry_run {
+                p.ingest_dry_run(night).await?
+            } else {
+                p.ingest(night).await?
+            };
+            let verb = if r.dry_run { "would load" } else { "loaded" };
             println!(
-                "night {}: loaded {} rows from {} files ({} already loaded, {} for later nights); \
-                 events table version {}",
-                args.date,
+                "night {night}: {verb} {} rows from {} files, {} rows rejected ({} files already \
+                 loaded, {} for later nights); events table version {}",
                 r.rows_loaded,
                 r.files_loaded,
+                r.rows_rejected,
                 r.files_already_loaded,
                 r.files_for_later_nights,
                 r.events_version
             );
+            for reject in &r.first_rejects {
+                println!("rejected: {reject}");
+            }
             for f in &r.files_changed {
                 println!("warning: {f} changed after it was loaded; it was not reloaded");
             }
@@ -184,6 +196,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => {
             apply_model_args(&mut config, &args.model)?;
+            if let Some(n) = args.load.max_errors {
+                config.events.max_errors = n;
+            }
             if let Some(k) = args.k {
                 config.recommend.k = k;
             }

@@ -1,7 +1,7 @@
 //! The incremental load: exactly once, late files, and recovery from a crash between commits.
 
 use elastirec_core::config::EventsConfig;
-use elastirec_warehouse::Warehouse;
+use elastirec_warehouse::{IngestOptions, Warehouse};
 
 use crate::{lake, raw_file, scalar};
 
@@ -21,7 +21,11 @@ async fn loads_each_file_once_and_catches_up_late_files() {
     let wh = Warehouse::open(&lake).await.unwrap();
 
     let r = wh
-        .ingest("2024-01-02".parse().unwrap(), &cfg)
+        .ingest(
+            "2024-01-02".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -29,7 +33,11 @@ async fn loads_each_file_once_and_catches_up_late_files() {
         (2, 3, 1)
     );
     let again = wh
-        .ingest("2024-01-02".parse().unwrap(), &cfg)
+        .ingest(
+            "2024-01-02".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -48,7 +56,11 @@ async fn loads_each_file_once_and_catches_up_late_files() {
     // A file that arrives late for an old day is loaded by the next run.
     raw_file(&lake, "2024-01-01", "late.csv", &[(4, 10, 2.0, 30)]).await;
     let r = wh
-        .ingest("2024-01-03".parse().unwrap(), &cfg)
+        .ingest(
+            "2024-01-03".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!((r.files_loaded, r.rows_loaded), (2, 2));
@@ -75,7 +87,11 @@ async fn loads_each_file_once_and_catches_up_late_files() {
     )
     .await;
     let r = wh
-        .ingest("2024-01-03".parse().unwrap(), &cfg)
+        .ingest(
+            "2024-01-03".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(r.rows_loaded, 0);
@@ -99,9 +115,13 @@ async fn a_crash_between_data_and_ledger_commits_does_not_double_load() {
     .await;
     raw_file(&lake, "2024-01-01", "b.csv", &[(3, 11, 4.0, 10)]).await;
     let wh = Warehouse::open(&lake).await.unwrap();
-    wh.ingest("2024-01-01".parse().unwrap(), &cfg)
-        .await
-        .unwrap();
+    wh.ingest(
+        "2024-01-01".parse().unwrap(),
+        &cfg,
+        IngestOptions::default(),
+    )
+    .await
+    .unwrap();
 
     // Undo the ledger commit, as if the process died right after the events commit.
     let log = dir.path().join("lake/warehouse/loads/_delta_log");
@@ -116,11 +136,122 @@ async fn a_crash_between_data_and_ledger_commits_does_not_double_load() {
     assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM loads").await, 0);
 
     let r = wh
-        .ingest("2024-01-01".parse().unwrap(), &cfg)
+        .ingest(
+            "2024-01-01".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(r.files_recovered, 2);
     assert_eq!((r.files_loaded, r.rows_loaded), (0, 0));
     assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 3);
     assert_eq!(scalar(&wh, "SELECT SUM(rows_loaded) FROM loads").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_bad_row_is_rejected_with_its_reason() {
+    let (_dir, lake) = lake().await;
+    let night: elastirec_core::Night = "2024-01-02".parse().unwrap();
+    let fixture = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/malformed-2024-01-02.csv"),
+    )
+    .unwrap();
+    let path = elastirec_core::layout::raw_events_day(night).join("bad.csv");
+    lake.put(&path, fixture).await.unwrap();
+    let cfg = EventsConfig {
+        value_min: Some(0.5),
+        value_max: Some(5.0),
+        ..EventsConfig::default()
+    };
+    let wh = Warehouse::open(&lake).await.unwrap();
+
+    // max_errors 0 (the default): the load fails naming the first rejects and commits nothing.
+    let e = wh
+        .ingest(night, &cfg, IngestOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("12 rows rejected, more than max_errors = 0 allows"),
+        "{e}"
+    );
+    assert!(
+        e.contains("raw/events/2024/01/02/bad.csv:3: column '*': expected 4 fields"),
+        "{e}"
+    );
+    let empty = "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM rejects) \
+                 + (SELECT COUNT(*) FROM loads)";
+    assert_eq!(scalar(&wh, empty).await, 0);
+
+    // A dry run validates and reports, and commits nothing either.
+    let dry = IngestOptions {
+        max_errors: 100,
+        dry_run: true,
+    };
+    let r = wh.ingest(night, &cfg, dry).await.unwrap();
+    assert_eq!((r.rows_loaded, r.rows_rejected, r.dry_run), (2, 12, true));
+    assert_eq!(scalar(&wh, empty).await, 0);
+
+    // Within max_errors the good rows load and every bad row is visible with its reason.
+    let options = IngestOptions {
+        max_errors: 12,
+        dry_run: false,
+    };
+    let r = wh.ingest(night, &cfg, options).await.unwrap();
+    assert_eq!((r.rows_loaded, r.rows_rejected), (2, 12));
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 2);
+    assert_eq!(
+        scalar(&wh, "SELECT SUM(rows_rejected) FROM loads").await,
+        12
+    );
+    let batches = wh
+        .sql("SELECT line, \"column\", reason, raw_line FROM rejects ORDER BY line")
+        .await
+        .unwrap();
+    let text = |b: &arrow_array::RecordBatch, i: usize| -> Vec<String> {
+        let c = arrow_cast_utf8(b.column(i));
+        c.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut got = Vec::new();
+    for b in &batches {
+        let (l, c, r, raw) = (text(b, 0), text(b, 1), text(b, 2), text(b, 3));
+        for i in 0..b.num_rows() {
+            got.push((l[i].clone(), c[i].clone(), r[i].clone(), raw[i].clone()));
+        }
+    }
+    let expected = [
+        ("3", "*", "expected 4 fields like the header, found 2"),
+        ("4", "*", "expected 4 fields like the header, found 5"),
+        ("5", "userId", "empty id"),
+        ("6", "userId", "'u4' is not an integer id"),
+        ("7", "movieId", "'1x' is not an integer id"),
+        ("8", "rating", "'good' is not a number"),
+        ("9", "rating", "'' is not a number"),
+        ("10", "rating", "9.5 is outside the configured scale 0.5..5"),
+        ("11", "timestamp", "'yesterday' is not a timestamp"),
+        (
+            "12",
+            "timestamp",
+            "outside the file's day 2024-01-02 by more than 24 hours",
+        ),
+        ("13", "movieId", "not valid UTF-8"),
+        ("14", "rating", "'NaN' is not a number"),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for ((line, column, reason, raw), (el, ec, er)) in got.iter().zip(expected) {
+        assert_eq!((line.as_str(), column.as_str()), (el, ec), "{reason}");
+        assert!(reason.contains(er), "line {line}: '{reason}' lacks '{er}'");
+        assert!(!raw.is_empty(), "line {line} keeps its raw text");
+    }
+    assert_eq!(got[0].3, "2,10");
+}
+
+fn arrow_cast_utf8(a: &arrow_array::ArrayRef) -> arrow_array::StringArray {
+    let c =
+        deltalake::arrow::compute::cast(a, &deltalake::arrow::datatypes::DataType::Utf8).unwrap();
+    arrow_array::cast::AsArray::as_string::<i32>(&c).clone()
 }

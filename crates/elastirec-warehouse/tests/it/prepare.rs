@@ -3,7 +3,7 @@
 use elastirec_core::config::{Aggregate, EventsConfig, PrepareConfig};
 use elastirec_core::layout;
 use elastirec_core::manifest::ExportManifest;
-use elastirec_warehouse::Warehouse;
+use elastirec_warehouse::{IngestOptions, Warehouse};
 
 use crate::{lake, raw_file};
 
@@ -75,9 +75,13 @@ async fn exports_the_window_and_older_seen_pairs() {
     .await;
     raw_file(&lake, "2024-01-04", "a.csv", &[(3, 13, 4.0, 10)]).await;
     let wh = Warehouse::open(&lake).await.unwrap();
-    wh.ingest("2024-01-04".parse().unwrap(), &EventsConfig::default())
-        .await
-        .unwrap();
+    wh.ingest(
+        "2024-01-04".parse().unwrap(),
+        &EventsConfig::default(),
+        IngestOptions::default(),
+    )
+    .await
+    .unwrap();
 
     let params = PrepareConfig {
         window_days: 2,
@@ -166,9 +170,13 @@ async fn aggregates_turn_a_pairs_events_into_one_value() {
     )
     .await;
     let wh = Warehouse::open(&lake).await.unwrap();
-    wh.ingest("2024-01-04".parse().unwrap(), &EventsConfig::default())
-        .await
-        .unwrap();
+    wh.ingest(
+        "2024-01-04".parse().unwrap(),
+        &EventsConfig::default(),
+        IngestOptions::default(),
+    )
+    .await
+    .unwrap();
     for (aggregate, expected) in [
         (Aggregate::Sum, 8.0),
         (Aggregate::Max, 4.0),
