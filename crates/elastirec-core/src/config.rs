@@ -349,6 +349,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        let example = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../../elastirec.example.toml");
+        assert_eq!(
+            Config::load(Some(&example), env(&[])).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
     fn typos_and_bad_ranges_are_named() {
         let e = Config::load(None, env(&[("ELASTIREC_MODEL__FACTOR", "8")])).unwrap_err();
         assert!(e.to_string().contains("factor"), "{e}");
