@@ -184,6 +184,13 @@ impl Pipeline {
         })
     }
 
+    fn ingest_options(&self, dry_run: bool) -> IngestOptions {
+        IngestOptions {
+            max_errors: self.config.events.max_errors,
+            dry_run,
+        }
+    }
+
     async fn warehouse(&self) -> Result<Warehouse> {
         Ok(Warehouse::open(&self.lake).await?)
     }
@@ -201,10 +208,7 @@ impl Pipeline {
             record,
             || async {
                 let wh = self.warehouse().await?;
-                let options = IngestOptions {
-                    max_errors: self.config.events.max_errors,
-                    dry_run: false,
-                };
+                let options = self.ingest_options(false);
                 Ok(wh.ingest(night, &self.config.events, options).await?)
             },
             |r: &IngestReport| Outcome {
@@ -220,10 +224,7 @@ impl Pipeline {
     /// leaves the run record alone.
     pub async fn ingest_dry_run(&self, night: Night) -> Result<IngestReport> {
         let wh = self.warehouse().await?;
-        let options = IngestOptions {
-            max_errors: self.config.events.max_errors,
-            dry_run: true,
-        };
+        let options = self.ingest_options(true);
         Ok(wh.ingest(night, &self.config.events, options).await?)
     }
 
