@@ -2,9 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
-
 use elastirec_core::config::{ModelConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
@@ -20,32 +17,32 @@ use crate::popularity::Popularity;
 use crate::topk::top_k_all;
 use crate::{Error, Result};
 
+/// Reads a night's JSON document that an earlier step writes, or says which command makes it.
+async fn read_step_output<T: serde::de::DeserializeOwned>(
+    lake: &Lake,
+    path: &object_store::path::Path,
+    what: &'static str,
+    command: &str,
+    night: Night,
+) -> Result<T> {
+    lake.get_json(path, what).await?.ok_or_else(|| {
+        Error::Missing(format!(
+            "no {what} for night {night} ({} is missing): run `elastirec {command} --date \
+             {night}` first",
+            lake.display_path(path)
+        ))
+    })
+}
+
 /// Reads the training export manifest of a night, or says which command makes it.
 pub async fn read_export_manifest(lake: &Lake, night: Night) -> Result<ExportManifest> {
     let path = layout::training_export_manifest(night);
-    lake.get_json(&path, "training export manifest")
-        .await?
-        .ok_or_else(|| {
-            Error::Missing(format!(
-                "no training export for night {night} ({} is missing): run `elastirec prepare \
-                 --date {night}` first",
-                lake.display_path(&path)
-            ))
-        })
+    read_step_output(lake, &path, "training export", "prepare", night).await
 }
 
 /// Reads the model description of a night, or says which command makes it.
 pub async fn read_model_info(lake: &Lake, night: Night) -> Result<ModelInfo> {
-    let path = layout::model_info(night);
-    lake.get_json(&path, "model description")
-        .await?
-        .ok_or_else(|| {
-            Error::Missing(format!(
-                "no model for night {night} ({} is missing): run `elastirec train --date {night}` \
-                 first",
-                lake.display_path(&path)
-            ))
-        })
+    read_step_output(lake, &layout::model_info(night), "model", "train", night).await
 }
 
 /// Reads the recommendations manifest of a night, or says which command makes it.
@@ -54,32 +51,7 @@ pub async fn read_recommendations_manifest(
     night: Night,
 ) -> Result<RecommendationsManifest> {
     let path = layout::recommendations_manifest(night);
-    lake.get_json(&path, "recommendations manifest")
-        .await?
-        .ok_or_else(|| {
-            Error::Missing(format!(
-                "no recommendations for night {night} ({} is missing): run `elastirec recommend \
-                 --date {night}` first",
-                lake.display_path(&path)
-            ))
-        })
-}
-
-/// Removes a dated output folder, its completion marker first, so a redo never leaves a marker
-/// next to mixed files.
-async fn clear_output(lake: &Lake, marker: &Path, dir: &Path) -> Result<()> {
-    match lake.store().delete(marker).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => {
-            return Err(elastirec_core::Error::Store {
-                path: lake.display_path(marker),
-                source: e,
-            }
-            .into());
-        }
-    }
-    lake.delete_prefix(dir).await?;
-    Ok(())
+    read_step_output(lake, &path, "recommendations", "recommend", night).await
 }
 
 /// The `train` step: fits implicit ALS on the night's export and writes `models/D/`.
@@ -116,7 +88,8 @@ pub async fn train_night(
     .await
     .map_err(|e| Error::Internal(format!("training task failed: {e}")))??;
 
-    clear_output(lake, &layout::model_info(night), &layout::model_dir(night)).await?;
+    lake.clear_output(&layout::model_info(night), &layout::model_dir(night))
+        .await?;
     let k = factors.factors;
     let user_batch = io::factors_batch(columns::USER_ID, data.users.ids(), &factors.users, k)?;
     let item_batch = io::factors_batch(columns::ITEM_ID, data.items.ids(), &factors.items, k)?;
@@ -288,8 +261,7 @@ pub async fn recommend_night(
         *users_by_source.entry(source.to_string()).or_default() += 1;
     }
     let flat: Vec<RecommendationRow> = rows.values().flatten().cloned().collect();
-    clear_output(
-        lake,
+    lake.clear_output(
         &layout::recommendations_manifest(night),
         &layout::recommendations_dir(night),
     )

@@ -252,16 +252,29 @@ impl Lake {
         Ok(all)
     }
 
+    /// Deletes an object; one that is already gone is fine.
+    pub async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(self.display_path(path), e)),
+        }
+    }
+
     /// Deletes every object under `prefix` (used to discard a partial output before redoing it).
     pub async fn delete_prefix(&self, prefix: &Path) -> Result<usize> {
         let objects = self.list(prefix).await?;
         for meta in &objects {
-            match self.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::store(self.display_path(&meta.location), e)),
-            }
+            self.delete(&meta.location).await?;
         }
         Ok(objects.len())
+    }
+
+    /// Discards a dated output folder before it is redone: its completion marker (manifest)
+    /// first, then every file, so no reader ever finds a marker beside a mix of old and new files.
+    pub async fn clear_output(&self, marker: &Path, dir: &Path) -> Result<()> {
+        self.delete(marker).await?;
+        self.delete_prefix(dir).await?;
+        Ok(())
     }
 }
 

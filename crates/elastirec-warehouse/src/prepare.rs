@@ -69,22 +69,11 @@ impl Warehouse {
         );
 
         // Discard any earlier attempt, manifest first, so no reader trusts half of a redo.
-        let dir = layout::training_export_dir(night);
-        match lake
-            .store()
-            .delete(&layout::training_export_manifest(night))
-            .await
-        {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(elastirec_core::Error::Store {
-                    path: lake.display_path(&dir),
-                    source: e,
-                }
-                .into());
-            }
-        }
-        lake.delete_prefix(&dir).await?;
+        lake.clear_output(
+            &layout::training_export_manifest(night),
+            &layout::training_export_dir(night),
+        )
+        .await?;
 
         let files = unload(
             &ctx,
