@@ -203,6 +203,34 @@ pub struct StepRecord {
     pub outcome: Option<String>,
     /// Whose fault the failure was (`invalid_input`, `not_found`, `transient`, `internal`).
     pub error_kind: Option<String>,
+    /// Attempt number of this step in the night's run (1 for the first try; retries of
+    /// transient failures and reruns after a crash count up).
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// Bytes the step wrote to the lake (files it produced), where it knows them.
+    #[serde(default)]
+    pub bytes_out: Option<u64>,
+    /// CPU time (user + system) the process spent in the step, all threads together.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// The process's peak resident memory (VmHWM) when the step ended: a high-water mark since
+    /// the process started, so it includes earlier steps run by the same process.
+    #[serde(default)]
+    pub peak_memory_bytes: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl StepRecord {
+    /// Wall-clock seconds of the step, when it has started and ended.
+    pub fn seconds(&self) -> Option<f64> {
+        match (self.started_at, self.ended_at) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0) as f64 / 1000.0),
+            _ => None,
+        }
+    }
 }
 
 /// `runs/YYYY-MM-DD.json`: the run record of one night.
@@ -213,6 +241,65 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub steps: Vec<StepRecord>,
+    /// Whether the publish step moved `recommendations/_LATEST` to this night, and why not.
+    #[serde(default)]
+    pub publish: Option<PublishDecision>,
+    /// What the night's compute cost, elastically and on an always-on cluster.
+    #[serde(default)]
+    pub cost: Option<NightCost>,
+}
+
+impl RunRecord {
+    /// The record of the step named `name`, if the night has one.
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Wall-clock seconds of all steps of the night that ran.
+    pub fn compute_seconds(&self) -> f64 {
+        self.steps.iter().filter_map(StepRecord::seconds).sum()
+    }
+}
+
+/// The publish gate's decision for a night.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishDecision {
+    /// True when `_LATEST` was moved to this night.
+    pub published: bool,
+    /// `--force-publish` overrode a failed check.
+    pub forced: bool,
+    /// Each check and what it found, in a sentence (`"users: 1,930 vs 1,944 the night before"`).
+    pub checks: Vec<GateCheck>,
+    /// Why the night was held (the failed checks), or empty.
+    pub reason: Option<String>,
+    /// The night `_LATEST` names after the decision.
+    pub latest: Option<Night>,
+}
+
+/// One check of the publish gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateCheck {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The compute cost of one night (prices from `[cost]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NightCost {
+    /// Wall-clock seconds the night's steps ran (what an elastic machine is billed for).
+    pub compute_seconds: f64,
+    /// CPU seconds of the night's steps, all threads together.
+    pub cpu_seconds: f64,
+    /// Price per hour of the machine that ran the night.
+    pub price_per_hour: f64,
+    /// `compute_seconds / 3600 * price_per_hour`.
+    pub elastic_cost: f64,
+    /// Price per hour of the always-on warehouse + cluster it replaces.
+    pub always_on_price_per_hour: f64,
+    /// `24 * always_on_price_per_hour`: one day of the always-on alternative.
+    pub always_on_cost: f64,
+    pub currency: String,
 }
 
 /// Scores of one list-maker in an evaluation.

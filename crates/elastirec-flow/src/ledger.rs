@@ -64,6 +64,8 @@ impl RunLedger {
             started_at: Utc::now(),
             ended_at: None,
             steps: Vec::new(),
+            publish: None,
+            cost: None,
         }))
     }
 

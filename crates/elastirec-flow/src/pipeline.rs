@@ -153,6 +153,10 @@ impl Pipeline {
             rows_out: None,
             outcome: None,
             error_kind: None,
+            attempt: 1,
+            bytes_out: None,
+            cpu_seconds: None,
+            peak_memory_bytes: None,
         };
         (self.progress)(&Progress::StepStarted { night, step });
         self.ledger.update_step(record, step_record.clone()).await?;
