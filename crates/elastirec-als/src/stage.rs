@@ -125,6 +125,7 @@ pub async fn train_night(
         table_versions: export.table_versions.clone(),
         files,
     };
+    elastirec_core::failpoint::hit("train.after-factors");
     lake.put_json(&layout::model_info(night), &info).await?;
     Ok(info)
 }
@@ -171,7 +172,8 @@ impl SeenPairs {
 }
 
 /// The `recommend` step: top-K per user from the night's model, popularity for users the model
-/// does not cover; writes `recommendations/D/` and moves `_LATEST` forward.
+/// does not cover; writes `recommendations/D/`. Publishing (moving `_LATEST`) is the
+/// orchestrator's publish step, behind its gate.
 pub async fn recommend_night(
     lake: &Lake,
     night: Night,
@@ -286,17 +288,24 @@ pub async fn recommend_night(
         model: layout::model_info(night).to_string(),
         table_versions: model.table_versions.clone(),
     };
+    elastirec_core::failpoint::hit("recommend.after-parts");
     lake.put_json(&layout::recommendations_manifest(night), &manifest)
         .await?;
-    publish_latest(lake, night).await?;
     Ok(manifest)
+}
+
+/// The night `recommendations/_LATEST` names, if any.
+pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
+    Ok(lake
+        .get_json(&layout::recommendations_latest(), "latest pointer")
+        .await?)
 }
 
 /// Moves `recommendations/_LATEST` to `night` unless it already names a later night (a backfill
 /// of an old night must not roll serving back).
 pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
     let path = layout::recommendations_latest();
-    let current: Option<LatestPointer> = lake.get_json(&path, "latest pointer").await?;
+    let current = read_latest(lake).await?;
     if current.as_ref().is_some_and(|c| c.night > night) {
         return Ok(false);
     }

@@ -22,6 +22,12 @@ pub struct Config {
     pub prepare: PrepareConfig,
     pub model: ModelConfig,
     pub recommend: RecommendConfig,
+    pub evaluate: EvaluateConfig,
+    pub publish: PublishConfig,
+    pub run: RunConfig,
+    pub schedule: ScheduleConfig,
+    pub cost: CostConfig,
+    pub hooks: HooksConfig,
 }
 
 /// `[lake]`: where the lake lives.
@@ -211,6 +217,142 @@ impl Default for RecommendConfig {
     }
 }
 
+/// `[evaluate]`: the nightly evaluation step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluateConfig {
+    /// Night D's run evaluates night D − horizon_days against the events of the days after it,
+    /// which D's load completed.
+    pub horizon_days: u32,
+}
+
+impl Default for EvaluateConfig {
+    fn default() -> Self {
+        EvaluateConfig { horizon_days: 7 }
+    }
+}
+
+/// Which list-maker the publish gate compares the model with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateBaseline {
+    /// Each user's most popular unseen items (the fallback the model replaces).
+    Popularity,
+    /// One most-popular list for everyone.
+    MostPopular,
+}
+
+/// `[publish]`: the checks a night must pass before `recommendations/_LATEST` moves to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Publish a night on which no events arrived.
+    pub allow_empty_night: bool,
+    /// Hold a night whose users with recommendations fall below this share of the published
+    /// night's (0 turns the check off).
+    pub min_users_ratio: f64,
+    /// Hold a night when the newest evaluation of an earlier night found the model worse than
+    /// the baseline.
+    pub require_model_beats_baseline: bool,
+    /// The baseline of that check.
+    pub baseline: GateBaseline,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            allow_empty_night: false,
+            min_users_ratio: 0.5,
+            require_model_beats_baseline: true,
+            baseline: GateBaseline::MostPopular,
+        }
+    }
+}
+
+/// `[run]`: retries and the lease of the orchestrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Attempts of a step after a transient failure (1 = no retry).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles each retry.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between retries.
+    pub backoff_max_ms: u64,
+    /// How long a lease lasts without a heartbeat (a crashed runner's lease expires after this).
+    pub lease_seconds: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            max_attempts: 4,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            lease_seconds: 300,
+        }
+    }
+}
+
+/// `[schedule]`: when `elastirec schedule` starts the nightly run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    pub cron: String,
+    /// IANA time zone of the cron expression, such as `Europe/Paris`.
+    pub timezone: String,
+    /// Run every night missed since the last succeeded one (after downtime), oldest first.
+    pub catch_up: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "30 2 * * *".into(),
+            timezone: "UTC".into(),
+            catch_up: true,
+        }
+    }
+}
+
+/// `[cost]`: prices for the elastic-versus-always-on comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostConfig {
+    /// Price per hour of the machine the nightly run uses (billed only while it runs).
+    pub price_per_hour: f64,
+    /// Price per hour of the always-on warehouse and cluster it replaces.
+    pub always_on_price_per_hour: f64,
+    pub currency: String,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        // On-demand list prices in us-east-1 as assumptions, not measurements: a 2-vCPU, 8 GiB
+        // machine (m5.large, 0.096/h) against the reference design's always-on pair, a 2-node
+        // Redshift dc2.large cluster (2 × 0.25/h) plus a 3-node EMR m5.xlarge cluster
+        // (3 × (0.192 + 0.048)/h).
+        CostConfig {
+            price_per_hour: 0.096,
+            always_on_price_per_hour: 1.22,
+            currency: "USD".into(),
+        }
+    }
+}
+
+/// `[hooks]`: commands called when a night ends, with a JSON summary on standard input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Shell command run after a night succeeds.
+    pub on_success: Option<String>,
+    /// Shell command run after a night fails or is held.
+    pub on_failure: Option<String>,
+    /// URL that receives the same JSON summary as an HTTP POST (http:// only).
+    pub webhook_url: Option<String>,
+}
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "ELASTIREC_";
 
@@ -293,6 +435,18 @@ impl Config {
         }
         if self.prepare.window_days == 0 {
             return fail("[prepare] window_days must be at least 1".into());
+        }
+        if self.run.max_attempts == 0 {
+            return fail("[run] max_attempts must be at least 1 (1 means no retry)".into());
+        }
+        if self.run.lease_seconds < 5 {
+            return fail("[run] lease_seconds must be at least 5".into());
+        }
+        if !(self.publish.min_users_ratio.is_finite() && self.publish.min_users_ratio >= 0.0) {
+            return fail("[publish] min_users_ratio must be a number >= 0".into());
+        }
+        if !(self.cost.price_per_hour >= 0.0 && self.cost.always_on_price_per_hour >= 0.0) {
+            return fail("[cost] prices must be numbers >= 0".into());
         }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());

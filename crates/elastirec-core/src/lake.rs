@@ -222,6 +222,32 @@ impl Lake {
         self.put(path, body).await
     }
 
+    /// Writes a JSON document only if no object exists at `path` yet (a create-only put, atomic
+    /// on every store); `false` when one already did.
+    pub async fn put_json_create<T: Serialize>(&self, path: &Path, value: &T) -> Result<bool> {
+        let mut body = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::Internal(format!("serialize {path}: {e}")))?;
+        body.push(b'\n');
+        match self
+            .store
+            .put_opts(path, PutPayload::from(body), PutMode::Create.into())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::store(self.display_path(path), e)),
+        }
+    }
+
+    /// The same lake over a store wrapped by `wrap` (tests inject faults this way).
+    pub fn map_store(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Lake {
+        self.store = wrap(self.store);
+        self
+    }
+
     /// Reads a JSON document, `None` when it does not exist.
     pub async fn get_json<T: DeserializeOwned>(
         &self,

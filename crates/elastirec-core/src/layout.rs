@@ -155,14 +155,42 @@ pub fn runs_root() -> Path {
     Path::from("runs")
 }
 
-/// `runs/_lease`: reserved for the orchestrator's lease.
+/// `runs/_lease/`: the orchestrator's lease, one create-only object per epoch.
 pub fn run_lease() -> Path {
     Path::from("runs/_lease")
 }
 
-/// `snapshots/NAME.json`: reserved for warehouse snapshots.
+/// `runs/_lease/EPOCH.json`: epoch `epoch` of the lease (zero-padded so names sort by epoch).
+pub fn run_lease_epoch(epoch: u64) -> Path {
+    run_lease().join(format!("{epoch:020}.json"))
+}
+
+/// The epoch of a lease object's path, if it is one.
+pub fn run_lease_epoch_of(path: &Path) -> Option<u64> {
+    let mut parts = path.parts();
+    let (a, b, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if a.as_ref() != "runs" || b.as_ref() != "_lease" || parts.next().is_some() {
+        return None;
+    }
+    file.as_ref().strip_suffix(".json")?.parse().ok()
+}
+
+/// The night of a dated path `ROOT…/YYYY/MM/DD/…` whose root has `root_parts` components
+/// (1 for `models/`, 2 for `exports/training/`).
+pub fn dated_night(path: &Path, root_parts: usize) -> Option<Night> {
+    let mut parts = path.parts().skip(root_parts);
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    Night::from_path_segments(y.as_ref(), m.as_ref(), d.as_ref())
+}
+
+/// `snapshots/`: every warehouse snapshot record.
+pub fn snapshots_root() -> Path {
+    Path::from("snapshots")
+}
+
+/// `snapshots/NAME.json`: a warehouse snapshot record (table versions).
 pub fn snapshot(name: &str) -> Path {
-    Path::from(format!("snapshots/{name}.json"))
+    snapshots_root().join(format!("{name}.json"))
 }
 
 #[cfg(test)]
@@ -184,6 +212,15 @@ mod tests {
         assert_eq!(model_info(n).as_ref(), "models/1998/03/05/model.json");
         assert_eq!(run_record(n).as_ref(), "runs/1998-03-05.json");
         assert_eq!(Table::Events.path().as_ref(), "warehouse/events");
+        let lease = run_lease_epoch(42);
+        assert_eq!(lease.as_ref(), "runs/_lease/00000000000000000042.json");
+        assert_eq!(run_lease_epoch_of(&lease), Some(42));
+        assert_eq!(run_lease_epoch_of(&run_record(n)), None);
+        assert_eq!(snapshot("1998-03-05").as_ref(), "snapshots/1998-03-05.json");
+        assert_eq!(dated_night(&training_export_part(n, 0), 2), Some(n));
+        assert_eq!(dated_night(&model_info(n), 1), Some(n));
+        assert_eq!(dated_night(&evaluation(n, 7), 1), Some(n));
+        assert_eq!(dated_night(&run_record(n), 1), None);
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub enum StepState {
     Succeeded,
     Failed,
     Skipped,
+    /// The publish gate kept the night from going live (the reason is in the record).
+    Held,
 }
 
 /// One step of a night in `runs/YYYY-MM-DD.json`.
@@ -300,6 +302,16 @@ pub struct NightCost {
     /// `24 * always_on_price_per_hour`: one day of the always-on alternative.
     pub always_on_cost: f64,
     pub currency: String,
+}
+
+/// `snapshots/NAME.json`: the warehouse state a night ended with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub name: String,
+    pub night: Night,
+    pub created_at: DateTime<Utc>,
+    /// Version of every warehouse table (`events`, `items`, `loads`, `rejects`).
+    pub table_versions: BTreeMap<String, i64>,
 }
 
 /// Scores of one list-maker in an evaluation.

@@ -1,27 +1,40 @@
-//! Runs the steps of one night in order and records each in the run ledger.
+//! The orchestrator: runs the steps of a night in order, records each in the run ledger, and
+//! schedules nights.
 //!
 //! ```text
-//!  ingest ──▶ prepare ──▶ train ──▶ recommend        (run --date D)
-//!                                        └──▶ evaluate  (later, once days D+1..D+H are loaded)
+//!  ingest ──▶ prepare ──▶ snapshot ──▶ train ──▶ recommend ──▶ evaluate ──▶ publish
+//!  (load)     (SQL export)  (versions)   (ALS)     (top-K)      (night D−H)   (gate, _LATEST)
 //! ```
 //!
-//! Each step reads and writes only lake files (through the warehouse and trainer crates); the
-//! run record `runs/YYYY-MM-DD.json` is rewritten whole after every state change, so a reader
-//! sees a consistent record at any time.
+//! Each step reads and writes only lake files; a step whose outputs exist and are current is
+//! skipped, so `run` after a crash continues where the night stopped. The run record
+//! `runs/YYYY-MM-DD.json` is rewritten whole after every state change. Only transient failures
+//! are retried. A lease (`runs/_lease/`) keeps two runners off one lake.
 
+pub mod cost;
+pub mod cron;
+pub mod gate;
+pub mod hooks;
+pub mod lease;
 mod ledger;
 mod pipeline;
+pub mod resources;
+pub mod retention;
+pub mod schedule;
 
 pub use ledger::RunLedger;
-pub use pipeline::{Pipeline, Progress, Step};
+pub use pipeline::{Pipeline, Progress, RunOptions, Step};
+
+use std::sync::{Arc, Mutex};
 
 use elastirec_core::ErrorKind;
 
 /// Errors of a night's steps.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Boxed: DataFusion's errors are large, and every result of the flow carries this type.
     #[error(transparent)]
-    Warehouse(#[from] elastirec_warehouse::Error),
+    Warehouse(Box<elastirec_warehouse::Error>),
     #[error(transparent)]
     Als(#[from] elastirec_als::Error),
     #[error(transparent)]
@@ -34,6 +47,28 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Another runner holds the lake's lease.
+    #[error(
+        "the lake is busy: its lease is held by {holder}; wait for that run to finish (a crashed \
+         holder's lease expires by itself)"
+    )]
+    Busy { holder: String },
+    /// The run was asked to stop (SIGTERM, or the lease was lost) and stopped between steps.
+    #[error("stopped before night {night}'s {step} step: {reason}")]
+    Interrupted {
+        night: elastirec_core::Night,
+        step: Step,
+        reason: String,
+    },
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<elastirec_warehouse::Error> for Error {
+    fn from(e: elastirec_warehouse::Error) -> Self {
+        Error::Warehouse(Box::new(e))
+    }
 }
 
 impl Error {
@@ -44,9 +79,57 @@ impl Error {
             Error::Als(e) => e.kind(),
             Error::Lake(e) => e.kind(),
             Error::Step { source, .. } => source.kind(),
+            Error::Busy { .. } | Error::Interrupted { .. } => ErrorKind::Transient,
+            Error::Config(_) => ErrorKind::InvalidInput,
+        }
+    }
+
+    /// The step error's cause, without the night/step wrapper.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Step { source, .. } => source.root(),
+            e => e,
         }
     }
 }
 
 /// Result of the flow.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A request to stop between steps, shared by the signal handler, the lease and the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag {
+    inner: Arc<(Mutex<Option<String>>, tokio::sync::Notify)>,
+}
+
+impl StopFlag {
+    pub fn new() -> StopFlag {
+        StopFlag::default()
+    }
+
+    /// Asks every holder of this flag to stop; the first reason is kept.
+    pub fn raise(&self, reason: impl Into<String>) {
+        if let Ok(mut r) = self.inner.0.lock()
+            && r.is_none()
+        {
+            *r = Some(reason.into());
+        }
+        self.inner.1.notify_waiters();
+    }
+
+    /// Why a stop was asked for, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.inner.0.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Waits until the flag is raised.
+    pub async fn raised(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            if self.reason().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

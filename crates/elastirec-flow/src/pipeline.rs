@@ -1,45 +1,93 @@
-//! The steps of a night and how they are run and recorded.
+//! The steps of a night and how they are run, skipped, retried and recorded.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 
 use elastirec_als::evaluate::{Holdout, evaluate_night};
-use elastirec_als::stage::{recommend_night, train_night};
-use elastirec_core::manifest::{
-    EvaluationReport, ExportManifest, ModelInfo, RecommendationsManifest, RunRecord, StepRecord,
-    StepState,
+use elastirec_als::stage::{
+    publish_latest, read_export_manifest, read_latest, read_model_info,
+    read_recommendations_manifest, recommend_night, train_night,
 };
-use elastirec_core::{Config, Lake, Night};
+use elastirec_core::manifest::{
+    EvaluationReport, ExportManifest, FileEntry, ModelInfo, PublishDecision,
+    RecommendationsManifest, RunRecord, StepRecord, StepState,
+};
+use elastirec_core::{Config, Lake, Night, failpoint, layout};
 use elastirec_warehouse::{IngestOptions, IngestReport, Warehouse};
 
 use crate::ledger::RunLedger;
-use crate::{Error, Result};
+use crate::resources::Usage;
+use crate::{Error, Result, StopFlag, cost, gate, hooks, retention};
 
 /// A step of the nightly flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
     Ingest,
     Prepare,
+    Snapshot,
     Train,
     Recommend,
     Evaluate,
+    Publish,
 }
 
 impl Step {
     /// The steps `run` performs, in order.
-    pub const NIGHTLY: [Step; 4] = [Step::Ingest, Step::Prepare, Step::Train, Step::Recommend];
+    pub const NIGHTLY: [Step; 7] = [
+        Step::Ingest,
+        Step::Prepare,
+        Step::Snapshot,
+        Step::Train,
+        Step::Recommend,
+        Step::Evaluate,
+        Step::Publish,
+    ];
 
     /// The step's name in run records and messages.
     pub fn name(self) -> &'static str {
         match self {
             Step::Ingest => "ingest",
             Step::Prepare => "prepare",
+            Step::Snapshot => "snapshot",
             Step::Train => "train",
             Step::Recommend => "recommend",
             Step::Evaluate => "evaluate",
+            Step::Publish => "publish",
+        }
+    }
+
+    /// What the step reads and writes in the lake, for `--help`, docs and the dashboard.
+    pub fn artefacts(self) -> (&'static str, &'static str) {
+        match self {
+            Step::Ingest => (
+                "raw/events/YYYY/MM/DD/*.csv up to the night, raw/items/",
+                "warehouse/events, items, loads, rejects",
+            ),
+            Step::Prepare => (
+                "warehouse/events",
+                "exports/training/YYYY/MM/DD/ (_manifest.json last)",
+            ),
+            Step::Snapshot => ("warehouse/*", "snapshots/YYYY-MM-DD.json"),
+            Step::Train => (
+                "exports/training/YYYY/MM/DD/",
+                "models/YYYY/MM/DD/ (model.json last)",
+            ),
+            Step::Recommend => (
+                "models/YYYY/MM/DD/, exports/training/YYYY/MM/DD/seen-*",
+                "recommendations/YYYY/MM/DD/ (_manifest.json last)",
+            ),
+            Step::Evaluate => (
+                "recommendations of night D−H, warehouse/events D−H+1..D",
+                "evaluations/…/horizon-Hd.json",
+            ),
+            Step::Publish => (
+                "recommendations/YYYY/MM/DD/_manifest.json, the live night, evaluations",
+                "recommendations/_LATEST",
+            ),
         }
     }
 }
@@ -56,10 +104,26 @@ pub enum Progress {
     StepStarted {
         night: Night,
         step: Step,
+        attempt: u32,
     },
     StepFinished {
         night: Night,
         record: StepRecord,
+    },
+    /// A step was not run: its outputs are current (`already` says whether the record already
+    /// said so).
+    StepSkipped {
+        night: Night,
+        step: Step,
+        reason: String,
+    },
+    /// A transient failure; the step runs again after `wait`.
+    StepRetry {
+        night: Night,
+        step: Step,
+        attempt: u32,
+        wait: Duration,
+        error: String,
     },
     TrainIteration {
         night: Night,
@@ -71,6 +135,15 @@ pub enum Progress {
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
+/// How `run` treats a night.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Publish even if the gate's checks fail.
+    pub force_publish: bool,
+    /// Run every step even if its outputs are current.
+    pub rerun: bool,
+}
+
 /// The nightly flow over one lake with one configuration.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -78,6 +151,7 @@ pub struct Pipeline {
     config: Config,
     ledger: RunLedger,
     progress: ProgressFn,
+    stop: StopFlag,
 }
 
 impl fmt::Debug for Pipeline {
@@ -90,9 +164,45 @@ impl fmt::Debug for Pipeline {
 
 /// What a finished step reports for its record.
 struct Outcome {
+    state: StepState,
     rows_in: Option<u64>,
     rows_out: Option<u64>,
+    bytes_out: Option<u64>,
     message: String,
+}
+
+impl Outcome {
+    fn ok(rows_in: Option<u64>, rows_out: Option<u64>, message: String) -> Outcome {
+        Outcome {
+            state: StepState::Succeeded,
+            rows_in,
+            rows_out,
+            bytes_out: None,
+            message,
+        }
+    }
+
+    fn bytes(mut self, files: &[FileEntry]) -> Outcome {
+        self.bytes_out = Some(files.iter().map(|f| f.bytes).sum());
+        self
+    }
+}
+
+fn new_step_record(step: Step, attempt: u32) -> StepRecord {
+    StepRecord {
+        name: step.name().into(),
+        state: StepState::Running,
+        started_at: Some(Utc::now()),
+        ended_at: None,
+        rows_in: None,
+        rows_out: None,
+        outcome: None,
+        error_kind: None,
+        attempt,
+        bytes_out: None,
+        cpu_seconds: None,
+        peak_memory_bytes: None,
+    }
 }
 
 impl Pipeline {
@@ -109,12 +219,19 @@ impl Pipeline {
             lake,
             config,
             progress: Arc::new(|_| {}),
+            stop: StopFlag::new(),
         }
     }
 
     /// Sends progress notifications to `f`.
     pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Arc::new(f);
+        self
+    }
+
+    /// Stops between steps once `stop` is raised.
+    pub fn with_stop(mut self, stop: StopFlag) -> Self {
+        self.stop = stop;
         self
     }
 
@@ -130,62 +247,95 @@ impl Pipeline {
         &self.ledger
     }
 
-    /// Runs one step under the run record of `night`: marks it running, then succeeded or failed.
+    pub fn stop_flag(&self) -> &StopFlag {
+        &self.stop
+    }
+
+    /// Runs one step under the run record of `night`: marks it running, retries transient
+    /// failures with exponential backoff, then records it succeeded (or skipped, or held) or
+    /// failed, with its CPU time and the process's peak memory.
     async fn recorded<T, F, Fut>(
         &self,
         night: Night,
         step: Step,
         record: &mut RunRecord,
         work: F,
-        describe: impl FnOnce(&T) -> Outcome,
+        describe: impl Fn(&T) -> Outcome,
     ) -> Result<T>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let started = Utc::now();
-        let mut step_record = StepRecord {
-            name: step.name().into(),
-            state: StepState::Running,
-            started_at: Some(started),
-            ended_at: None,
-            rows_in: None,
-            rows_out: None,
-            outcome: None,
-            error_kind: None,
-            attempt: 1,
-            bytes_out: None,
-            cpu_seconds: None,
-            peak_memory_bytes: None,
-        };
-        (self.progress)(&Progress::StepStarted { night, step });
-        self.ledger.update_step(record, step_record.clone()).await?;
-        let result = work().await;
-        step_record.ended_at = Some(Utc::now());
-        match &result {
-            Ok(value) => {
-                let o = describe(value);
-                step_record.state = StepState::Succeeded;
-                step_record.rows_in = o.rows_in;
-                step_record.rows_out = o.rows_out;
-                step_record.outcome = Some(o.message);
+        let first_attempt = record.step(step.name()).map_or(1, |s| s.attempt + 1);
+        let run = &self.config.run;
+        let mut attempt = first_attempt;
+        let mut wait = Duration::from_millis(run.backoff_initial_ms);
+        loop {
+            let mut step_record = new_step_record(step, attempt);
+            self.ledger.update_step(record, step_record.clone()).await?;
+            (self.progress)(&Progress::StepStarted {
+                night,
+                step,
+                attempt,
+            });
+            failpoint::hit(&format!("{step}.before"));
+            let usage = Usage::now();
+            let result = work().await;
+            if result.is_ok() {
+                failpoint::hit(&format!("{step}.done"));
             }
-            Err(e) => {
-                step_record.state = StepState::Failed;
-                step_record.outcome = Some(error_chain(e));
-                step_record.error_kind = Some(e.kind().as_str().into());
+            let after = Usage::now();
+            step_record.ended_at = Some(Utc::now());
+            step_record.cpu_seconds = Some(after.cpu_since(&usage));
+            step_record.peak_memory_bytes = Some(after.peak_rss_bytes);
+            match &result {
+                Ok(value) => {
+                    let o = describe(value);
+                    step_record.state = o.state;
+                    step_record.rows_in = o.rows_in;
+                    step_record.rows_out = o.rows_out;
+                    step_record.bytes_out = o.bytes_out;
+                    step_record.outcome = Some(o.message);
+                }
+                Err(e) => {
+                    step_record.state = StepState::Failed;
+                    step_record.outcome = Some(error_chain(e));
+                    step_record.error_kind = Some(e.kind().as_str().into());
+                }
+            }
+            self.ledger.update_step(record, step_record.clone()).await?;
+            (self.progress)(&Progress::StepFinished {
+                night,
+                record: step_record.clone(),
+            });
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e)
+                    if e.kind() == elastirec_core::ErrorKind::Transient
+                        && attempt + 1 - first_attempt < run.max_attempts
+                        && self.stop.reason().is_none() =>
+                {
+                    (self.progress)(&Progress::StepRetry {
+                        night,
+                        step,
+                        attempt: attempt + 1,
+                        wait,
+                        error: error_chain(&e),
+                    });
+                    tracing::warn!(%night, %step, attempt, error = %error_chain(&e), ?wait, "transient failure; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(run.backoff_max_ms));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::Step {
+                        night,
+                        step,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
-        self.ledger.update_step(record, step_record.clone()).await?;
-        (self.progress)(&Progress::StepFinished {
-            night,
-            record: step_record,
-        });
-        result.map_err(|e| Error::Step {
-            night,
-            step,
-            source: Box::new(e),
-        })
     }
 
     fn ingest_options(&self, dry_run: bool) -> IngestOptions {
@@ -215,10 +365,12 @@ impl Pipeline {
                 let options = self.ingest_options(false);
                 Ok(wh.ingest(night, &self.config.events, options).await?)
             },
-            |r: &IngestReport| Outcome {
-                rows_in: Some(r.rows_loaded + r.rows_rejected),
-                rows_out: Some(r.rows_loaded),
-                message: describe_ingest(r),
+            |r: &IngestReport| {
+                Outcome::ok(
+                    Some(r.rows_loaded + r.rows_rejected),
+                    Some(r.rows_loaded),
+                    describe_ingest(r),
+                )
             },
         )
         .await
@@ -247,23 +399,55 @@ impl Pipeline {
                 let wh = self.warehouse().await?;
                 Ok(wh.prepare(night, &self.config.prepare).await?)
             },
-            |m: &ExportManifest| Outcome {
-                rows_in: None,
-                rows_out: Some(m.rows),
-                message: format!(
-                    "exported {} pairs of {} users and {} items ({} to {}), {} older seen pairs, \
-                     events table version {}",
-                    m.rows,
-                    m.users,
-                    m.items,
-                    m.window_start,
-                    m.window_end,
-                    m.seen_rows,
-                    m.table_versions.get("events").copied().unwrap_or(-1)
-                ),
+            |m: &ExportManifest| {
+                Outcome::ok(
+                    None,
+                    Some(m.rows),
+                    format!(
+                        "exported {} pairs of {} users and {} items ({} to {}), {} older seen \
+                         pairs, events table version {}",
+                        m.rows,
+                        m.users,
+                        m.items,
+                        m.window_start,
+                        m.window_end,
+                        m.seen_rows,
+                        m.table_versions.get("events").copied().unwrap_or(-1)
+                    ),
+                )
+                .bytes(&[m.files.as_slice(), m.seen_files.as_slice()].concat())
             },
         )
         .await
+    }
+
+    async fn snapshot_in(&self, night: Night, record: &mut RunRecord) -> Result<()> {
+        self.recorded(
+            night,
+            Step::Snapshot,
+            record,
+            || async {
+                let wh = self.warehouse().await?;
+                Ok(wh.snapshot(&night.to_string(), night).await?)
+            },
+            |s: &elastirec_core::manifest::SnapshotRecord| {
+                Outcome::ok(
+                    None,
+                    None,
+                    format!(
+                        "recorded {} ({})",
+                        layout::snapshot(&s.name),
+                        s.table_versions
+                            .iter()
+                            .map(|(t, v)| format!("{t} v{v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `train`: fits the night's model.
@@ -273,40 +457,45 @@ impl Pipeline {
     }
 
     async fn train_in(&self, night: Night, record: &mut RunRecord) -> Result<ModelInfo> {
-        let progress = self.progress.clone();
         let iterations = self.config.model.iterations;
         self.recorded(
             night,
             Step::Train,
             record,
-            || async move {
-                let on_iteration = move |iteration: usize, loss: f64| {
-                    progress(&Progress::TrainIteration {
-                        night,
-                        iteration,
-                        iterations,
-                        loss,
-                    })
-                };
-                Ok(train_night(&self.lake, night, &self.config.model, on_iteration).await?)
+            || {
+                let progress = self.progress.clone();
+                async move {
+                    let on_iteration = move |iteration: usize, loss: f64| {
+                        progress(&Progress::TrainIteration {
+                            night,
+                            iteration,
+                            iterations,
+                            loss,
+                        })
+                    };
+                    Ok(train_night(&self.lake, night, &self.config.model, on_iteration).await?)
+                }
             },
-            |m: &ModelInfo| Outcome {
-                rows_in: Some(m.interactions),
-                rows_out: Some(m.users + m.items),
-                message: format!(
-                    "{} factors for {} users and {} items in {:.1} s, final loss {:.5}",
-                    m.factors,
-                    m.users,
-                    m.items,
-                    m.train_seconds,
-                    m.loss.last().copied().unwrap_or(f64::NAN)
-                ),
+            |m: &ModelInfo| {
+                Outcome::ok(
+                    Some(m.interactions),
+                    Some(m.users + m.items),
+                    format!(
+                        "{} factors for {} users and {} items in {:.1} s, final loss {:.5}",
+                        m.factors,
+                        m.users,
+                        m.items,
+                        m.train_seconds,
+                        m.loss.last().copied().unwrap_or(f64::NAN)
+                    ),
+                )
+                .bytes(&m.files)
             },
         )
         .await
     }
 
-    /// `recommend`: writes the night's top-K lists and publishes them.
+    /// `recommend`: writes the night's top-K lists (the publish step makes them live).
     pub async fn recommend(&self, night: Night) -> Result<RecommendationsManifest> {
         let mut record = self.ledger.get_or_new(night).await?;
         self.recommend_in(night, &mut record).await
@@ -322,78 +511,520 @@ impl Pipeline {
             Step::Recommend,
             record,
             || async { Ok(recommend_night(&self.lake, night, self.config.recommend.k).await?) },
-            |m: &RecommendationsManifest| Outcome {
-                rows_in: Some(m.users),
-                rows_out: Some(m.rows),
-                message: format!(
-                    "top-{} for {} users ({})",
-                    m.k,
-                    m.users,
-                    m.users_by_source
-                        .iter()
-                        .map(|(s, n)| format!("{n} {s}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            |m: &RecommendationsManifest| {
+                Outcome::ok(
+                    Some(m.users),
+                    Some(m.rows),
+                    format!(
+                        "top-{} for {} users ({})",
+                        m.k,
+                        m.users,
+                        m.users_by_source
+                            .iter()
+                            .map(|(s, n)| format!("{n} {s}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .bytes(&m.files)
             },
         )
         .await
     }
 
-    /// `run`: the whole night, step after step; stops at the first failure.
+    /// The night the nightly evaluate step of `night` scores: the one `horizon_days` before.
+    fn evaluated_night(&self, night: Night) -> Option<Night> {
+        let h = u64::from(self.config.evaluate.horizon_days.max(1));
+        Some(night.minus_days(h))
+    }
+
+    async fn evaluate_step_in(&self, night: Night, record: &mut RunRecord) -> Result<()> {
+        let Some(target) = self.evaluated_night(night) else {
+            return Ok(());
+        };
+        let h = self.config.evaluate.horizon_days.max(1);
+        self.recorded(
+            night,
+            Step::Evaluate,
+            record,
+            || async { self.evaluate_report(target, h).await },
+            |r: &EvaluationReport| {
+                Outcome::ok(
+                    Some(r.relevant_items),
+                    Some(r.users_scored),
+                    format!(
+                        "night {}: NDCG@{} model {:.4}, popularity {:.4}, most popular {:.4} over \
+                         {} users",
+                        r.night,
+                        r.k,
+                        r.model.ndcg,
+                        r.popularity.ndcg,
+                        r.most_popular.ndcg,
+                        r.users_scored
+                    ),
+                )
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn evaluate_report(&self, night: Night, horizon_days: u32) -> Result<EvaluationReport> {
+        let wh = self.warehouse().await?;
+        let last = night.plus_days(u64::from(horizon_days.max(1)));
+        let pairs = wh.event_pairs(night.next(), last).await?;
+        let holdout = Holdout {
+            user_ids: pairs.user_ids,
+            item_ids: pairs.item_ids,
+            last_day: pairs.last_day,
+        };
+        let k = self.config.recommend.k;
+        Ok(evaluate_night(&self.lake, night, horizon_days, k, &holdout).await?)
+    }
+
+    /// `evaluate`: scores night D's stored lists against events of days D+1..D+H in the lake.
+    pub async fn evaluate(&self, night: Night, horizon_days: u32) -> Result<EvaluationReport> {
+        let mut record = self.ledger.get_or_new(night).await?;
+        // Recorded under the evaluated night, as its own step: the nightly evaluate step of a
+        // later night is recorded under that night instead.
+        self.recorded(
+            night,
+            Step::Evaluate,
+            &mut record,
+            || async { self.evaluate_report(night, horizon_days).await },
+            |r: &EvaluationReport| {
+                Outcome::ok(
+                    Some(r.relevant_items),
+                    Some(r.users_scored),
+                    format!(
+                        "NDCG@{} {:.4} (popularity {:.4}) over {} users",
+                        r.k, r.model.ndcg, r.popularity.ndcg, r.users_scored
+                    ),
+                )
+            },
+        )
+        .await
+    }
+
+    /// Decides whether `night` may go live and moves `_LATEST` if so.
+    async fn decide_publish(&self, night: Night, force: bool) -> Result<PublishDecision> {
+        let candidate = read_recommendations_manifest(&self.lake, night).await?;
+        let latest = read_latest(&self.lake).await?;
+        if let Some(l) = &latest
+            && l.night > night
+        {
+            return Ok(PublishDecision {
+                published: false,
+                forced: false,
+                checks: Vec::new(),
+                reason: None,
+                latest: Some(l.night),
+            });
+        }
+        let live = match &latest {
+            Some(l) if l.night < night => read_recommendations_manifest(&self.lake, l.night)
+                .await
+                .ok(),
+            _ => None,
+        };
+        let evaluation = self.newest_evaluation_before(night).await?;
+        let wh = self.warehouse().await?;
+        let events_on_night = wh.count_events_on(night).await?;
+        let checks = gate::checks(
+            &self.config.publish,
+            &gate::GateInput {
+                night,
+                events_on_night,
+                candidate: &candidate,
+                live: live.as_ref(),
+                evaluation: evaluation.as_ref(),
+            },
+        );
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        let reason = (!failed.is_empty()).then(|| failed.join("; "));
+        let go = reason.is_none() || force;
+        if go {
+            publish_latest(&self.lake, night).await?;
+        }
+        let latest = read_latest(&self.lake).await?.map(|l| l.night);
+        Ok(PublishDecision {
+            published: go && latest == Some(night),
+            forced: force && reason.is_some(),
+            checks,
+            reason,
+            latest,
+        })
+    }
+
+    async fn newest_evaluation_before(&self, night: Night) -> Result<Option<EvaluationReport>> {
+        let mut best: Option<(Night, object_store::path::Path)> = None;
+        for meta in self.lake.list(&"evaluations".into()).await? {
+            let Some(n) = layout::dated_night(&meta.location, 1) else {
+                continue;
+            };
+            if n < night && best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, meta.location));
+            }
+        }
+        match best {
+            Some((_, path)) => Ok(self.lake.get_json(&path, "evaluation report").await?),
+            None => Ok(None),
+        }
+    }
+
+    async fn publish_in(
+        &self,
+        night: Night,
+        record: &mut RunRecord,
+        force: bool,
+    ) -> Result<PublishDecision> {
+        let decision = self
+            .recorded(
+                night,
+                Step::Publish,
+                record,
+                || async { self.decide_publish(night, force).await },
+                |d: &PublishDecision| {
+                    let (state, message) = match (&d.reason, d.published, d.forced) {
+                        (_, true, true) => (
+                            StepState::Succeeded,
+                            format!(
+                                "published despite failed checks (--force-publish): {}",
+                                d.reason.as_deref().unwrap_or("")
+                            ),
+                        ),
+                        (_, true, false) => (
+                            StepState::Succeeded,
+                            "published: recommendations/_LATEST names this night".to_string(),
+                        ),
+                        (Some(r), false, _) => (
+                            StepState::Held,
+                            format!(
+                                "held, {} stays live: {r}",
+                                d.latest.map_or("no night".into(), |n| n.to_string())
+                            ),
+                        ),
+                        (None, false, _) => (
+                            StepState::Succeeded,
+                            format!(
+                                "not moved back: the later night {} is live",
+                                d.latest.map_or("?".into(), |n| n.to_string())
+                            ),
+                        ),
+                    };
+                    Outcome {
+                        state,
+                        rows_in: None,
+                        rows_out: None,
+                        bytes_out: None,
+                        message,
+                    }
+                },
+            )
+            .await?;
+        record.publish = Some(decision.clone());
+        self.ledger.put(record).await?;
+        Ok(decision)
+    }
+
+    /// `publish`: runs the gate for a night whose recommendations exist.
+    pub async fn publish(&self, night: Night, force: bool) -> Result<PublishDecision> {
+        let mut record = self.ledger.get_or_new(night).await?;
+        self.publish_in(night, &mut record, force).await
+    }
+
+    /// Why `step` need not run for `night`, if its outputs exist and are current.
+    async fn current(
+        &self,
+        step: Step,
+        night: Night,
+        record: &RunRecord,
+        options: RunOptions,
+    ) -> Result<Option<String>> {
+        let prev = record.step(step.name());
+        let done_before = prev.is_some_and(|s| {
+            matches!(
+                s.state,
+                StepState::Succeeded | StepState::Skipped | StepState::Held
+            )
+        });
+        Ok(match step {
+            // Loading is incremental: rerunning it loads only new files, so a night whose load
+            // succeeded is not loaded again (late files are taken by the next night's load).
+            Step::Ingest => done_before.then(|| "loaded earlier in this night's run".into()),
+            Step::Prepare => {
+                let Some(m) = self
+                    .lake
+                    .get_json::<ExportManifest>(
+                        &layout::training_export_manifest(night),
+                        "training export",
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let versions = self.warehouse().await?.versions().await?;
+                let params = serde_json::to_value(&self.config.prepare).ok();
+                (m.table_versions.get("events") == versions.get("events")
+                    && Some(&m.params) == params.as_ref())
+                .then(|| {
+                    format!(
+                        "the export is current (events table version {})",
+                        versions.get("events").copied().unwrap_or(-1)
+                    )
+                })
+            }
+            Step::Snapshot => {
+                let wh = self.warehouse().await?;
+                let Some(s) = wh.snapshot_record(&night.to_string()).await? else {
+                    return Ok(None);
+                };
+                (s.table_versions == wh.versions().await?)
+                    .then(|| "the snapshot names the current table versions".into())
+            }
+            Step::Train => {
+                let path = layout::model_info(night);
+                let Some(m) = self.lake.get_json::<ModelInfo>(&path, "model").await? else {
+                    return Ok(None);
+                };
+                let export = read_export_manifest(&self.lake, night).await?;
+                let params = serde_json::to_value(&self.config.model).ok();
+                (Some(&m.params) == params.as_ref() && m.created_at >= export.created_at)
+                    .then(|| "the model is newer than its export, with the same parameters".into())
+            }
+            Step::Recommend => {
+                let Some(r) = self
+                    .lake
+                    .get_json::<RecommendationsManifest>(
+                        &layout::recommendations_manifest(night),
+                        "recommendations",
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let model = read_model_info(&self.lake, night).await?;
+                (r.k == self.config.recommend.k && r.created_at >= model.created_at)
+                    .then(|| "the lists are newer than the model, with the same k".into())
+            }
+            Step::Evaluate => {
+                let Some(target) = self.evaluated_night(night) else {
+                    return Ok(Some("no earlier night to evaluate".into()));
+                };
+                let h = self.config.evaluate.horizon_days.max(1);
+                let Some(recs) = self
+                    .lake
+                    .get_json::<RecommendationsManifest>(
+                        &layout::recommendations_manifest(target),
+                        "recommendations",
+                    )
+                    .await?
+                else {
+                    return Ok(Some(format!(
+                        "night {target} has no recommendations to evaluate"
+                    )));
+                };
+                match self
+                    .lake
+                    .get_json::<EvaluationReport>(&layout::evaluation(target, h), "evaluation")
+                    .await?
+                {
+                    Some(r)
+                        if r.created_at >= recs.created_at && r.k == self.config.recommend.k =>
+                    {
+                        Some(format!("night {target} is evaluated already"))
+                    }
+                    _ => None,
+                }
+            }
+            Step::Publish => {
+                let latest = read_latest(&self.lake).await?;
+                if latest.as_ref().is_some_and(|l| l.night >= night) {
+                    Some(format!(
+                        "recommendations/_LATEST names {}",
+                        latest.map_or_else(String::new, |l| l.night.to_string())
+                    ))
+                } else if prev.is_some_and(|s| s.state == StepState::Held) && !options.force_publish
+                {
+                    Some("held earlier (use --force-publish to publish anyway)".into())
+                } else {
+                    None
+                }
+            }
+        })
+    }
+
+    /// `run`: the whole night, step after step. Steps whose outputs are current are skipped,
+    /// so after a crash the night continues from the first step that did not finish. Stops at
+    /// the first failure.
     pub async fn run(&self, night: Night) -> Result<RunRecord> {
+        self.run_with(night, RunOptions::default()).await
+    }
+
+    /// [`Pipeline::run`] with options.
+    pub async fn run_with(&self, night: Night, options: RunOptions) -> Result<RunRecord> {
         let mut record = self.ledger.get_or_new(night).await?;
         record.state = StepState::Running;
         record.started_at = Utc::now();
         record.ended_at = None;
         self.ledger.put(&record).await?;
-        let result = async {
-            self.ingest_in(night, &mut record).await?;
-            self.prepare_in(night, &mut record).await?;
-            self.train_in(night, &mut record).await?;
-            self.recommend_in(night, &mut record).await?;
-            Ok::<_, Error>(())
-        }
-        .await;
+        let result = self.run_steps(night, &mut record, options).await;
         record.state = if result.is_ok() {
             StepState::Succeeded
         } else {
             StepState::Failed
         };
         record.ended_at = Some(Utc::now());
+        record.cost = Some(cost::night_cost(&record, &self.config.cost));
         self.ledger.put(&record).await?;
+        hooks::notify(
+            &self.config.hooks,
+            &hooks::NightSummary::of(&record, self.lake.url().as_str()),
+        )
+        .await;
         result.map(|()| record)
     }
 
-    /// `evaluate`: scores night D's stored lists against events of days D+1..D+H in the lake.
-    pub async fn evaluate(&self, night: Night, horizon_days: u32) -> Result<EvaluationReport> {
-        let mut record = self.ledger.get_or_new(night).await?;
-        let k = self.config.recommend.k;
-        self.recorded(
-            night,
-            Step::Evaluate,
-            &mut record,
-            || async {
-                let wh = self.warehouse().await?;
-                let last = night.plus_days(u64::from(horizon_days.max(1)));
-                let pairs = wh.event_pairs(night.next(), last).await?;
-                let holdout = Holdout {
-                    user_ids: pairs.user_ids,
-                    item_ids: pairs.item_ids,
-                    last_day: pairs.last_day,
-                };
-                Ok(evaluate_night(&self.lake, night, horizon_days, k, &holdout).await?)
-            },
-            |r: &EvaluationReport| Outcome {
-                rows_in: Some(r.relevant_items),
-                rows_out: Some(r.users_scored),
-                message: format!(
-                    "NDCG@{} {:.4} (popularity {:.4}) over {} users",
-                    r.k, r.model.ndcg, r.popularity.ndcg, r.users_scored
-                ),
-            },
-        )
-        .await
+    async fn run_steps(
+        &self,
+        night: Night,
+        record: &mut RunRecord,
+        options: RunOptions,
+    ) -> Result<()> {
+        for step in Step::NIGHTLY {
+            if let Some(reason) = self.stop.reason() {
+                return Err(Error::Interrupted {
+                    night,
+                    step,
+                    reason,
+                });
+            }
+            let current = if options.rerun {
+                None
+            } else {
+                // A check that cannot read its inputs says "not current": the step itself then
+                // meets the problem, with retries if it is transient.
+                self.current(step, night, record, options)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(%night, %step, error = %error_chain(&e), "could not tell whether the step's outputs are current; running it");
+                        None
+                    })
+            };
+            if let Some(why) = current {
+                let prev = record.step(step.name()).cloned();
+                let settled = prev.as_ref().is_some_and(|s| {
+                    matches!(
+                        s.state,
+                        StepState::Succeeded | StepState::Skipped | StepState::Held
+                    )
+                });
+                if !settled {
+                    let mut r = new_step_record(step, prev.map_or(1, |p| p.attempt));
+                    r.state = StepState::Skipped;
+                    r.ended_at = r.started_at;
+                    r.outcome = Some(format!("skipped: {why}"));
+                    self.ledger.update_step(record, r).await?;
+                }
+                (self.progress)(&Progress::StepSkipped {
+                    night,
+                    step,
+                    reason: why,
+                });
+                continue;
+            }
+            match step {
+                Step::Ingest => self.ingest_in(night, record).await.map(|_| ())?,
+                Step::Prepare => self.prepare_in(night, record).await.map(|_| ())?,
+                Step::Snapshot => self.snapshot_in(night, record).await?,
+                Step::Train => self.train_in(night, record).await.map(|_| ())?,
+                Step::Recommend => self.recommend_in(night, record).await.map(|_| ())?,
+                Step::Evaluate => self.evaluate_step_in(night, record).await?,
+                Step::Publish => self
+                    .publish_in(night, record, options.force_publish)
+                    .await
+                    .map(|_| ())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `nights` in date order. A failed night stops the later ones (they depend on its
+    /// load) unless `keep_going`. Returns each night's outcome.
+    pub async fn run_nights(
+        &self,
+        nights: &[Night],
+        options: RunOptions,
+        keep_going: bool,
+    ) -> Vec<(Night, Result<RunRecord>)> {
+        let mut sorted = nights.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = Vec::new();
+        for night in sorted {
+            let result = self.run_with(night, options).await;
+            let stop = result.is_err() && (!keep_going || self.stop.reason().is_some());
+            out.push((night, result));
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    /// `gc`: deletes outputs of nights older than the newest `keep_nights` (never the live
+    /// night) and, with `raw_before`, loaded raw files of earlier days.
+    pub async fn gc(
+        &self,
+        keep_nights: usize,
+        raw_before: Option<Night>,
+        dry_run: bool,
+    ) -> Result<retention::GcPlan> {
+        let live = read_latest(&self.lake).await?.map(|l| l.night);
+        let loaded = match raw_before {
+            Some(_) => self.warehouse().await?.loaded_files().await?,
+            None => Default::default(),
+        };
+        let plan = retention::plan(&self.lake, keep_nights, live, raw_before, &loaded).await?;
+        if !dry_run {
+            retention::apply(&self.lake, &plan).await?;
+        }
+        Ok(plan)
+    }
+
+    /// The nights `run --missing` runs on `today` (UTC): from the night after the last one that
+    /// succeeded (or the first day with raw events) to the last complete UTC day.
+    pub async fn missing_nights(&self, last_complete: Night) -> Result<Vec<Night>> {
+        let records = self.ledger.all().await?;
+        let last_ok = records
+            .iter()
+            .filter(|r| r.state == StepState::Succeeded)
+            .map(|r| r.night)
+            .max();
+        let first = match last_ok {
+            Some(n) => n.next(),
+            None => {
+                let first_raw = self
+                    .lake
+                    .list(&layout::raw_events_root())
+                    .await?
+                    .iter()
+                    .filter_map(|m| layout::raw_event_file_day(&m.location))
+                    .min();
+                match first_raw {
+                    Some(d) => d,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        if first > last_complete {
+            return Ok(Vec::new());
+        }
+        Ok(first.through(last_complete).collect())
     }
 }
 
@@ -432,7 +1063,7 @@ fn describe_ingest(r: &IngestReport) -> String {
 }
 
 /// An error and its causes on one line, as `{:#}` prints them with anyhow.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -216,6 +216,7 @@ impl Warehouse {
                     .await
                     .map_err(Error::delta("events"))?;
                 version = table.version().unwrap_or(0) as i64;
+                elastirec_core::failpoint::hit("ingest.after-events-commit");
             }
             self.append_rejects(&rejects, night).await?;
             let ledger_rows = parsed
@@ -293,6 +294,16 @@ impl Warehouse {
             .await
             .map_err(Error::delta("rejects"))?;
         Ok(())
+    }
+
+    /// Lake paths of every raw file the load ledger records as loaded.
+    pub async fn loaded_files(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .ledger()
+            .await?
+            .into_values()
+            .flat_map(|(files, _)| files.into_keys())
+            .collect())
     }
 
     /// The ledger by target table: each loaded path's size and ETag, and the newest table version

@@ -16,6 +16,7 @@
 mod ingest;
 mod prepare;
 mod query;
+mod snapshot;
 mod tables;
 
 pub use ingest::{IngestOptions, IngestReport, Reject};

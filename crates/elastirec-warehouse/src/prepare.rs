@@ -117,6 +117,7 @@ impl Warehouse {
             params: serde_json::to_value(params)
                 .map_err(|e| Error::Internal(format!("prepare params: {e}")))?,
         };
+        elastirec_core::failpoint::hit("prepare.after-parts");
         lake.put_json(&layout::training_export_manifest(night), &manifest)
             .await?;
         Ok(manifest)

@@ -99,4 +99,18 @@ impl Warehouse {
         }
         Ok(total)
     }
+
+    /// Number of events whose event day is `night`.
+    pub async fn count_events_on(&self, night: Night) -> Result<u64> {
+        let batches = self
+            .sql(&format!(
+                "SELECT COUNT(*) AS n FROM events WHERE event_date = DATE '{night}'"
+            ))
+            .await?;
+        let mut total = 0u64;
+        for b in &batches {
+            total += i64s(b, "n")?.into_iter().flatten().sum::<i64>() as u64;
+        }
+        Ok(total)
+    }
 }

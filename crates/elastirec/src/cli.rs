@@ -64,11 +64,36 @@ pub enum Command {
     /// Train night DATE's model from its training export
     Train(TrainArgs),
 
-    /// Write night DATE's top-K recommendations and publish them as the latest
+    /// Write night DATE's top-K recommendations (`publish` makes them live)
     Recommend(RecommendArgs),
 
-    /// Run the whole night DATE: ingest, prepare, train, recommend
+    /// Move recommendations/_LATEST to night DATE if it passes the publish gate
+    Publish(PublishArgs),
+
+    /// Run nights: ingest → prepare → snapshot → train → recommend → evaluate → publish
+    ///
+    /// Steps whose outputs are already current are skipped, so after a crash or a failure the
+    /// same command continues from the first step that did not finish. Only transient failures
+    /// (timeouts, throttling, 5xx) are retried, with backoff ([run] max_attempts). A lease in
+    /// runs/_lease/ keeps two runners off one lake.
     Run(RunArgs),
+
+    /// The run ledger: one line per night (state, steps, time, cost, publish decision)
+    Runs(RunsArgs),
+
+    /// One night's steps in detail: state, attempt, times, rows, CPU, memory, errors
+    Status(StatusArgs),
+
+    /// Run every night at [schedule] cron in [schedule] timezone, catching up missed nights;
+    /// stops cleanly between steps on SIGTERM or Ctrl-C
+    Schedule,
+
+    /// Delete exports, models and recommendations of old nights (and, if asked, loaded raw
+    /// files); never the live night
+    Gc(GcArgs),
+
+    /// What nights cost on an elastic machine against an always-on warehouse + cluster
+    Cost(CostArgs),
 
     /// Score night DATE's stored recommendations against the events of the following days
     Evaluate(EvaluateArgs),
@@ -180,10 +205,42 @@ pub struct RecommendArgs {
     pub k: Option<usize>,
 }
 
+/// Which nights a command covers.
+#[derive(Debug, Args, Default)]
+#[group(required = true, multiple = true)]
+pub struct NightsArg {
+    /// One night, a UTC calendar day
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["from", "missing"])]
+    pub date: Option<Night>,
+    /// First night of a backfill (with --to), run in date order
+    #[arg(
+        long,
+        value_name = "YYYY-MM-DD",
+        requires = "to",
+        conflicts_with = "missing"
+    )]
+    pub from: Option<Night>,
+    /// Last night of a backfill
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+    pub to: Option<Night>,
+    /// Every night from the one after the last succeeded night to the last complete UTC day
+    #[arg(long)]
+    pub missing: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub date: DateArg,
+    pub nights: NightsArg,
+    /// In a backfill, go on with later nights after one fails (they may lack its events)
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Publish even if the gate's checks fail
+    #[arg(long)]
+    pub force_publish: bool,
+    /// Run every step even if its outputs are current
+    #[arg(long)]
+    pub rerun: bool,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
@@ -191,6 +248,61 @@ pub struct RunArgs {
     /// Items per user [config: recommend.k, default 10]
     #[arg(long)]
     pub k: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    /// Publish even if the gate's checks fail
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only the newest N nights
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Print JSON (the run records) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The night [default: the newest night with a run record]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<Night>,
+    /// Print the run record as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Keep the outputs of the newest N nights (the live night is always kept)
+    #[arg(long, value_name = "N")]
+    pub keep_nights: usize,
+    /// Also delete raw event files of days more than DAYS before today that were loaded
+    #[arg(long, value_name = "DAYS")]
+    pub raw_older_than: Option<u64>,
+    /// Say what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// First night [default: the oldest night with a run record]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<Night>,
+    /// Last night [default: the newest]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<Night>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,15 +1,19 @@
 //! One function per command; each prints what it did on stdout.
 
-use std::time::Instant;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use elastirec_core::manifest::{EvaluationReport, StepState};
+use elastirec_core::manifest::{EvaluationReport, RunRecord, StepState};
 use elastirec_core::{Config, ErrorKind, Lake, Night};
-use elastirec_flow::Pipeline;
+use elastirec_flow::lease::Lease;
+use elastirec_flow::schedule::{Scheduler, SystemClock};
+use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention};
 use elastirec_sources::{movielens, simulate};
 
-use crate::cli::{Cli, Command, ImportCommand, ModelArgs};
+use crate::cli::{Cli, Command, ImportCommand, ModelArgs, NightsArg};
 use crate::progress::NightProgress;
 
 /// Exit codes by error kind.
@@ -73,7 +77,66 @@ async fn pipeline(config: Config) -> Result<Pipeline> {
     let progress = NightProgress::new();
     Ok(Pipeline::open(config)
         .await?
-        .with_progress(move |p| progress.update(p)))
+        .with_progress(move |p| progress.update(p))
+        .with_stop(stop_on_signals()))
+}
+
+/// A stop flag raised by SIGTERM or Ctrl-C: the run ends between steps, its record consistent.
+fn stop_on_signals() -> StopFlag {
+    let stop = StopFlag::new();
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        };
+        eprintln!("{name}: stopping after the current step (again to abort now)");
+        flag.raise(format!("{name} received"));
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        std::process::exit(130);
+    });
+    stop
+}
+
+/// Runs `work` holding the lake's lease, renewed in the background and released afterwards.
+async fn leased<T, Fut>(p: &Pipeline, purpose: &str, work: impl FnOnce() -> Fut) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let ttl = Duration::from_secs(p.config().run.lease_seconds);
+    let lease = Lease::acquire(p.lake(), purpose, ttl).await?;
+    let keep = lease.keep_alive(p.stop_flag().clone());
+    let out = work().await;
+    drop(keep);
+    lease.release().await?;
+    out
+}
+
+/// The last complete UTC day.
+fn yesterday_utc() -> Night {
+    Night::new(chrono::Utc::now().date_naive()).minus_days(1)
+}
+
+async fn nights_of(p: &Pipeline, arg: &NightsArg) -> Result<Vec<Night>> {
+    Ok(match (arg.date, arg.from, arg.to, arg.missing) {
+        (Some(d), _, _, _) => vec![d],
+        (_, Some(a), Some(b), _) => {
+            if a > b {
+                bail!("--from {a} is after --to {b}");
+            }
+            a.through(b).collect()
+        }
+        (_, _, _, true) => p.missing_nights(yesterday_utc()).await?,
+        _ => bail!("say which nights: --date D, --from D1 --to D2, or --missing"),
+    })
 }
 
 /// Runs the parsed command.
@@ -127,7 +190,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let r = if args.dry_run {
                 p.ingest_dry_run(night).await?
             } else {
-                p.ingest(night).await?
+                leased(&p, &format!("ingest {night}"), || async {
+                    Ok(p.ingest(night).await?)
+                })
+                .await?
             };
             let verb = if r.dry_run { "would load" } else { "loaded" };
             println!(
@@ -149,7 +215,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Prepare(args) => {
             let p = pipeline(finish_config(config)?).await?;
-            let m = p.prepare(args.date).await?;
+            let m = leased(&p, &format!("prepare {}", args.date), || async {
+                Ok(p.prepare(args.date).await?)
+            })
+            .await?;
             println!(
                 "night {}: exported {} pairs ({} users, {} items, window {} to {}) in {} files, \
                  plus {} older seen pairs",
@@ -166,7 +235,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             apply_model_args(&mut config, &args.model)?;
             let p = pipeline(finish_config(config)?).await?;
-            let m = p.train(args.date.date).await?;
+            let night = args.date.date;
+            let m = leased(&p, &format!("train {night}"), || async {
+                Ok(p.train(night).await?)
+            })
+            .await?;
             println!(
                 "night {}: trained {} factors for {} users and {} items on {} pairs in {:.1} s; \
                  loss {}",
@@ -188,11 +261,45 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 config.recommend.k = k;
             }
             let p = pipeline(finish_config(config)?).await?;
-            let m = p.recommend(args.date.date).await?;
+            let night = args.date.date;
+            let m = leased(&p, &format!("recommend {night}"), || async {
+                Ok(p.recommend(night).await?)
+            })
+            .await?;
             println!(
-                "night {}: wrote top-{} for {} users ({} rows); published as latest",
-                args.date.date, m.k, m.users, m.rows
+                "night {night}: wrote top-{} for {} users ({} rows); `elastirec publish --date                  {night}` makes them live",
+                m.k, m.users, m.rows
             );
+        }
+        Command::Publish(args) => {
+            let p = pipeline(finish_config(config)?).await?;
+            let night = args.date.date;
+            let d = leased(&p, &format!("publish {night}"), || async {
+                Ok(p.publish(night, args.force).await?)
+            })
+            .await?;
+            for c in &d.checks {
+                println!(
+                    "  [{}] {}: {}",
+                    if c.passed { "ok" } else { "FAILED" },
+                    c.name,
+                    c.detail
+                );
+            }
+            match (d.published, &d.reason) {
+                (true, Some(_)) => println!("night {night}: published despite failed checks"),
+                (true, None) => println!("night {night}: published"),
+                (false, Some(r)) => {
+                    println!(
+                        "night {night}: held; {} stays live: {r}",
+                        d.latest.map_or("no night".into(), |n| n.to_string())
+                    );
+                }
+                (false, None) => println!(
+                    "night {night}: not moved back; the later night {} is live",
+                    d.latest.map_or("?".into(), |n| n.to_string())
+                ),
+            }
         }
         Command::Run(args) => {
             apply_model_args(&mut config, &args.model)?;
@@ -203,15 +310,151 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 config.recommend.k = k;
             }
             let p = pipeline(finish_config(config)?).await?;
-            let record = p.run(args.date.date).await?;
-            print_record(&record);
+            let nights = nights_of(&p, &args.nights).await?;
+            if nights.is_empty() {
+                println!(
+                    "nothing to run: every night up to {} succeeded",
+                    yesterday_utc()
+                );
+                return Ok(());
+            }
+            let options = RunOptions {
+                force_publish: args.force_publish,
+                rerun: args.rerun,
+            };
+            let purpose = match nights.as_slice() {
+                [one] => format!("run {one}"),
+                many => format!("run {} to {}", many[0], many[many.len() - 1]),
+            };
+            let results = leased(&p, &purpose, || async {
+                Ok(p.run_nights(&nights, options, args.keep_going).await)
+            })
+            .await?;
+            let ran = results.len();
+            let mut first_error = None;
+            for (night, result) in results {
+                match result {
+                    Ok(record) => print_record(&record),
+                    Err(e) => {
+                        if let Ok(Some(record)) = p.ledger().get(night).await {
+                            print_record(&record);
+                        }
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if ran < nights.len() {
+                println!(
+                    "stopped after a failed night: {} later nights not run (--keep-going runs \
+                     them)",
+                    nights.len() - ran
+                );
+            }
+            if let Some(e) = first_error {
+                return Err(e.into());
+            }
+        }
+        Command::Runs(args) => {
+            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let mut records = elastirec_flow::RunLedger::new(&lake).all().await?;
+            if let Some(n) = args.last {
+                let skip = records.len().saturating_sub(n);
+                records.drain(..skip);
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                print_runs(&records, &config);
+            }
+        }
+        Command::Status(args) => {
+            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let ledger = elastirec_flow::RunLedger::new(&lake);
+            let record = match args.date {
+                Some(d) => ledger.get(d).await?,
+                None => ledger.all().await?.pop(),
+            };
+            let Some(record) = record else {
+                bail!(
+                    "no run record{} in {}: run `elastirec run --date D` first",
+                    args.date
+                        .map_or(String::new(), |d| format!(" for night {d}")),
+                    lake.url()
+                );
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                print_status(&record);
+            }
+            if let Some(lease) = elastirec_flow::lease::current(&lake).await?
+                && !lease.released
+                && lease.expires_at > chrono::Utc::now()
+                && !args.json
+            {
+                println!(
+                    "lease: held by {} ({}) until {}",
+                    lease.owner, lease.purpose, lease.expires_at
+                );
+            }
+        }
+        Command::Schedule => {
+            let config = finish_config(config)?;
+            let schedule = config.schedule.clone();
+            let p = pipeline(config).await?;
+            let stop = p.stop_flag().clone();
+            let scheduler = Scheduler::new(p, &schedule, Arc::new(SystemClock))?.on_tick(|t| {
+                for (night, ok) in &t.nights {
+                    println!(
+                        "night {night}: {}",
+                        if *ok { "succeeded" } else { "FAILED" }
+                    );
+                }
+                if let Some(next) = t.next {
+                    println!("next run at {next}");
+                }
+            });
+            println!(
+                "scheduling nights at '{}' ({}), catch-up {}",
+                schedule.cron,
+                schedule.timezone,
+                if schedule.catch_up { "on" } else { "off" }
+            );
+            scheduler.run(&stop).await?;
+            println!("stopped: {}", stop.reason().unwrap_or_default());
+        }
+        Command::Gc(args) => {
+            let p = pipeline(finish_config(config)?).await?;
+            let raw_before = args
+                .raw_older_than
+                .map(|d| Night::new(chrono::Utc::now().date_naive()).minus_days(d));
+            let plan = leased(&p, "gc", || async {
+                Ok(p.gc(args.keep_nights, raw_before, args.dry_run).await?)
+            })
+            .await?;
+            print_gc(&plan, args.dry_run);
+        }
+        Command::Cost(args) => {
+            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let records: Vec<RunRecord> = elastirec_flow::RunLedger::new(&lake)
+                .all()
+                .await?
+                .into_iter()
+                .filter(|r| args.from.is_none_or(|f| r.night >= f))
+                .filter(|r| args.to.is_none_or(|t| r.night <= t))
+                .collect();
+            print_cost(&records, &config, args.json)?;
         }
         Command::Evaluate(args) => {
             if let Some(k) = args.k {
                 config.recommend.k = k;
             }
             let p = pipeline(finish_config(config)?).await?;
-            let r = p.evaluate(args.date.date, args.horizon_days).await?;
+            let night = args.date.date;
+            let r = leased(&p, &format!("evaluate {night}"), || async {
+                Ok(p.evaluate(night, args.horizon_days).await?)
+            })
+            .await?;
             print_evaluation(&r);
         }
         Command::Demo(args) => {
@@ -224,21 +467,233 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn print_record(record: &elastirec_core::manifest::RunRecord) {
-    println!("night {}: {:?}", record.night, record.state);
+fn state_name(s: StepState) -> &'static str {
+    match s {
+        StepState::Pending => "pending",
+        StepState::Running => "running",
+        StepState::Succeeded => "succeeded",
+        StepState::Failed => "failed",
+        StepState::Skipped => "skipped",
+        StepState::Held => "held",
+    }
+}
+
+fn print_record(record: &RunRecord) {
+    let publish = match &record.publish {
+        Some(p) if p.published => ", published".to_string(),
+        Some(p) if p.reason.is_some() => ", held".to_string(),
+        _ => String::new(),
+    };
+    println!(
+        "night {}: {}{publish}",
+        record.night,
+        state_name(record.state)
+    );
     for s in &record.steps {
-        let secs = match (s.started_at, s.ended_at) {
-            (Some(a), Some(b)) => format!("{:.1} s", (b - a).num_milliseconds() as f64 / 1000.0),
-            _ => "-".into(),
-        };
+        let secs = s.seconds().map_or("-".into(), |x| format!("{x:.1} s"));
         println!(
             "  {:<10} {:<10} {:>8}  {}",
             s.name,
-            format!("{:?}", s.state).to_lowercase(),
+            state_name(s.state),
             secs,
             s.outcome.as_deref().unwrap_or("")
         );
     }
+}
+
+fn mib(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_status(record: &RunRecord) {
+    print_record(record);
+    println!();
+    println!(
+        "  {:<10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "step", "attempt", "rows in", "rows out", "bytes out", "CPU s", "peak mem*"
+    );
+    for s in &record.steps {
+        let opt = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+        println!(
+            "  {:<10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
+            s.name,
+            s.attempt,
+            opt(s.rows_in),
+            opt(s.rows_out),
+            s.bytes_out.map_or("-".into(), mib),
+            s.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}")),
+            s.peak_memory_bytes.map_or("-".into(), mib)
+        );
+        if let (StepState::Failed, Some(kind)) = (s.state, &s.error_kind) {
+            println!(
+                "  {:<10} error ({kind}): {}",
+                "",
+                s.outcome.as_deref().unwrap_or("")
+            );
+        }
+    }
+    println!("  * the process's peak resident memory (VmHWM) when the step ended");
+    if let Some(p) = &record.publish {
+        for c in &p.checks {
+            println!(
+                "  gate [{}] {}: {}",
+                if c.passed { "ok" } else { "FAILED" },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    if let Some(c) = &record.cost {
+        println!(
+            "  cost: {:.1} s of compute = {:.4} {} elastic vs {:.2} {} for a day always on",
+            c.compute_seconds, c.elastic_cost, c.currency, c.always_on_cost, c.currency
+        );
+    }
+}
+
+fn print_runs(records: &[RunRecord], config: &Config) {
+    if records.is_empty() {
+        println!("no run records yet: run `elastirec run --date D`");
+        return;
+    }
+    println!(
+        "{:<11} {:<10} {:<9} {:>8} {:>10}  steps",
+        "night", "state", "publish", "seconds", "cost"
+    );
+    for r in records {
+        let publish = match &r.publish {
+            Some(p) if p.published => "published",
+            Some(p) if p.reason.is_some() => "held",
+            Some(_) => "not moved",
+            None => "-",
+        };
+        let c = cost::night_cost(r, &config.cost);
+        let steps: Vec<String> = r
+            .steps
+            .iter()
+            .map(|s| {
+                let mark = match s.state {
+                    StepState::Succeeded => "✓",
+                    StepState::Skipped => "·",
+                    StepState::Held => "H",
+                    StepState::Failed => "✗",
+                    StepState::Running => "…",
+                    StepState::Pending => " ",
+                };
+                format!("{}{mark}", s.name)
+            })
+            .collect();
+        println!(
+            "{:<11} {:<10} {:<9} {:>8.1} {:>10.4}  {}",
+            r.night.to_string(),
+            state_name(r.state),
+            publish,
+            c.compute_seconds,
+            c.elastic_cost,
+            steps.join(" ")
+        );
+    }
+}
+
+fn print_gc(plan: &retention::GcPlan, dry_run: bool) {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for o in &plan.outputs {
+        println!(
+            "{verb} {} of night {} ({} files, {})",
+            o.what,
+            o.night,
+            o.files,
+            mib(o.bytes)
+        );
+    }
+    if !plan.raw_files.is_empty() {
+        println!("{verb} {} loaded raw files", plan.raw_files.len());
+    }
+    if plan.raw_not_loaded > 0 {
+        println!(
+            "kept {} old raw files the load ledger does not record as loaded",
+            plan.raw_not_loaded
+        );
+    }
+    println!(
+        "{verb} {} in all; kept the outputs of {} nights ({})",
+        mib(plan.bytes()),
+        plan.kept_nights.len(),
+        plan.kept_nights
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn print_cost(records: &[RunRecord], config: &Config, json: bool) -> Result<()> {
+    let costs: Vec<(Night, elastirec_core::manifest::NightCost)> = records
+        .iter()
+        .map(|r| (r.night, cost::night_cost(r, &config.cost)))
+        .collect();
+    let elastic: f64 = costs.iter().map(|(_, c)| c.elastic_cost).sum();
+    let always_on: f64 = costs.iter().map(|(_, c)| c.always_on_cost).sum();
+    let seconds: f64 = costs.iter().map(|(_, c)| c.compute_seconds).sum();
+    let cur = &config.cost.currency;
+    if json {
+        let nights: Vec<_> = costs
+            .iter()
+            .map(|(n, c)| serde_json::json!({"night": n, "cost": c}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "nights": nights,
+                "total": {"compute_seconds": seconds, "elastic_cost": elastic,
+                          "always_on_cost": always_on, "currency": cur},
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "prices: {:.3} {cur}/h elastic (billed per second, 60 s minimum), {:.3} {cur}/h always \
+         on ([cost] in the config)",
+        config.cost.price_per_hour, config.cost.always_on_price_per_hour
+    );
+    println!(
+        "{:<11} {:>9} {:>8} {:>12} {:>12}",
+        "night", "compute s", "CPU s", "elastic", "always on"
+    );
+    for (n, c) in &costs {
+        println!(
+            "{:<11} {:>9.1} {:>8.1} {:>12.4} {:>12.2}",
+            n.to_string(),
+            c.compute_seconds,
+            c.cpu_seconds,
+            c.elastic_cost,
+            c.always_on_cost
+        );
+    }
+    println!(
+        "{:<11} {:>9.1} {:>8} {:>12.4} {:>12.2}",
+        "total", seconds, "", elastic, always_on
+    );
+    if elastic > 0.0 {
+        println!(
+            "elastic costs {:.2}% of always-on ({:.0}× cheaper) over {} nights",
+            elastic / always_on * 100.0,
+            always_on / elastic,
+            costs.len()
+        );
+    }
+    Ok(())
 }
 
 fn print_evaluation(r: &EvaluationReport) {
@@ -298,7 +753,10 @@ async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
         "   {} events, {} to {}",
         sim.events, sim.first_day, sim.last_day
     );
-    println!("2. running every night: ingest → prepare → train → recommend");
+    println!(
+        "2. running every night: ingest → prepare → snapshot → train → recommend → evaluate \
+         (night D−7) → publish (if the gate passes)"
+    );
     let p = pipeline(config).await?;
     for night in sim.first_day.through(sim.last_day) {
         let record = p.run(night).await?;
@@ -313,12 +771,21 @@ async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
                 format!("{} {:.1}s", s.name, secs)
             })
             .collect();
-        let ok = record.state == StepState::Succeeded;
-        println!(
-            "   {night} {} {}",
-            if ok { "ok" } else { "FAILED" },
-            summary.join(", ")
-        );
+        let verdict = match (&record.state, &record.publish) {
+            (StepState::Succeeded, Some(p)) if p.published => "published".to_string(),
+            (StepState::Succeeded, Some(p)) if p.reason.is_some() => format!(
+                "HELD ({})",
+                p.checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| c.detail.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            (StepState::Succeeded, _) => "ok".to_string(),
+            _ => "FAILED".to_string(),
+        };
+        println!("   {night} {}  {verdict}", summary.join(", "));
     }
     let horizon = 7;
     println!("3. evaluating night {evaluate_night} against the next {horizon} days");

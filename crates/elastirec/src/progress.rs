@@ -40,14 +40,22 @@ impl NightProgress {
     pub fn update(&self, p: &Progress) {
         let Ok(mut bar) = self.bar.lock() else { return };
         match p {
-            Progress::StepStarted { night, step } => {
+            Progress::StepStarted {
+                night,
+                step,
+                attempt,
+            } => {
                 let b = ProgressBar::new_spinner();
                 b.set_style(
                     ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 b.enable_steady_tick(Duration::from_millis(120));
-                b.set_message(format!("night {night}: {step}"));
+                b.set_message(if *attempt > 1 {
+                    format!("night {night}: {step} (attempt {attempt})")
+                } else {
+                    format!("night {night}: {step}")
+                });
                 *bar = Some(b);
             }
             Progress::TrainIteration {
@@ -67,6 +75,19 @@ impl NightProgress {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
+            }
+            Progress::StepSkipped { .. } => {}
+            Progress::StepRetry {
+                night,
+                step,
+                attempt,
+                wait,
+                error,
+            } => {
+                eprintln!(
+                    "night {night}: {step} failed transiently ({error}); attempt {attempt} in {:.1} s",
+                    wait.as_secs_f64()
+                );
             }
         }
     }

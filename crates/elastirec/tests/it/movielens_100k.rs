@@ -52,7 +52,7 @@ async fn nightly_runs_on_movielens_100k() {
     let last: Night = "1998-03-31".parse().unwrap();
     for night in first.through(last) {
         let out = ok(&lake_dir, &["run", "--date", &night.to_string()]);
-        assert!(out.contains("Succeeded"), "{out}");
+        assert!(out.contains(": succeeded"), "{out}");
     }
 
     let lake = open_lake(&lake_dir).await;

@@ -32,18 +32,41 @@ fn demo_runs_every_night_and_beats_popularity() {
             .map(|s| s["name"].as_str().unwrap())
             .collect();
         assert_eq!(
-            &steps[..4],
-            ["ingest", "prepare", "train", "recommend"],
+            steps,
+            [
+                "ingest",
+                "prepare",
+                "snapshot",
+                "train",
+                "recommend",
+                "evaluate",
+                "publish"
+            ],
             "{record}"
         );
-        assert!(
-            record["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|s| s["state"] == "succeeded")
-        );
+        for s in record["steps"].as_array().unwrap() {
+            // The first week has no night D−7 to evaluate.
+            let expected = if s["name"] == "evaluate" && night < start.plus_days(7) {
+                "skipped"
+            } else if s["name"] == "publish" && record["publish"]["published"] != true {
+                "held"
+            } else {
+                "succeeded"
+            };
+            assert_eq!(s["state"], expected, "{night}: {s}");
+        }
+        // The gate holds a night while the newest evaluation (of the model of night D−7) lost to
+        // the most-popular list: models of the first days, trained on a day or two of history.
+        // Every night from the third week goes live.
+        let publish = &record["publish"];
+        if publish["published"] != true {
+            assert!(night < start.plus_days(14), "{night} held: {publish}");
+            let reason = publish["reason"].as_str().unwrap();
+            assert!(reason.starts_with("model beats the baseline"), "{reason}");
+        }
     }
+    let latest = read_json(&lake, &elastirec_core::layout::recommendations_latest());
+    assert_eq!(latest["night"], "2024-01-30");
     let report = evaluation(&lake, "2024-01-23".parse().unwrap(), 7);
     let model = report["model"]["ndcg"].as_f64().unwrap();
     let popular = report["popularity"]["ndcg"].as_f64().unwrap();

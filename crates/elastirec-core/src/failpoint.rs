@@ -1,0 +1,80 @@
+//! Named crash points for tests of crash safety.
+//!
+//! `ELASTIREC_FAILPOINTS=name=action[,name=action…]` makes the process act when it reaches a
+//! named point: `kill` sends itself SIGKILL (no destructors, no flushing: the same as a power
+//! cut for the lake), `sleep-MS` pauses for MS milliseconds (to hold a point open while a test
+//! starts a second process). Unset, a point costs one atomic load. Points are named
+//! `STEP.where`, for example `prepare.after-parts`; [`POINTS`] lists them all.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The environment variable read once per process.
+pub const ENV: &str = "ELASTIREC_FAILPOINTS";
+
+/// Every point elastirec passes, in the order a night passes them.
+pub const POINTS: &[&str] = &[
+    "ingest.before",
+    "ingest.after-events-commit",
+    "ingest.done",
+    "prepare.before",
+    "prepare.after-parts",
+    "prepare.done",
+    "snapshot.before",
+    "snapshot.done",
+    "train.before",
+    "train.after-factors",
+    "train.done",
+    "recommend.before",
+    "recommend.after-parts",
+    "recommend.done",
+    "evaluate.before",
+    "evaluate.done",
+    "publish.before",
+    "publish.done",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Kill,
+    Sleep(u64),
+}
+
+fn actions() -> &'static HashMap<String, Action> {
+    static ACTIONS: OnceLock<HashMap<String, Action>> = OnceLock::new();
+    ACTIONS.get_or_init(|| {
+        let Ok(spec) = std::env::var(ENV) else {
+            return HashMap::new();
+        };
+        spec.split(',')
+            .filter_map(|entry| {
+                let (name, action) = entry.trim().split_once('=')?;
+                let action = match action.trim() {
+                    "kill" => Action::Kill,
+                    other => Action::Sleep(other.strip_prefix("sleep-")?.parse().ok()?),
+                };
+                Some((name.trim().to_string(), action))
+            })
+            .collect()
+    })
+}
+
+/// Passes the point `name`: acts if `ELASTIREC_FAILPOINTS` names it.
+pub fn hit(name: &str) {
+    let Some(action) = actions().get(name) else {
+        return;
+    };
+    match *action {
+        Action::Kill => {
+            eprintln!("failpoint {name}: killing the process ({ENV})");
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+            // `kill` was not available: abort is as abrupt for the lake.
+            std::process::abort();
+        }
+        Action::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+    }
+}

@@ -1,0 +1,383 @@
+//! The orchestrator through the binary: a SIGKILL at every step boundary and in the middle of
+//! every step, then a rerun, gives the same outputs as an uninterrupted night without redoing
+//! finished steps; two runners on one lake; hooks, runs, status, cost and gc.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use elastirec_als::io::{RankedLists, read_recommendations};
+use elastirec_core::failpoint;
+use elastirec_core::{Night, layout};
+use elastirec_warehouse::Warehouse;
+
+use crate::harness::{bin, ok, open_lake, read_json};
+
+const NIGHT_3: &str = "2024-01-03";
+
+/// Settings of these tests: small fast models, fixed threads (so results are reproducible),
+/// and a one-day evaluation horizon so night 3 also evaluates night 2.
+fn configure(c: &mut Command) -> &mut Command {
+    c.env("ELASTIREC_MODEL__FACTORS", "8")
+        .env("ELASTIREC_MODEL__ITERATIONS", "4")
+        .env("ELASTIREC_MODEL__THREADS", "2")
+        .env("ELASTIREC_EVALUATE__HORIZON_DAYS", "1")
+}
+
+fn elastirec(lake: &Path, args: &[&str]) -> Command {
+    let mut c = bin();
+    configure(&mut c).arg("--lake").arg(lake).args(args);
+    c
+}
+
+fn run_ok(lake: &Path, args: &[&str]) -> String {
+    let out = elastirec(lake, args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "elastirec {args:?}: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Files (not folders) under `dir`, 0 if it does not exist.
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A lake with three simulated days whose first two nights ran.
+fn base_lake(root: &Path) -> std::path::PathBuf {
+    let lake = root.join("base");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "3",
+            "--users",
+            "300",
+            "--items",
+            "150",
+            "--events-per-day",
+            "3000",
+        ],
+    );
+    run_ok(
+        &lake,
+        &["run", "--from", "2024-01-01", "--to", "2024-01-02"],
+    );
+    lake
+}
+
+struct NightOutputs {
+    lists: RankedLists,
+    events: u64,
+    loads: usize,
+    evaluated: serde_json::Value,
+}
+
+async fn outputs(lake_dir: &Path) -> NightOutputs {
+    let lake = open_lake(lake_dir).await;
+    let n: Night = NIGHT_3.parse().unwrap();
+    let manifest = elastirec_als::stage::read_recommendations_manifest(&lake, n)
+        .await
+        .unwrap();
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let loads = wh
+        .sql("SELECT path FROM loads WHERE target = 'events'")
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    let mut eval = read_json(
+        lake_dir,
+        &layout::evaluation("2024-01-02".parse().unwrap(), 1),
+    );
+    eval.as_object_mut().unwrap().remove("created_at");
+    NightOutputs {
+        lists: read_recommendations(&lake, &manifest.files).await.unwrap(),
+        events: wh.count_events_through(n).await.unwrap(),
+        loads,
+        evaluated: eval,
+    }
+}
+
+fn same_lists(a: &RankedLists, b: &RankedLists, point: &str) {
+    assert_eq!(a.len(), b.len(), "{point}: users");
+    for (user, list) in a {
+        let other = &b[user];
+        let items = |l: &[(i64, i32, f32, String)]| -> Vec<(i64, i32)> {
+            l.iter().map(|r| (r.0, r.1)).collect()
+        };
+        assert_eq!(items(list), items(other), "{point}: user {user}");
+        for (x, y) in list.iter().zip(other) {
+            assert!(
+                (x.2 - y.2).abs() <= 1e-5 * x.2.abs().max(1.0),
+                "{point}: {x:?} {y:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_at_any_point_then_a_rerun_gives_the_uninterrupted_result() {
+    let root = tempfile::tempdir().unwrap();
+    let base = base_lake(root.path());
+    let reference = root.path().join("reference");
+    copy_dir(&base, &reference);
+    run_ok(&reference, &["run", "--date", NIGHT_3]);
+    let expected = outputs(&reference).await;
+    assert!(expected.events > 0 && expected.loads == 3);
+
+    for point in failpoint::POINTS {
+        let lake = root.path().join(point.replace('.', "-"));
+        copy_dir(&base, &lake);
+        let killed = elastirec(&lake, &["run", "--date", NIGHT_3])
+            .env(failpoint::ENV, format!("{point}=kill"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{point}: expected SIGKILL, got {:?}\nstderr:\n{}",
+            killed.status,
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        let before = read_json(&lake, &layout::run_record(NIGHT_3.parse().unwrap()));
+        let out = run_ok(&lake, &["run", "--date", NIGHT_3]);
+        assert!(out.contains(": succeeded"), "{point}: {out}");
+        let after = read_json(&lake, &layout::run_record(NIGHT_3.parse().unwrap()));
+
+        // Steps that had finished before the kill were not run again.
+        let step_name = point.split('.').next().unwrap();
+        for s in before["steps"].as_array().unwrap() {
+            let name = s["name"].as_str().unwrap();
+            let finished = matches!(s["state"].as_str(), Some("succeeded" | "skipped" | "held"));
+            if finished && name != step_name {
+                let now = after["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["name"] == name)
+                    .unwrap();
+                assert_eq!(
+                    (&now["started_at"], &now["attempt"]),
+                    (&s["started_at"], &s["attempt"]),
+                    "{point}: step {name} ran again"
+                );
+            }
+        }
+        let got = outputs(&lake).await;
+        assert_eq!(
+            got.events, expected.events,
+            "{point}: events (duplicates or losses)"
+        );
+        assert_eq!(got.loads, expected.loads, "{point}: load ledger rows");
+        same_lists(&expected.lists, &got.lists, point);
+        let mut ev = got.evaluated.clone();
+        let mut ex = expected.evaluated.clone();
+        // Scores are floating point sums over users: compare them at a tolerance.
+        for v in [&mut ev, &mut ex] {
+            for list in ["model", "popularity", "most_popular"] {
+                let ndcg = v[list]["ndcg"].as_f64().unwrap();
+                v[list]["ndcg"] = serde_json::json!((ndcg * 1e6).round());
+            }
+        }
+        assert_eq!(ev["model"]["ndcg"], ex["model"]["ndcg"], "{point}");
+        assert_eq!(ev["users_scored"], ex["users_scored"], "{point}");
+        let latest = read_json(&lake, &layout::recommendations_latest());
+        assert_eq!(latest["night"], NIGHT_3, "{point}");
+        assert_eq!(after["state"], "succeeded", "{point}");
+    }
+}
+
+#[test]
+fn a_second_runner_fails_fast_naming_the_holder() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "1",
+            "--users",
+            "100",
+            "--items",
+            "50",
+            "--events-per-day",
+            "500",
+        ],
+    );
+    // The first runner pauses in its prepare step, holding the lease.
+    let first = elastirec(&lake, &["run", "--date", "2024-01-01"])
+        .env(failpoint::ENV, "prepare.before=sleep-6000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lease_dir = lake.join("runs/_lease");
+    let started = Instant::now();
+    while !lease_dir.exists() || std::fs::read_dir(&lease_dir).unwrap().count() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no lease appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = elastirec(&lake, &["run", "--date", "2024-01-01"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(
+        second.status.code(),
+        Some(4),
+        "busy is worth retrying later: {stderr}"
+    );
+    assert!(stderr.contains("lease is held by"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.id())),
+        "names the holder's pid {}: {stderr}",
+        first.id()
+    );
+    let first_out = first.wait_with_output().unwrap();
+    assert!(
+        first_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first_out.stderr)
+    );
+    // The lease was given back: the next run starts at once.
+    let out = run_ok(&lake, &["run", "--date", "2024-01-01"]);
+    assert!(out.contains(": succeeded"), "{out}");
+}
+
+#[test]
+fn ledger_views_cost_hooks_and_gc() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = base_lake(root.path());
+    run_ok(&lake, &["run", "--date", NIGHT_3]);
+
+    let runs = run_ok(&lake, &["runs"]);
+    for n in ["2024-01-01", "2024-01-02", NIGHT_3] {
+        assert!(runs.contains(n), "{runs}");
+    }
+    assert!(runs.contains("published"), "{runs}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(&lake, &["runs", "--json"])).unwrap();
+    let records = json.as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    let steps: Vec<&str> = records[2]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "ingest",
+            "prepare",
+            "snapshot",
+            "train",
+            "recommend",
+            "evaluate",
+            "publish"
+        ]
+    );
+    for s in records[2]["steps"].as_array().unwrap() {
+        assert!(s["cpu_seconds"].as_f64().is_some(), "{s}");
+        assert!(s["peak_memory_bytes"].as_u64().unwrap() > 1 << 20, "{s}");
+    }
+    assert!(records[2]["cost"]["elastic_cost"].as_f64().unwrap() > 0.0);
+
+    let status = run_ok(&lake, &["status", "--date", NIGHT_3]);
+    assert!(status.contains("peak mem"), "{status}");
+    assert!(
+        status.contains("gate [ok] users did not collapse"),
+        "{status}"
+    );
+
+    let cost: serde_json::Value =
+        serde_json::from_str(&run_ok(&lake, &["cost", "--json"])).unwrap();
+    let total = &cost["total"];
+    assert!(total["elastic_cost"].as_f64().unwrap() > 0.0, "{cost}");
+    assert_eq!(total["always_on_cost"].as_f64().unwrap(), 3.0 * 24.0 * 1.22);
+    let table = run_ok(&lake, &["cost", "--from", "2024-01-02", "--to", NIGHT_3]);
+    assert!(table.contains("cheaper) over 2 nights"), "{table}");
+
+    // A failing night calls the failure hook with a JSON summary.
+    let bad_day = lake.join("raw/events/2024/01/04");
+    std::fs::create_dir_all(&bad_day).unwrap();
+    std::fs::write(
+        bad_day.join("app.csv"),
+        "userId,movieId,rating,timestamp\n1,2,x,1704326400\n",
+    )
+    .unwrap();
+    let hook_file = root.path().join("hook.json");
+    let out = elastirec(&lake, &["run", "--date", "2024-01-04"])
+        .env(
+            "ELASTIREC_HOOKS__ON_FAILURE",
+            format!("cat > {}", hook_file.display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad input exits 2");
+    let hook: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hook_file).unwrap()).unwrap();
+    assert_eq!(hook["night"], "2024-01-04");
+    assert_eq!(hook["state"], "failed");
+    assert_eq!(hook["failed_step"], "ingest");
+    assert_eq!(hook["error_kind"], "invalid_input");
+    assert!(
+        hook["error"].as_str().unwrap().contains("app.csv"),
+        "{hook}"
+    );
+
+    // Retention keeps the newest night (which is also the live one) and says what it removed.
+    let out = run_ok(&lake, &["gc", "--keep-nights", "1"]);
+    assert!(out.contains("deleted model of night 2024-01-01"), "{out}");
+    for n in ["2024/01/01", "2024/01/02"] {
+        for root in ["exports/training", "models", "recommendations"] {
+            let dir = lake.join(root).join(n);
+            assert_eq!(files_under(&dir), 0, "{}", dir.display());
+        }
+    }
+    assert!(
+        lake.join("recommendations/2024/01/03/_manifest.json")
+            .exists()
+    );
+    assert!(lake.join("models/2024/01/03/model.json").exists());
+    assert!(
+        lake.join("runs/2024-01-01.json").exists(),
+        "run records are kept"
+    );
+}
