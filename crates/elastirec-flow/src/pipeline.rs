@@ -873,19 +873,23 @@ impl Pipeline {
         record.ended_at = None;
         self.ledger.put(&record).await?;
         let result = self.run_steps(night, &mut record, options).await;
-        record.state = if result.is_ok() {
-            StepState::Succeeded
-        } else {
-            StepState::Failed
+        // A night stopped on request is not finished, not failed: the next run continues it.
+        let interrupted = matches!(&result, Err(Error::Interrupted { .. }));
+        record.state = match &result {
+            Ok(()) => StepState::Succeeded,
+            Err(_) if interrupted => StepState::Pending,
+            Err(_) => StepState::Failed,
         };
         record.ended_at = Some(Utc::now());
         record.cost = Some(cost::night_cost(&record, &self.config.cost));
         self.ledger.put(&record).await?;
-        hooks::notify(
-            &self.config.hooks,
-            &hooks::NightSummary::of(&record, self.lake.url().as_str()),
-        )
-        .await;
+        if !interrupted {
+            hooks::notify(
+                &self.config.hooks,
+                &hooks::NightSummary::of(&record, self.lake.url().as_str()),
+            )
+            .await;
+        }
         result.map(|()| record)
     }
 

@@ -3,6 +3,7 @@
 
 mod faults;
 mod gate;
+mod hooks;
 mod lease;
 mod schedule;
 

@@ -381,3 +381,80 @@ fn ledger_views_cost_hooks_and_gc() {
         "run records are kept"
     );
 }
+
+#[test]
+fn schedule_stops_between_steps_on_sigterm_and_run_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "1",
+            "--users",
+            "100",
+            "--items",
+            "50",
+            "--events-per-day",
+            "500",
+        ],
+    );
+    // The scheduler catches up from 2024-01-01; it is held inside night 1's prepare step.
+    let child = elastirec(&lake, &["schedule"])
+        .env(failpoint::ENV, "prepare.before=sleep-3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record_path = lake.join("runs/2024-01-01.json");
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "prepare never started"
+        );
+        if let Ok(text) = std::fs::read_to_string(&record_path) {
+            let r: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let running_prepare = r["steps"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "prepare" && s["state"] == "running")
+            });
+            if running_prepare {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped: SIGTERM received"), "{stdout}");
+    // The step under way finished; the next one did not start; the night waits to be resumed.
+    let record = read_json(&lake, &layout::run_record("2024-01-01".parse().unwrap()));
+    assert_eq!(record["state"], "pending", "{record}");
+    let steps = record["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ingest", "prepare"], "{record}");
+    assert!(steps.iter().all(|s| s["state"] == "succeeded"), "{record}");
+    let prepare_started = steps[1]["started_at"].clone();
+
+    run_ok(&lake, &["run", "--date", "2024-01-01"]);
+    let record = read_json(&lake, &layout::run_record("2024-01-01".parse().unwrap()));
+    assert_eq!(record["state"], "succeeded");
+    assert_eq!(
+        record["steps"][1]["started_at"], prepare_started,
+        "prepare not redone"
+    );
+    assert_eq!(record["steps"].as_array().unwrap().len(), 7);
+}
