@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod lake;
 pub mod layout;
 pub mod manifest;

@@ -23,9 +23,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use rayon::prelude::*;
 
-use elastirec_core::Night;
 use elastirec_core::config::{EventsConfig, TimestampFormat};
 use elastirec_core::layout::{self, Table};
+use elastirec_core::{Night, fault};
 
 use crate::query::{i64s, strings};
 use crate::tables::{Warehouse, schema};
@@ -197,6 +197,7 @@ impl Warehouse {
                 .filter(|b| b.num_rows() > 0)
                 .collect();
             let mut version = events_version;
+            fault::pause_point("ingest:before-events-commit").await;
             if !batches.is_empty() {
                 let mut meta = HashMap::new();
                 meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
@@ -217,6 +218,8 @@ impl Warehouse {
                     .map_err(Error::delta("events"))?;
                 version = table.version().unwrap_or(0) as i64;
             }
+            // A crash here leaves events committed and the ledger behind: see the module docs.
+            fault::pause_point("ingest:after-events-commit").await;
             self.append_rejects(&rejects, night).await?;
             let ledger_rows = parsed
                 .iter()

@@ -81,7 +81,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     let mut config = load_config(&cli)?;
     match &cli.command {
         Command::Import(ImportCommand::Movielens(args)) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let started = Instant::now();
             let r = movielens::import(&lake, &args.ratings, args.items.as_deref())
                 .await
@@ -102,7 +102,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             println!("lake: {}", lake.url());
         }
         Command::Simulate(args) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let opts = simulate::SimulateOptions {
                 start: args.start,
                 days: args.days,
@@ -283,7 +283,7 @@ fn print_evaluation(r: &EvaluationReport) {
 
 async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
     let started = Instant::now();
-    let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+    let lake = Lake::open_config(&config.lake).await?;
     let opts = simulate::SimulateOptions::default();
     println!(
         "1. simulating {} days of events ({} users, {} items, {} events/day) into {}",
