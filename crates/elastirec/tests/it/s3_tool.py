@@ -11,6 +11,7 @@ Usage:
   s3_tool.py upload LOCAL_DIR BUCKET PREFIX     every file under LOCAL_DIR, as PREFIX/<relative path>
   s3_tool.py recommendations LAKE NIGHT         LAKE is s3://bucket/prefix or a local folder;
                                                 prints {"rows", "latest", "lists": {user: [items]}}
+  s3_tool.py cat LAKE PATH                      prints one object of the lake
 """
 
 import io
@@ -71,7 +72,7 @@ def recommendations(root, night):
     lists, rows = {}, 0
     # The manifest lists the files; a listing could show files of an interrupted attempt.
     for entry in manifest["files"]:
-        table = pq.read_table(io.BytesIO(lake.read(entry["path"])))
+        table = pq.read_table(io.BytesIO(lake.read(entry["path"])), use_threads=False)
         rows += table.num_rows
         cols = table.to_pydict()
         for user, item, rank in zip(cols["user_id"], cols["item_id"], cols["rank"]):
@@ -88,6 +89,8 @@ def main(argv):
         upload(argv[2], argv[3], argv[4])
     elif len(argv) == 4 and argv[1] == "recommendations":
         recommendations(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "cat":
+        sys.stdout.write(Lake(argv[2]).read(argv[3]).decode("utf-8"))
     else:
         print(__doc__, file=sys.stderr)
         return 2
@@ -95,4 +98,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    sys.stdout.flush()
+    # pyarrow's thread pools were seen to abort the interpreter's teardown ("terminate called
+    # without an active exception") after all output was written; skip the teardown.
+    os._exit(code)
