@@ -49,6 +49,7 @@ const DELTA_ONLY_OPTIONS: &[&str] = &[
     "aws_s3_locking_provider",
     "aws_force_credential_load",
     "aws_profile",
+    "profile",
 ];
 
 /// What `lake.json` holds.
@@ -417,6 +418,48 @@ impl Lake {
 /// `[lake] options`; timeouts and retries are applied per client by [`S3Settings::build`].
 struct S3Settings {
     builder: AmazonS3Builder,
+    /// Settings read from an AWS profile, which delta-rs must be given too.
+    from_profile: Vec<(&'static str, String)>,
+}
+
+/// What a named profile of the shared AWS files (`~/.aws/credentials`, `~/.aws/config`) holds.
+#[derive(Debug, Default, PartialEq)]
+struct AwsProfile {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    region: Option<String>,
+}
+
+impl AwsProfile {
+    /// Reads profile `name` from the two files (either may be missing). Only static keys and
+    /// the region are read: SSO, `role_arn` and `credential_process` profiles are not resolved.
+    fn read(credentials: &std::path::Path, config: &std::path::Path, name: &str) -> AwsProfile {
+        let section = |file: &std::path::Path, wanted: &[String]| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let mut out = HashMap::new();
+            let mut inside = false;
+            for line in text.lines().map(str::trim) {
+                if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+                    continue;
+                }
+                if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    inside = wanted.iter().any(|w| w == header.trim());
+                } else if inside && let Some((k, v)) = line.split_once('=') {
+                    out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            out
+        };
+        let mut keys = section(config, &[format!("profile {name}"), name.to_string()]);
+        keys.extend(section(credentials, &[name.to_string()]));
+        AwsProfile {
+            access_key_id: keys.remove("aws_access_key_id"),
+            secret_access_key: keys.remove("aws_secret_access_key"),
+            session_token: keys.remove("aws_session_token"),
+            region: keys.remove("region"),
+        }
+    }
 }
 
 impl S3Settings {
@@ -438,7 +481,11 @@ impl S3Settings {
                 }
             }
         }
-        let settings = S3Settings { builder };
+        let mut settings = S3Settings {
+            builder,
+            from_profile: Vec::new(),
+        };
+        settings.apply_profile(options)?;
         if let Some(endpoint) = settings.get(AmazonS3ConfigKey::Endpoint)
             && endpoint.starts_with("http://")
             && !settings
@@ -456,6 +503,73 @@ impl S3Settings {
 
     fn get(&self, key: AmazonS3ConfigKey) -> Option<String> {
         self.builder.get_config_value(&key)
+    }
+
+    /// Without keys in the options or the environment, takes them (and the region) from the
+    /// AWS profile named by `lake.options.profile` or `AWS_PROFILE`, else from `default` if it
+    /// has keys; otherwise object_store goes on to web identity, container and instance roles.
+    fn apply_profile(&mut self, options: &HashMap<String, String>) -> Result<()> {
+        let named = ["profile", "aws_profile"]
+            .iter()
+            .find_map(|k| options.get(*k).cloned())
+            .or_else(|| std::env::var("AWS_PROFILE").ok())
+            .filter(|p| !p.is_empty());
+        let home = std::env::var("HOME").unwrap_or_default();
+        let file = |var: &str, default: &str| {
+            std::env::var(var)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| std::path::Path::new(&home).join(".aws").join(default))
+        };
+        let (credentials, config) = (
+            file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            file("AWS_CONFIG_FILE", "config"),
+        );
+        let name = named.clone().unwrap_or_else(|| "default".into());
+        let profile = AwsProfile::read(&credentials, &config, &name);
+        let has_keys = self.get(AmazonS3ConfigKey::AccessKeyId).is_some();
+        let mut set = |key: AmazonS3ConfigKey, option: &'static str, value: Option<String>| {
+            if let Some(v) = value
+                && self.get(key).is_none()
+            {
+                self.builder = std::mem::take(&mut self.builder).with_config(key, v.clone());
+                self.from_profile.push((option, v));
+            }
+        };
+        if !has_keys {
+            match (&profile.access_key_id, &profile.secret_access_key) {
+                (Some(id), Some(secret)) => {
+                    set(
+                        AmazonS3ConfigKey::AccessKeyId,
+                        "access_key_id",
+                        Some(id.clone()),
+                    );
+                    set(
+                        AmazonS3ConfigKey::SecretAccessKey,
+                        "secret_access_key",
+                        Some(secret.clone()),
+                    );
+                    set(
+                        AmazonS3ConfigKey::Token,
+                        "session_token",
+                        profile.session_token.clone(),
+                    );
+                }
+                _ if named.is_some() => {
+                    return Err(Error::Config(format!(
+                        "AWS profile '{name}' has no aws_access_key_id and aws_secret_access_key \
+                         in {} or {}: elastirec reads static keys from profiles (not SSO, \
+                         role_arn or credential_process); export AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or set lake.options.access_key_id and \
+                         secret_access_key",
+                        credentials.display(),
+                        config.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        set(AmazonS3ConfigKey::Region, "region", profile.region);
+        Ok(())
     }
 
     /// The store for the lake (`probe: false`) or for its preflight check (`probe: true`: no
@@ -502,6 +616,9 @@ impl S3Settings {
         config: &LakeConfig,
     ) -> HashMap<String, String> {
         let mut out = options.clone();
+        for (key, value) in &self.from_profile {
+            out.insert(key.to_string(), value.clone());
+        }
         let lower: Vec<String> = options.keys().map(|k| k.to_ascii_lowercase()).collect();
         let has = |names: &[&str]| names.iter().any(|n| lower.iter().any(|k| k == n));
         let mut add = |names: &[&str], value: String| {
@@ -789,5 +906,40 @@ mod tests {
             "Server returned non-2xx status code: 503 Service Unavailable: SlowDown",
         ));
         assert_eq!(e.kind(), crate::ErrorKind::Transient, "{e}");
+    }
+
+    #[test]
+    fn reads_static_keys_and_region_of_an_aws_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (credentials, config) = (dir.path().join("credentials"), dir.path().join("config"));
+        std::fs::write(
+            &credentials,
+            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n\
+             # a comment\n[lake]\naws_access_key_id=L\naws_secret_access_key = LS\n\
+             aws_session_token = T\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &config,
+            "[default]\nregion = us-east-1\n[profile lake]\nregion = eu-west-1\n",
+        )
+        .unwrap();
+        let lake = AwsProfile::read(&credentials, &config, "lake");
+        assert_eq!(
+            lake,
+            AwsProfile {
+                access_key_id: Some("L".into()),
+                secret_access_key: Some("LS".into()),
+                session_token: Some("T".into()),
+                region: Some("eu-west-1".into()),
+            }
+        );
+        let default = AwsProfile::read(&credentials, &config, "default");
+        assert_eq!(default.access_key_id.as_deref(), Some("D"));
+        assert_eq!(default.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            AwsProfile::read(&credentials, &config, "none"),
+            AwsProfile::default()
+        );
     }
 }

@@ -278,14 +278,44 @@ fn two_nights_on_s3_match_the_same_nights_on_a_local_lake() {
     }
 }
 
+/// Runs a command that must succeed with its credentials in an AWS profile (shared
+/// credentials file and `AWS_PROFILE`) instead of `AWS_ACCESS_KEY_ID`.
+fn profile_ok(dir: &Path, config: &Path, lake: &str, args: &[&str]) -> String {
+    let credentials = dir.join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\nregion = us-east-1\n[elastirec]\naws_access_key_id = {ACCESS_KEY}\n\
+             aws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    let out = s3_bin(config, lake, args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env("AWS_PROFILE", "elastirec")
+        .output()
+        .expect("the elastirec binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "elastirec {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
-fn each_step_command_runs_on_s3() {
+fn each_step_command_runs_on_s3_with_profile_credentials() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let config = moto.config(dir.path());
     moto.tool(&["create-bucket", "steps"]);
     let lake = "s3://steps/sim";
-    let out = s3_ok(
+    let out = profile_ok(
+        dir.path(),
         &config,
         lake,
         &[
@@ -309,7 +339,12 @@ fn each_step_command_runs_on_s3() {
         ("recommend", "published as latest"),
     ];
     for (step, expected) in steps {
-        let out = s3_ok(&config, lake, &[&[step][..], &night[..]].concat());
+        let out = profile_ok(
+            dir.path(),
+            &config,
+            lake,
+            &[&[step][..], &night[..]].concat(),
+        );
         assert!(out.contains(expected), "{step}: {out}");
     }
     let latest: serde_json::Value =
