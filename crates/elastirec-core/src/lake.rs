@@ -876,6 +876,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn preflight_gives_up_on_a_silent_endpoint_after_its_timeout() {
+        // Connections are accepted (by the kernel's backlog) and never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", silent.local_addr().unwrap());
+        let mut config = s3_config(
+            "s3://bkt/p",
+            &[
+                ("endpoint", endpoint.as_str()),
+                ("allow_http", "true"),
+                ("access_key_id", "k"),
+                ("secret_access_key", "s"),
+            ],
+        );
+        config.preflight_timeout_seconds = 1;
+        let started = std::time::Instant::now();
+        let e = Lake::open_config(&config).await.err().unwrap();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{msg}");
+        assert!(msg.contains(&endpoint), "{msg}");
+        assert!(msg.contains("lake.options.endpoint"), "{msg}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
     fn generic(text: &str) -> object_store::Error {
         object_store::Error::Generic {
             store: "S3",
