@@ -30,14 +30,27 @@ pub struct Config {
     pub hooks: HooksConfig,
 }
 
-/// `[lake]`: where the lake lives.
+/// `[lake]`: where the lake lives and how patiently elastirec talks to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LakeConfig {
     /// A local folder or an object store URL (`s3://bucket/prefix`).
     pub root: String,
-    /// Object store options (endpoint, region, ...), passed to the `object_store` crate.
+    /// Object store options (`endpoint`, `region`, `allow_http`, `access_key_id`, ...), passed
+    /// to the `object_store` crate and to delta-rs. `AWS_*` environment variables fill in what
+    /// is not set here.
     pub options: HashMap<String, String>,
+    /// Seconds one request to an object store may take before it fails (and is retried).
+    pub timeout_seconds: u64,
+    /// Seconds to wait for a connection to an object store.
+    pub connect_timeout_seconds: u64,
+    /// Retries of a request that failed transiently (5xx, throttling, a dropped connection).
+    pub max_retries: usize,
+    /// Seconds after a request's first attempt when it is no longer retried.
+    pub retry_timeout_seconds: u64,
+    /// Seconds the preflight check (one listing, never retried) may take before the lake is
+    /// declared unreachable.
+    pub preflight_timeout_seconds: u64,
 }
 
 impl Default for LakeConfig {
@@ -45,6 +58,11 @@ impl Default for LakeConfig {
         LakeConfig {
             root: DEFAULT_LAKE_ROOT.to_string(),
             options: HashMap::new(),
+            timeout_seconds: 30,
+            connect_timeout_seconds: 5,
+            max_retries: 3,
+            retry_timeout_seconds: 60,
+            preflight_timeout_seconds: 10,
         }
     }
 }
@@ -447,6 +465,27 @@ impl Config {
         }
         if !(self.cost.price_per_hour >= 0.0 && self.cost.always_on_price_per_hour >= 0.0) {
             return fail("[cost] prices must be numbers >= 0".into());
+        }
+        for (name, value) in [
+            ("timeout_seconds", self.lake.timeout_seconds),
+            ("connect_timeout_seconds", self.lake.connect_timeout_seconds),
+            ("retry_timeout_seconds", self.lake.retry_timeout_seconds),
+            (
+                "preflight_timeout_seconds",
+                self.lake.preflight_timeout_seconds,
+            ),
+        ] {
+            if value == 0 || value > 3600 {
+                return fail(format!(
+                    "[lake] {name} = {value} is out of range: use 1 to 3600"
+                ));
+            }
+        }
+        if self.lake.max_retries > 100 {
+            return fail(format!(
+                "[lake] max_retries = {} is out of range: use 0 to 100",
+                self.lake.max_retries
+            ));
         }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());

@@ -3,8 +3,11 @@
 //! `ELASTIREC_FAILPOINTS=name=action[,name=action…]` makes the process act when it reaches a
 //! named point: `kill` sends itself SIGKILL (no destructors, no flushing: the same as a power
 //! cut for the lake), `sleep-MS` pauses for MS milliseconds (to hold a point open while a test
-//! starts a second process). Unset, a point costs one atomic load. Points are named
-//! `STEP.where`, for example `prepare.after-parts`; [`POINTS`] lists them all.
+//! starts a second process), `pause` prints `elastirec: paused at NAME` on stderr and waits
+//! for ever (so a test can send the SIGKILL itself, at a moment it knows). Unset, a point
+//! costs one lookup in a map built once. Points are named `STEP.where`, for example
+//! `prepare.after-parts`; [`POINTS`] lists them all. The variable has no `__`, so configuration
+//! loading ignores it.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -16,6 +19,7 @@ pub const ENV: &str = "ELASTIREC_FAILPOINTS";
 /// Every point elastirec passes, in the order a night passes them.
 pub const POINTS: &[&str] = &[
     "ingest.before",
+    "ingest.before-events-commit",
     "ingest.after-events-commit",
     "ingest.done",
     "prepare.before",
@@ -39,6 +43,7 @@ pub const POINTS: &[&str] = &[
 enum Action {
     Kill,
     Sleep(u64),
+    Pause,
 }
 
 fn actions() -> &'static HashMap<String, Action> {
@@ -52,6 +57,7 @@ fn actions() -> &'static HashMap<String, Action> {
                 let (name, action) = entry.trim().split_once('=')?;
                 let action = match action.trim() {
                     "kill" => Action::Kill,
+                    "pause" => Action::Pause,
                     other => Action::Sleep(other.strip_prefix("sleep-")?.parse().ok()?),
                 };
                 Some((name.trim().to_string(), action))
@@ -76,5 +82,11 @@ pub fn hit(name: &str) {
             std::process::abort();
         }
         Action::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        Action::Pause => {
+            eprintln!("elastirec: paused at {name} ({ENV})");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
     }
 }

@@ -4,24 +4,53 @@
 //! which object stores make all-or-nothing (the local store writes a temporary file and renames
 //! it), so a reader sees either the previous object or the new one, never half of it. Who writes
 //! what and in which order is decided by the stages (manifests last), not here.
+//!
+//! An S3 lake (`s3://bucket/prefix`) is configured by `[lake] options` (object_store's S3 keys:
+//! `endpoint`, `region`, `allow_http`, `access_key_id`, ...) over the `AWS_*` environment
+//! variables, with `[lake]` timeouts and retry limits. Opening a remote lake first runs
+//! [`Lake::preflight`]: one listing, never retried, under a short timeout, so a wrong endpoint,
+//! a missing bucket or rejected credentials stop the command at once with a configuration error
+//! that names the endpoint, the bucket and the setting to fix.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme,
+    PutMode, PutPayload, RetryConfig,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::config::LakeConfig;
 use crate::error::{Error, Result};
 use crate::layout;
 
 /// The default lake root: a folder in the working directory.
 pub const DEFAULT_LAKE_ROOT: &str = "./lake";
+
+/// Option keys that are not object_store S3 keys but that delta-rs reads (retries, its S3
+/// locking settings); allowed in `[lake] options` of an S3 lake and passed on to delta-rs only.
+const DELTA_ONLY_OPTIONS: &[&str] = &[
+    "max_retries",
+    "retry_timeout",
+    "backoff_config.init_backoff",
+    "backoff_config.max_backoff",
+    "backoff_config.base",
+    "aws_s3_allow_unsafe_rename",
+    "aws_s3_locking_provider",
+    "aws_force_credential_load",
+    "aws_profile",
+    "profile",
+];
 
 /// What `lake.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -34,12 +63,27 @@ pub struct LakeMarker {
     pub created_by: String,
 }
 
+/// A remote lake's coordinates, for the preflight check and its messages.
+#[derive(Clone)]
+struct Remote {
+    /// The same store as the lake's, but with retries off and short timeouts.
+    probe: Arc<dyn ObjectStore>,
+    /// The endpoint as people should read it (`AWS S3 (region …)` when none is configured).
+    endpoint: String,
+    /// The bucket (or container) name.
+    bucket: String,
+    /// Whether credentials were configured (options or `AWS_ACCESS_KEY_ID`).
+    has_static_credentials: bool,
+    preflight_timeout: Duration,
+}
+
 /// A handle on the lake: an object store rooted at the lake root, and the root's URL.
 #[derive(Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     url: Url,
     options: HashMap<String, String>,
+    remote: Option<Remote>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -51,17 +95,39 @@ impl std::fmt::Debug for Lake {
 }
 
 impl Lake {
-    /// Opens the lake at `root` (a path or a URL such as `s3://bucket/prefix`), creating
-    /// `lake.json` if the lake is new and refusing a lake written by a newer layout.
+    /// Opens the lake at `root` (a path or a URL such as `s3://bucket/prefix`) with default
+    /// timeouts and retries: see [`Lake::open_config`].
     pub async fn open(root: &str, options: HashMap<String, String>) -> Result<Lake> {
-        let lake = Lake::connect(root, options)?;
+        Lake::open_config(&LakeConfig {
+            root: root.to_string(),
+            options,
+            ..LakeConfig::default()
+        })
+        .await
+    }
+
+    /// Opens the lake `[lake]` names: runs [`Lake::preflight`] on a remote lake, creates
+    /// `lake.json` if the lake is new and refuses a lake written by a newer layout.
+    pub async fn open_config(config: &LakeConfig) -> Result<Lake> {
+        let lake = Lake::connect_config(config)?;
+        lake.preflight().await?;
         lake.check_marker().await?;
         Ok(lake)
     }
 
-    /// Builds the handle without touching storage.
+    /// Builds the handle without touching storage, with default timeouts and retries.
     pub fn connect(root: &str, options: HashMap<String, String>) -> Result<Lake> {
-        let root = root.trim();
+        Lake::connect_config(&LakeConfig {
+            root: root.to_string(),
+            options,
+            ..LakeConfig::default()
+        })
+    }
+
+    /// Builds the handle without touching storage.
+    pub fn connect_config(config: &LakeConfig) -> Result<Lake> {
+        let root = config.root.trim();
+        let options = config.options.clone();
         if root.is_empty() {
             return Err(Error::Config(
                 "the lake root is empty: pass --lake PATH_OR_URL or set [lake] root".into(),
@@ -94,6 +160,7 @@ impl Lake {
                 store: Arc::new(store),
                 url,
                 options,
+                remote: None,
             });
         }
         let mut url = Url::parse(root)
@@ -102,14 +169,82 @@ impl Lake {
             let p = format!("{}/", url.path());
             url.set_path(&p);
         }
-        let (store, prefix) = object_store::parse_url_opts(&url, options.iter())
+        let (scheme, prefix) = ObjectStoreScheme::parse(&url)
+            .map_err(|e| Error::Config(format!("cannot use lake URL '{root}': {e}")))?;
+        let prefix = Path::parse(prefix)
+            .map_err(|e| Error::Config(format!("cannot use lake URL '{root}': {e}")))?;
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        if scheme == ObjectStoreScheme::AmazonS3 {
+            let s3 = S3Settings::new(&url, &options, config)?;
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(PrefixStore::new(s3.build(config, false)?, prefix.clone()));
+            let probe: Arc<dyn ObjectStore> =
+                Arc::new(PrefixStore::new(s3.build(config, true)?, prefix));
+            return Ok(Lake {
+                store,
+                url,
+                options: s3.delta_options(&options, config),
+                remote: Some(Remote {
+                    probe,
+                    endpoint: s3.endpoint_description(),
+                    bucket,
+                    has_static_credentials: s3.has_static_credentials(),
+                    preflight_timeout: Duration::from_secs(config.preflight_timeout_seconds),
+                }),
+            });
+        }
+        // Other object stores (GCS, Azure, memory) through object_store's own URL parsing.
+        let (store, _) = object_store::parse_url_opts(&url, options.iter())
             .map_err(|e| Error::Config(format!("cannot use lake URL '{root}': {e}")))?;
         let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(store, prefix));
         Ok(Lake {
+            remote: Some(Remote {
+                probe: store.clone(),
+                endpoint: format!("{scheme:?}"),
+                bucket,
+                has_static_credentials: true,
+                preflight_timeout: Duration::from_secs(config.preflight_timeout_seconds),
+            }),
             store,
             url,
             options,
         })
+    }
+
+    /// A cheap check that the lake can be reached: one listing of the lake root, never
+    /// retried, under `[lake] preflight_timeout_seconds`. A refused connection, an unknown host,
+    /// a missing bucket or rejected credentials are configuration errors
+    /// ([`crate::ErrorKind::InvalidInput`]) whose message names the endpoint, the bucket and
+    /// the setting to fix; an answer of 5xx is a transient error. A local lake always passes
+    /// (opening it created its folder).
+    pub async fn preflight(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let listing = tokio::time::timeout(
+            remote.preflight_timeout,
+            remote.probe.list_with_delimiter(None),
+        )
+        .await;
+        match listing {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(preflight_error(remote, &self.url, e)),
+            Err(_) => Err(Error::Config(format!(
+                "the object store at {} did not answer within {} s when listing bucket '{}' \
+                 (lake {}): check lake.options.endpoint (or AWS_ENDPOINT_URL) and the network{}; \
+                 a slow store may need a larger [lake] preflight_timeout_seconds",
+                remote.endpoint,
+                remote.preflight_timeout.as_secs(),
+                remote.bucket,
+                self.url,
+                if remote.has_static_credentials {
+                    ""
+                } else {
+                    ". No credentials are configured (AWS_ACCESS_KEY_ID, \
+                     lake.options.access_key_id), so the instance metadata service was asked"
+                }
+            ))),
+        }
     }
 
     async fn check_marker(&self) -> Result<()> {
@@ -156,7 +291,8 @@ impl Lake {
         &self.url
     }
 
-    /// Storage options the lake was opened with (credentials, endpoint).
+    /// Storage options for other clients of the same lake (delta-rs): the `[lake] options`,
+    /// plus, for an S3 lake, the configured timeouts and retry limits.
     pub fn options(&self) -> &HashMap<String, String> {
         &self.options
     }
@@ -304,6 +440,337 @@ impl Lake {
     }
 }
 
+/// An S3 lake's settings: `AWS_*` environment variables, then the lake URL, then
+/// `[lake] options`; timeouts and retries are applied per client by [`S3Settings::build`].
+struct S3Settings {
+    builder: AmazonS3Builder,
+    /// Settings read from an AWS profile, which delta-rs must be given too.
+    from_profile: Vec<(&'static str, String)>,
+}
+
+/// What a named profile of the shared AWS files (`~/.aws/credentials`, `~/.aws/config`) holds.
+#[derive(Debug, Default, PartialEq)]
+struct AwsProfile {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    region: Option<String>,
+}
+
+impl AwsProfile {
+    /// Reads profile `name` from the two files (either may be missing). Only static keys and
+    /// the region are read: SSO, `role_arn` and `credential_process` profiles are not resolved.
+    fn read(credentials: &std::path::Path, config: &std::path::Path, name: &str) -> AwsProfile {
+        let section = |file: &std::path::Path, wanted: &[String]| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let mut out = HashMap::new();
+            let mut inside = false;
+            for line in text.lines().map(str::trim) {
+                if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+                    continue;
+                }
+                if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    inside = wanted.iter().any(|w| w == header.trim());
+                } else if inside && let Some((k, v)) = line.split_once('=') {
+                    out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            out
+        };
+        let mut keys = section(config, &[format!("profile {name}"), name.to_string()]);
+        keys.extend(section(credentials, &[name.to_string()]));
+        AwsProfile {
+            access_key_id: keys.remove("aws_access_key_id"),
+            secret_access_key: keys.remove("aws_secret_access_key"),
+            session_token: keys.remove("aws_session_token"),
+            region: keys.remove("region"),
+        }
+    }
+}
+
+impl S3Settings {
+    fn new(url: &Url, options: &HashMap<String, String>, config: &LakeConfig) -> Result<Self> {
+        let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+        let mut keys: Vec<&String> = options.keys().collect();
+        keys.sort();
+        for key in keys {
+            let lower = key.to_ascii_lowercase();
+            match AmazonS3ConfigKey::from_str(&lower) {
+                Ok(k) => builder = builder.with_config(k, options[key].clone()),
+                Err(_) if DELTA_ONLY_OPTIONS.contains(&lower.as_str()) => {}
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "[lake] options: unknown key '{key}' for an S3 lake: use object_store's \
+                         S3 keys such as endpoint, region, allow_http, access_key_id, \
+                         secret_access_key, session_token, virtual_hosted_style_request"
+                    )));
+                }
+            }
+        }
+        let mut settings = S3Settings {
+            builder,
+            from_profile: Vec::new(),
+        };
+        settings.apply_profile(options)?;
+        if let Some(endpoint) = settings.get(AmazonS3ConfigKey::Endpoint)
+            && endpoint.starts_with("http://")
+            && !settings
+                .get(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
+        {
+            return Err(Error::Config(format!(
+                "the S3 endpoint {endpoint} of lake {} uses plain http but http is not allowed: \
+                 set lake.options.allow_http = \"true\" (or AWS_ALLOW_HTTP=true), or use https",
+                config.root
+            )));
+        }
+        Ok(settings)
+    }
+
+    fn get(&self, key: AmazonS3ConfigKey) -> Option<String> {
+        self.builder.get_config_value(&key)
+    }
+
+    /// Without keys in the options or the environment, takes them (and the region) from the
+    /// AWS profile named by `lake.options.profile` or `AWS_PROFILE`, else from `default` if it
+    /// has keys; otherwise object_store goes on to web identity, container and instance roles.
+    fn apply_profile(&mut self, options: &HashMap<String, String>) -> Result<()> {
+        let named = ["profile", "aws_profile"]
+            .iter()
+            .find_map(|k| options.get(*k).cloned())
+            .or_else(|| std::env::var("AWS_PROFILE").ok())
+            .filter(|p| !p.is_empty());
+        let home = std::env::var("HOME").unwrap_or_default();
+        let file = |var: &str, default: &str| {
+            std::env::var(var)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| std::path::Path::new(&home).join(".aws").join(default))
+        };
+        let (credentials, config) = (
+            file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            file("AWS_CONFIG_FILE", "config"),
+        );
+        let name = named.clone().unwrap_or_else(|| "default".into());
+        let profile = AwsProfile::read(&credentials, &config, &name);
+        let has_keys = self.get(AmazonS3ConfigKey::AccessKeyId).is_some();
+        let mut set = |key: AmazonS3ConfigKey, option: &'static str, value: Option<String>| {
+            if let Some(v) = value
+                && self.get(key).is_none()
+            {
+                self.builder = std::mem::take(&mut self.builder).with_config(key, v.clone());
+                self.from_profile.push((option, v));
+            }
+        };
+        if !has_keys {
+            match (&profile.access_key_id, &profile.secret_access_key) {
+                (Some(id), Some(secret)) => {
+                    set(
+                        AmazonS3ConfigKey::AccessKeyId,
+                        "access_key_id",
+                        Some(id.clone()),
+                    );
+                    set(
+                        AmazonS3ConfigKey::SecretAccessKey,
+                        "secret_access_key",
+                        Some(secret.clone()),
+                    );
+                    set(
+                        AmazonS3ConfigKey::Token,
+                        "session_token",
+                        profile.session_token.clone(),
+                    );
+                }
+                _ if named.is_some() => {
+                    return Err(Error::Config(format!(
+                        "AWS profile '{name}' has no aws_access_key_id and aws_secret_access_key \
+                         in {} or {}: elastirec reads static keys from profiles (not SSO, \
+                         role_arn or credential_process); export AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or set lake.options.access_key_id and \
+                         secret_access_key",
+                        credentials.display(),
+                        config.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        set(AmazonS3ConfigKey::Region, "region", profile.region);
+        Ok(())
+    }
+
+    /// The store for the lake (`probe: false`) or for its preflight check (`probe: true`: no
+    /// retries, and timeouts no longer than the preflight's).
+    fn build(&self, config: &LakeConfig, probe: bool) -> Result<Arc<dyn ObjectStore>> {
+        let mut timeout = config.timeout_seconds;
+        let mut connect = config.connect_timeout_seconds;
+        let mut retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: config.max_retries,
+            retry_timeout: Duration::from_secs(config.retry_timeout_seconds),
+        };
+        if probe {
+            timeout = timeout.min(config.preflight_timeout_seconds);
+            connect = connect.min(config.preflight_timeout_seconds);
+            retry.max_retries = 0;
+        }
+        let mut builder = self.builder.clone();
+        // An explicit option wins over the [lake] setting.
+        for (key, seconds) in [
+            (ClientConfigKey::Timeout, timeout),
+            (ClientConfigKey::ConnectTimeout, connect),
+        ] {
+            if probe || self.get(AmazonS3ConfigKey::Client(key)).is_none() {
+                builder =
+                    builder.with_config(AmazonS3ConfigKey::Client(key), format!("{seconds}s"));
+            }
+        }
+        let store = builder.with_retry(retry).build().map_err(|e| {
+            Error::Config(format!(
+                "cannot configure the S3 lake {}: {e} (check --lake, [lake] options and the \
+                 AWS_* environment variables)",
+                config.root
+            ))
+        })?;
+        Ok(Arc::new(store))
+    }
+
+    /// What delta-rs needs to reach the same store: the options, plus the timeouts and retry
+    /// limits unless an option sets them.
+    fn delta_options(
+        &self,
+        options: &HashMap<String, String>,
+        config: &LakeConfig,
+    ) -> HashMap<String, String> {
+        let mut out = options.clone();
+        for (key, value) in &self.from_profile {
+            out.insert(key.to_string(), value.clone());
+        }
+        let lower: Vec<String> = options.keys().map(|k| k.to_ascii_lowercase()).collect();
+        let has = |names: &[&str]| names.iter().any(|n| lower.iter().any(|k| k == n));
+        let mut add = |names: &[&str], value: String| {
+            if !has(names) {
+                out.insert(names[0].to_string(), value);
+            }
+        };
+        add(
+            &["timeout", "aws_timeout"],
+            format!("{}s", config.timeout_seconds),
+        );
+        add(
+            &["connect_timeout", "aws_connect_timeout"],
+            format!("{}s", config.connect_timeout_seconds),
+        );
+        add(&["max_retries"], config.max_retries.to_string());
+        add(
+            &["retry_timeout"],
+            format!("{}s", config.retry_timeout_seconds),
+        );
+        out
+    }
+
+    fn endpoint_description(&self) -> String {
+        match self.get(AmazonS3ConfigKey::Endpoint) {
+            Some(endpoint) => endpoint,
+            None => format!(
+                "AWS S3 (region {})",
+                self.get(AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into())
+            ),
+        }
+    }
+
+    fn has_static_credentials(&self) -> bool {
+        self.get(AmazonS3ConfigKey::AccessKeyId).is_some()
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Turns a failed preflight listing into an error that says what to fix.
+fn preflight_error(remote: &Remote, url: &Url, err: object_store::Error) -> Error {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let chain = error_chain(&err);
+    let mut cause: String = chain.chars().take(400).collect();
+    if cause.len() < chain.len() {
+        cause.push('…');
+    }
+    let has = |needles: &[&str]| needles.iter().any(|n| chain.contains(n));
+    let connect_failed =
+        std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| {
+            e.downcast_ref::<HttpError>().is_some_and(|h| {
+                matches!(h.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout)
+            })
+        });
+    let (endpoint, bucket) = (&remote.endpoint, &remote.bucket);
+    let is_denied = matches!(
+        err,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || has(&[
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidToken",
+        " 403 ",
+        " 401 ",
+    ]);
+    if has(&["NoSuchBucket"]) || matches!(err, object_store::Error::NotFound { .. }) {
+        return Error::Config(format!(
+            "bucket '{bucket}' does not exist at {endpoint}: create it, or fix the bucket in \
+             --lake / [lake] root ({url}) or the endpoint in lake.options.endpoint \
+             (AWS_ENDPOINT_URL)"
+        ));
+    }
+    if is_denied {
+        return Error::Config(format!(
+            "{endpoint} refused the credentials for bucket '{bucket}' ({url}): check \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or lake.options.access_key_id, \
+             secret_access_key, session_token) and that they may list the lake; cause: {cause}"
+        ));
+    }
+    if connect_failed
+        || has(&[
+            "dns error",
+            "Connection refused",
+            "connection refused",
+            "tcp connect",
+            "error trying to connect",
+            "failed to lookup address",
+        ])
+    {
+        return Error::Config(format!(
+            "cannot connect to the object store at {endpoint} (bucket '{bucket}', lake {url}): \
+             check lake.options.endpoint (or AWS_ENDPOINT_URL), lake.options.allow_http for an \
+             http:// endpoint, and the network; cause: {cause}"
+        ));
+    }
+    if chain.to_ascii_lowercase().contains("credential") {
+        return Error::Config(format!(
+            "no usable credentials for bucket '{bucket}' at {endpoint}: set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (or lake.options.access_key_id, secret_access_key), or run \
+             where an instance role is available; cause: {cause}"
+        ));
+    }
+    // Anything else (a 5xx, throttling) may pass by itself.
+    Error::store(format!("{url} (preflight at {endpoint})"), err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +812,188 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("upgrade elastirec"), "{err}");
+    }
+
+    fn s3_config(root: &str, options: &[(&str, &str)]) -> LakeConfig {
+        LakeConfig {
+            root: root.into(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..LakeConfig::default()
+        }
+    }
+
+    /// A local port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn s3_lakes_pass_timeouts_and_retries_to_delta() {
+        let lake = Lake::connect_config(&s3_config(
+            "s3://bkt/some/prefix",
+            &[
+                ("endpoint", "http://127.0.0.1:9"),
+                ("allow_http", "true"),
+                ("access_key_id", "k"),
+                ("secret_access_key", "s"),
+                ("max_retries", "7"),
+            ],
+        ))
+        .unwrap();
+        assert!(!lake.is_local());
+        assert_eq!(lake.url().as_str(), "s3://bkt/some/prefix/");
+        let o = lake.options();
+        assert_eq!(o["timeout"], "30s");
+        assert_eq!(o["connect_timeout"], "5s");
+        assert_eq!(o["retry_timeout"], "60s");
+        assert_eq!(o["max_retries"], "7", "an explicit option wins");
+        assert_eq!(o["endpoint"], "http://127.0.0.1:9");
+        assert_eq!(
+            lake.url_of(&Path::from("warehouse/events")).as_str(),
+            "s3://bkt/some/prefix/warehouse/events"
+        );
+    }
+
+    #[test]
+    fn s3_option_mistakes_are_named() {
+        let e = Lake::connect_config(&s3_config("s3://bkt/p", &[("endpoitn", "http://x")]))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("unknown key 'endpoitn'"), "{e}");
+        let e = Lake::connect_config(&s3_config(
+            "s3://bkt/p",
+            &[("endpoint", "http://127.0.0.1:9"), ("allow_http", "false")],
+        ))
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("lake.options.allow_http"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn preflight_fails_fast_on_a_dead_endpoint() {
+        let endpoint = format!("http://127.0.0.1:{}", closed_port());
+        let started = std::time::Instant::now();
+        let e = Lake::open_config(&s3_config(
+            "s3://bkt/p",
+            &[
+                ("endpoint", endpoint.as_str()),
+                ("allow_http", "true"),
+                ("access_key_id", "k"),
+                ("secret_access_key", "s"),
+            ],
+        ))
+        .await
+        .err()
+        .unwrap();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{msg}");
+        assert!(msg.contains(&endpoint), "{msg}");
+        assert!(msg.contains("bucket 'bkt'"), "{msg}");
+        assert!(msg.contains("lake.options.endpoint"), "{msg}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn preflight_gives_up_on_a_silent_endpoint_after_its_timeout() {
+        // Connections are accepted (by the kernel's backlog) and never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", silent.local_addr().unwrap());
+        let mut config = s3_config(
+            "s3://bkt/p",
+            &[
+                ("endpoint", endpoint.as_str()),
+                ("allow_http", "true"),
+                ("access_key_id", "k"),
+                ("secret_access_key", "s"),
+            ],
+        );
+        config.preflight_timeout_seconds = 1;
+        let started = std::time::Instant::now();
+        let e = Lake::open_config(&config).await.err().unwrap();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{msg}");
+        assert!(msg.contains(&endpoint), "{msg}");
+        assert!(msg.contains("lake.options.endpoint"), "{msg}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn preflight_errors_say_what_to_fix() {
+        let lake = Lake::connect_config(&s3_config(
+            "s3://bkt/p",
+            &[("endpoint", "http://127.0.0.1:9"), ("allow_http", "true")],
+        ))
+        .unwrap();
+        let remote = lake.remote.as_ref().unwrap();
+        let classify = |e| preflight_error(remote, lake.url(), e);
+        let e = classify(generic(
+            "Server returned non-2xx status code: 404 Not Found: <Code>NoSuchBucket</Code>",
+        ));
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("bucket 'bkt' does not exist"), "{e}");
+        let e = classify(generic(
+            "Server returned non-2xx status code: 403 Forbidden: <Code>InvalidAccessKeyId</Code>",
+        ));
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+        let e = classify(generic(
+            "Server returned non-2xx status code: 503 Service Unavailable: SlowDown",
+        ));
+        assert_eq!(e.kind(), crate::ErrorKind::Transient, "{e}");
+    }
+
+    #[test]
+    fn reads_static_keys_and_region_of_an_aws_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (credentials, config) = (dir.path().join("credentials"), dir.path().join("config"));
+        std::fs::write(
+            &credentials,
+            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n\
+             # a comment\n[lake]\naws_access_key_id=L\naws_secret_access_key = LS\n\
+             aws_session_token = T\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &config,
+            "[default]\nregion = us-east-1\n[profile lake]\nregion = eu-west-1\n",
+        )
+        .unwrap();
+        let lake = AwsProfile::read(&credentials, &config, "lake");
+        assert_eq!(
+            lake,
+            AwsProfile {
+                access_key_id: Some("L".into()),
+                secret_access_key: Some("LS".into()),
+                session_token: Some("T".into()),
+                region: Some("eu-west-1".into()),
+            }
+        );
+        let default = AwsProfile::read(&credentials, &config, "default");
+        assert_eq!(default.access_key_id.as_deref(), Some("D"));
+        assert_eq!(default.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            AwsProfile::read(&credentials, &config, "none"),
+            AwsProfile::default()
+        );
     }
 }

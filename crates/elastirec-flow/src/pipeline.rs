@@ -208,7 +208,7 @@ fn new_step_record(step: Step, attempt: u32) -> StepRecord {
 impl Pipeline {
     /// Opens the lake named by the configuration.
     pub async fn open(config: Config) -> Result<Pipeline> {
-        let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+        let lake = Lake::open_config(&config.lake).await?;
         Ok(Pipeline::new(lake, config))
     }
 

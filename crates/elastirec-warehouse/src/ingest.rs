@@ -23,9 +23,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use rayon::prelude::*;
 
-use elastirec_core::Night;
 use elastirec_core::config::{EventsConfig, TimestampFormat};
 use elastirec_core::layout::{self, Table};
+use elastirec_core::{Night, failpoint};
 
 use crate::query::{i64s, strings};
 use crate::tables::{Warehouse, schema};
@@ -197,6 +197,7 @@ impl Warehouse {
                 .filter(|b| b.num_rows() > 0)
                 .collect();
             let mut version = events_version;
+            failpoint::hit("ingest.before-events-commit");
             if !batches.is_empty() {
                 let mut meta = HashMap::new();
                 meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
@@ -216,8 +217,9 @@ impl Warehouse {
                     .await
                     .map_err(Error::delta("events"))?;
                 version = table.version().unwrap_or(0) as i64;
-                elastirec_core::failpoint::hit("ingest.after-events-commit");
             }
+            // A crash here leaves events committed and the ledger behind: see the module docs.
+            failpoint::hit("ingest.after-events-commit");
             self.append_rejects(&rejects, night).await?;
             let ledger_rows = parsed
                 .iter()

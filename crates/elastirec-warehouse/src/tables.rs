@@ -89,6 +89,10 @@ pub struct Warehouse {
 impl Warehouse {
     /// Opens the warehouse, creating any of its tables that do not exist yet.
     pub async fn open(lake: &Lake) -> Result<Warehouse> {
+        // delta-rs registers its S3 handlers from a constructor; say so explicitly, once, so an
+        // `s3://` table never depends on link order.
+        static S3_HANDLERS: std::sync::Once = std::sync::Once::new();
+        S3_HANDLERS.call_once(|| deltalake::aws::register_handlers(None));
         let wh = Warehouse { lake: lake.clone() };
         for table in Table::ALL {
             wh.ensure(table).await?;

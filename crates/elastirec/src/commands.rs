@@ -144,7 +144,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     let mut config = load_config(&cli)?;
     match &cli.command {
         Command::Import(ImportCommand::Movielens(args)) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let started = Instant::now();
             let r = movielens::import(&lake, &args.ratings, args.items.as_deref())
                 .await
@@ -165,7 +165,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             println!("lake: {}", lake.url());
         }
         Command::Simulate(args) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let opts = simulate::SimulateOptions {
                 start: args.start,
                 days: args.days,
@@ -355,7 +355,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Runs(args) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let mut records = elastirec_flow::RunLedger::new(&lake).all().await?;
             if let Some(n) = args.last {
                 let skip = records.len().saturating_sub(n);
@@ -368,7 +368,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Status(args) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let ledger = elastirec_flow::RunLedger::new(&lake);
             let record = match args.date {
                 Some(d) => ledger.get(d).await?,
@@ -435,7 +435,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             print_gc(&plan, args.dry_run);
         }
         Command::Cost(args) => {
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let records: Vec<RunRecord> = elastirec_flow::RunLedger::new(&lake)
                 .all()
                 .await?
@@ -738,7 +738,7 @@ fn print_evaluation(r: &EvaluationReport) {
 
 async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
     let started = Instant::now();
-    let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+    let lake = Lake::open_config(&config.lake).await?;
     let opts = simulate::SimulateOptions::default();
     println!(
         "1. simulating {} days of events ({} users, {} items, {} events/day) into {}",

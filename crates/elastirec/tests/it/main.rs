@@ -1,8 +1,9 @@
 //! End-to-end tests of the `elastirec` binary on real files: fixtures, MovieLens 100K and the
-//! simulator. Each test works in its own temporary lake.
+//! simulator, and on an S3 endpoint (moto). Each test works in its own temporary lake.
 
 mod harness;
 mod import;
 mod movielens_100k;
 mod orchestrator;
+mod s3;
 mod simulated;
