@@ -225,11 +225,11 @@ fn two_nights_on_s3_match_the_same_nights_on_a_local_lake() {
     for night in nights {
         let started = Instant::now();
         let out = ok(&local, &["run", "--date", night]);
-        assert!(out.contains("Succeeded"), "{out}");
+        assert!(out.contains(": succeeded"), "{out}");
         let local_time = started.elapsed();
         let started = Instant::now();
         let out = s3_ok(&config, s3_lake, &["run", "--date", night]);
-        assert!(out.contains("Succeeded"), "{out}");
+        assert!(out.contains(": succeeded"), "{out}");
         println!(
             "night {night}: local {:.1} s, S3 (moto) {:.1} s",
             local_time.as_secs_f64(),
@@ -332,11 +332,12 @@ fn each_step_command_runs_on_s3_with_profile_credentials() {
     );
     assert!(out.contains("simulated 6000 events over 3 days"), "{out}");
     let night = ["--date", "2024-01-03"];
-    let steps: [(&str, &str); 4] = [
+    let steps: [(&str, &str); 5] = [
         ("ingest", "loaded 6000 rows from 3 files"),
         ("prepare", "exported"),
         ("train", "trained 32 factors for 200 users"),
-        ("recommend", "published as latest"),
+        ("recommend", "wrote top-10 for 200 users"),
+        ("publish", "night 2024-01-03: published"),
     ];
     for (step, expected) in steps {
         let out = profile_ok(
