@@ -22,6 +22,7 @@ pub mod resources;
 pub mod retention;
 pub mod schedule;
 
+pub use elastirec_warehouse::{OutputFormat, TableRestore, format_batches};
 pub use ledger::RunLedger;
 pub use pipeline::{Pipeline, Progress, RunOptions, Step};
 

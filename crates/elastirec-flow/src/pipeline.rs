@@ -980,6 +980,30 @@ impl Pipeline {
         out
     }
 
+    /// `warehouse snapshot`: records the version of every table as snapshot `name`.
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        night: Night,
+    ) -> Result<elastirec_core::manifest::SnapshotRecord> {
+        Ok(self.warehouse().await?.snapshot(name, night).await?)
+    }
+
+    /// `warehouse snapshots`: every snapshot record.
+    pub async fn snapshots(&self) -> Result<Vec<elastirec_core::manifest::SnapshotRecord>> {
+        Ok(self.warehouse().await?.snapshots().await?)
+    }
+
+    /// `warehouse restore`: brings every table back to snapshot `name`.
+    pub async fn restore(&self, name: &str) -> Result<Vec<elastirec_warehouse::TableRestore>> {
+        Ok(self.warehouse().await?.restore(name).await?)
+    }
+
+    /// `sql`: one read-only statement over the warehouse tables.
+    pub async fn query(&self, sql: &str) -> Result<Vec<arrow_array::RecordBatch>> {
+        Ok(self.warehouse().await?.query(sql).await?)
+    }
+
     /// `gc`: deletes outputs of nights older than the newest `keep_nights` (never the live
     /// night) and, with `raw_before`, loaded raw files of earlier days.
     pub async fn gc(

@@ -13,14 +13,17 @@
 //!                                                  part-*.parquet, seen-*.parquet, _manifest.json
 //! ```
 
+mod access;
 mod ingest;
 mod prepare;
 mod query;
 mod snapshot;
 mod tables;
 
+pub use access::{OutputFormat, format_batches};
 pub use ingest::{IngestOptions, IngestReport, Reject};
 pub use query::EventPairs;
+pub use snapshot::TableRestore;
 pub use tables::Warehouse;
 
 use elastirec_core::ErrorKind;
@@ -65,6 +68,14 @@ pub enum Error {
         #[source]
         source: deltalake::datafusion::error::DataFusionError,
     },
+    /// A query an analyst wrote does not parse, names an unknown table or column, or is not
+    /// read-only.
+    #[error("query failed: {source} (in: {query})")]
+    BadQuery {
+        query: String,
+        #[source]
+        source: deltalake::datafusion::error::DataFusionError,
+    },
     /// Writing Parquet failed.
     #[error("parquet {path}: {source}")]
     Parquet {
@@ -84,9 +95,10 @@ impl Error {
     /// Whose fault this error is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadRow { .. } | Error::BadFile { .. } | Error::TooManyRejects { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Error::BadRow { .. }
+            | Error::BadFile { .. }
+            | Error::TooManyRejects { .. }
+            | Error::BadQuery { .. } => ErrorKind::InvalidInput,
             Error::Delta { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { source } => {
                     ErrorKind::of_store_error(source)

@@ -1,21 +1,45 @@
 //! Warehouse snapshots: `snapshots/NAME.json` names the version of every table.
 //!
-//! The warehouse is only files, so a snapshot is a record of table versions: Delta keeps every
-//! version readable until a vacuum removes its files. A night's snapshot is what the next night
-//! starts from; restoring one is reading the tables at those versions.
+//! The warehouse is only files, so a snapshot is a record of table versions, taken with a Delta
+//! checkpoint of each table so that opening it later reads one Parquet checkpoint instead of
+//! replaying the log. Delta keeps every version readable until a vacuum removes its files.
+//! Restoring a snapshot commits, on each table that moved since, a Delta restore to the recorded
+//! version: history is kept (the restore is itself a new version), and the tables read exactly
+//! as they did when the snapshot was taken.
 
 use chrono::Utc;
 
-use elastirec_core::Night;
-use elastirec_core::layout;
+use elastirec_core::layout::{self, Table};
 use elastirec_core::manifest::SnapshotRecord;
+use elastirec_core::{Night, Result as CoreResult};
 
-use crate::{Result, Warehouse};
+use crate::{Error, Result, Warehouse};
+
+/// What a restore did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRestore {
+    pub table: &'static str,
+    /// The version before the restore.
+    pub from: i64,
+    /// The snapshot's version, which the table now reads as.
+    pub to: i64,
+    /// False when the table was already at that version (nothing committed).
+    pub committed: bool,
+}
 
 impl Warehouse {
     /// Records the current version of every table as snapshot `name` (an existing record of the
-    /// same name is replaced, with one put).
+    /// same name is replaced, with one put), after checkpointing each table.
     pub async fn snapshot(&self, name: &str, night: Night) -> Result<SnapshotRecord> {
+        check_name(name)?;
+        for table in Table::ALL {
+            let t = self.table(table).await?;
+            if t.version().is_some_and(|v| v > 0) {
+                deltalake::checkpoints::create_checkpoint(&t, None)
+                    .await
+                    .map_err(Error::delta(table.name()))?;
+            }
+        }
         let record = SnapshotRecord {
             name: name.to_string(),
             night,
@@ -30,9 +54,89 @@ impl Warehouse {
 
     /// The snapshot record `name`, if there is one.
     pub async fn snapshot_record(&self, name: &str) -> Result<Option<SnapshotRecord>> {
+        check_name(name)?;
         Ok(self
             .lake()
             .get_json(&layout::snapshot(name), "snapshot record")
             .await?)
+    }
+
+    /// Every snapshot record, oldest name first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotRecord>> {
+        let mut out = Vec::new();
+        for meta in self.lake().list(&layout::snapshots_root()).await? {
+            let Some(name) = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let record: CoreResult<Option<SnapshotRecord>> = self
+                .lake()
+                .get_json(&meta.location, "snapshot record")
+                .await;
+            if let Some(r) = record? {
+                debug_assert_eq!(r.name, name);
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings every table back to the versions snapshot `name` recorded.
+    pub async fn restore(&self, name: &str) -> Result<Vec<TableRestore>> {
+        let record = self.snapshot_record(name).await?.ok_or_else(|| {
+            Error::Lake(elastirec_core::Error::NotFound {
+                what: format!("snapshot '{name}'"),
+                path: self.lake().display_path(&layout::snapshot(name)),
+                hint: "`elastirec warehouse snapshots` lists the snapshots".into(),
+            })
+        })?;
+        let mut out = Vec::new();
+        for table in Table::ALL {
+            let Some(&to) = record.table_versions.get(table.name()) else {
+                continue;
+            };
+            let t = self.table(table).await?;
+            let from = t.version().map_or(-1, |v| v as i64);
+            if from == to || to < 0 {
+                out.push(TableRestore {
+                    table: table.name(),
+                    from,
+                    to,
+                    committed: false,
+                });
+                continue;
+            }
+            t.restore()
+                .with_version_to_restore(to as _)
+                .await
+                .map_err(Error::delta(table.name()))?;
+            out.push(TableRestore {
+                table: table.name(),
+                from,
+                to,
+                committed: true,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Snapshot names become object names: keep them to a safe alphabet.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Lake(elastirec_core::Error::Config(format!(
+            "snapshot name '{name}': use letters, digits, '-', '_' and '.' (such as 2024-01-05)"
+        ))))
     }
 }

@@ -95,6 +95,14 @@ pub enum Command {
     /// What nights cost on an elastic machine against an always-on warehouse + cluster
     Cost(CostArgs),
 
+    /// Warehouse snapshots: take one, list them, restore one
+    #[command(subcommand)]
+    Warehouse(WarehouseCommand),
+
+    /// Read-only SQL over the warehouse tables (events, items, loads, rejects); without a
+    /// query, an interactive shell reading statements ended by ';' from standard input
+    Sql(SqlArgs),
+
     /// Score night DATE's stored recommendations against the events of the following days
     Evaluate(EvaluateArgs),
 
@@ -303,6 +311,49 @@ pub struct CostArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WarehouseCommand {
+    /// Record the version of every table (with a Delta checkpoint) as snapshots/NAME.json
+    Snapshot(SnapshotArgs),
+    /// List the snapshots
+    Snapshots,
+    /// Bring every table back to snapshot NAME (a Delta restore: history is kept)
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The night the snapshot belongs to
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Night,
+    /// Snapshot name [default: the night, as the nightly snapshot step names it]
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot to restore (see `elastirec warehouse snapshots`)
+    pub name: String,
+}
+
+/// Output formats of `sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The statement, such as "SELECT event_date, COUNT(*) FROM events GROUP BY 1 ORDER BY 1"
+    pub query: Option<String>,
+    /// How to print results
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,9 @@ use elastirec_flow::schedule::{Scheduler, SystemClock};
 use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention};
 use elastirec_sources::{movielens, simulate};
 
-use crate::cli::{Cli, Command, ImportCommand, ModelArgs, NightsArg};
+use crate::cli::{
+    Cli, Command, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFormat, WarehouseCommand,
+};
 use crate::progress::NightProgress;
 
 /// Exit codes by error kind.
@@ -445,6 +447,56 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 .collect();
             print_cost(&records, &config, args.json)?;
         }
+        Command::Warehouse(cmd) => {
+            let p = pipeline(finish_config(config)?).await?;
+            match cmd {
+                WarehouseCommand::Snapshot(args) => {
+                    let name = args.name.clone().unwrap_or_else(|| args.date.to_string());
+                    let s = leased(&p, &format!("snapshot {name}"), || async {
+                        Ok(p.snapshot(&name, args.date).await?)
+                    })
+                    .await?;
+                    println!(
+                        "snapshot {} of night {}: {}",
+                        s.name,
+                        s.night,
+                        versions_line(&s.table_versions)
+                    );
+                }
+                WarehouseCommand::Snapshots => {
+                    let all = p.snapshots().await?;
+                    if all.is_empty() {
+                        println!("no snapshots yet: `elastirec run` takes one each night");
+                    }
+                    for s in all {
+                        println!(
+                            "{:<24} night {}  taken {}  {}",
+                            s.name,
+                            s.night,
+                            s.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                            versions_line(&s.table_versions)
+                        );
+                    }
+                }
+                WarehouseCommand::Restore(args) => {
+                    let done = leased(&p, &format!("restore {}", args.name), || async {
+                        Ok(p.restore(&args.name).await?)
+                    })
+                    .await?;
+                    for t in done {
+                        if t.committed {
+                            println!("{}: restored version {} (was {})", t.table, t.to, t.from);
+                        } else {
+                            println!("{}: already at version {}", t.table, t.to);
+                        }
+                    }
+                }
+            }
+        }
+        Command::Sql(args) => {
+            let p = pipeline(finish_config(config)?).await?;
+            sql(&p, args).await?;
+        }
         Command::Evaluate(args) => {
             if let Some(k) = args.k {
                 config.recommend.k = k;
@@ -463,6 +515,80 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             }
             demo(finish_config(config)?, args.evaluate_night).await?;
         }
+    }
+    Ok(())
+}
+
+fn versions_line(v: &std::collections::BTreeMap<String, i64>) -> String {
+    v.iter()
+        .map(|(t, v)| format!("{t} v{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn sql(p: &Pipeline, args: &SqlArgs) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let format = match args.format {
+        SqlFormat::Table => elastirec_flow::OutputFormat::Table,
+        SqlFormat::Csv => elastirec_flow::OutputFormat::Csv,
+        SqlFormat::Json => elastirec_flow::OutputFormat::Json,
+    };
+    let run = |query: String| async move {
+        let batches = p.query(&query).await?;
+        let text = elastirec_flow::format_batches(&batches, format)?;
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    if let Some(q) = &args.query {
+        return run(q.clone()).await;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!(
+            "elastirec sql: tables events, items, loads, rejects; end statements with ';', \
+             \\q or Ctrl-D to quit"
+        );
+    }
+    let mut pending = String::new();
+    let prompt = |pending: &str| {
+        if interactive {
+            eprint!(
+                "{}",
+                if pending.is_empty() {
+                    "elastirec> "
+                } else {
+                    "       ...> "
+                }
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    prompt(&pending);
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading standard input")?;
+        if pending.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            break;
+        }
+        pending.push_str(&line);
+        pending.push('\n');
+        if line.trim_end().ends_with(';') {
+            let statement = std::mem::take(&mut pending);
+            let statement = statement.trim().trim_end_matches(';').to_string();
+            if let Err(e) = run(statement).await {
+                // A bad statement in the shell is reported; the session goes on.
+                eprintln!("error: {e:#}");
+                if !interactive {
+                    return Err(e);
+                }
+            }
+        }
+        prompt(&pending);
+    }
+    if !pending.trim().is_empty() {
+        run(pending.trim().trim_end_matches(';').to_string()).await?;
     }
     Ok(())
 }
