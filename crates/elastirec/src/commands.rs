@@ -537,7 +537,7 @@ async fn sql(p: &Pipeline, args: &SqlArgs) -> Result<()> {
         let batches = p.query(&query).await?;
         let text = elastirec_flow::format_batches(&batches, format)?;
         print!("{text}");
-        if !text.ends_with('\n') {
+        if !text.is_empty() && !text.ends_with('\n') {
             println!();
         }
         Ok::<_, anyhow::Error>(())

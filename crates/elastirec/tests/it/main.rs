@@ -7,3 +7,4 @@ mod movielens_100k;
 mod orchestrator;
 mod s3;
 mod simulated;
+mod warehouse;

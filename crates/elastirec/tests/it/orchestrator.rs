@@ -14,7 +14,7 @@ use elastirec_warehouse::Warehouse;
 
 use crate::harness::{bin, ok, open_lake, read_json};
 
-const NIGHT_3: &str = "2024-01-03";
+pub(crate) const NIGHT_3: &str = "2024-01-03";
 
 /// Settings of these tests: small fast models, fixed threads (so results are reproducible),
 /// and a one-day evaluation horizon so night 3 also evaluates night 2.
@@ -25,13 +25,13 @@ fn configure(c: &mut Command) -> &mut Command {
         .env("ELASTIREC_EVALUATE__HORIZON_DAYS", "1")
 }
 
-fn elastirec(lake: &Path, args: &[&str]) -> Command {
+pub(crate) fn elastirec(lake: &Path, args: &[&str]) -> Command {
     let mut c = bin();
     configure(&mut c).arg("--lake").arg(lake).args(args);
     c
 }
 
-fn run_ok(lake: &Path, args: &[&str]) -> String {
+pub(crate) fn run_ok(lake: &Path, args: &[&str]) -> String {
     let out = elastirec(lake, args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -74,7 +74,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A lake with three simulated days whose first two nights ran.
-fn base_lake(root: &Path) -> std::path::PathBuf {
+pub(crate) fn base_lake(root: &Path) -> std::path::PathBuf {
     let lake = root.join("base");
     ok(
         &lake,
@@ -457,95 +457,4 @@ fn schedule_stops_between_steps_on_sigterm_and_run_resumes() {
         "prepare not redone"
     );
     assert_eq!(record["steps"].as_array().unwrap().len(), 7);
-}
-
-fn sql_json(lake: &Path, query: &str) -> Vec<serde_json::Value> {
-    run_ok(lake, &["sql", query, "--format", "json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-#[test]
-fn snapshots_restore_exact_row_counts_and_sql_reads_the_tables() {
-    let root = tempfile::tempdir().unwrap();
-    let lake = base_lake(root.path());
-    let count = |table: &str| -> u64 {
-        sql_json(&lake, &format!("SELECT COUNT(*) AS n FROM {table}"))[0]["n"]
-            .as_u64()
-            .unwrap()
-    };
-    assert_eq!(count("events"), 6000);
-    let loads_before = count("loads");
-    let snapshots = run_ok(&lake, &["warehouse", "snapshots"]);
-    assert!(
-        snapshots.contains("2024-01-01") && snapshots.contains("2024-01-02"),
-        "{snapshots}"
-    );
-
-    run_ok(&lake, &["run", "--date", NIGHT_3]);
-    assert_eq!(count("events"), 9000);
-    let out = run_ok(&lake, &["warehouse", "restore", "2024-01-02"]);
-    assert!(out.contains("events: restored version"), "{out}");
-    // Exactly the snapshot's rows, in every table.
-    assert_eq!(count("events"), 6000);
-    assert_eq!(count("loads"), loads_before);
-    let days = sql_json(
-        &lake,
-        "SELECT CAST(event_date AS VARCHAR) AS d, COUNT(*) AS n FROM events GROUP BY 1 ORDER BY 1",
-    );
-    assert_eq!(days.len(), 2, "{days:?}");
-    // The next load takes day 3 again, once.
-    run_ok(&lake, &["run", "--date", NIGHT_3, "--rerun"]);
-    assert_eq!(count("events"), 9000);
-    let dupes = sql_json(
-        &lake,
-        "SELECT COUNT(*) AS n FROM (SELECT user_id, item_id, event_time, COUNT(*) AS c \
-         FROM events GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)",
-    );
-    assert_eq!(dupes[0]["n"], 0);
-
-    let csv = run_ok(
-        &lake,
-        &[
-            "sql",
-            "SELECT item_id, title FROM items ORDER BY item_id LIMIT 2",
-            "--format",
-            "csv",
-        ],
-    );
-    assert_eq!(csv.lines().next(), Some("item_id,title"), "{csv}");
-    assert_eq!(csv.lines().count(), 3, "{csv}");
-    let table = run_ok(&lake, &["sql", "SELECT COUNT(*) AS n FROM rejects"]);
-    assert!(
-        table.contains("| n |") && table.contains("| 0 |"),
-        "{table}"
-    );
-
-    // Analysts read; they do not write, and a mistake names itself.
-    for (query, needle) in [
-        ("DROP TABLE events", "DDL not supported"),
-        ("SELECT nope FROM events", "nope"),
-    ] {
-        let out = elastirec(&lake, &["sql", query]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{query}: {stderr}");
-        assert!(stderr.contains(needle), "{query}: {stderr}");
-    }
-    // The shell reads statements ended by ';' from standard input.
-    let mut shell = elastirec(&lake, &["sql", "--format", "csv"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    shell
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"SELECT 1 AS x;\nSELECT COUNT(*) AS n\n  FROM events;\n")
-        .unwrap();
-    let out = shell.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n1\nn\n9000\n");
 }
