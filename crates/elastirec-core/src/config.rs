@@ -22,6 +22,8 @@ pub struct Config {
     pub prepare: PrepareConfig,
     pub model: ModelConfig,
     pub recommend: RecommendConfig,
+    pub serve: ServeConfig,
+    pub publish: PublishConfig,
 }
 
 /// `[lake]`: where the lake lives.
@@ -211,6 +213,75 @@ impl Default for RecommendConfig {
     }
 }
 
+/// `[serve]`: the HTTP server of `elastirec serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    pub port: u16,
+    /// Seconds between two reads of `recommendations/_LATEST`.
+    pub poll_seconds: u64,
+    /// Bearer token required on every route but `/healthz` and the dashboard's static files;
+    /// unset means no token. Set it with `ELASTIREC_SERVE__TOKEN` rather than in a file.
+    pub token: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            poll_seconds: 30,
+            token: None,
+        }
+    }
+}
+
+/// Where `elastirec publish` copies a night's lists for applications to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishTarget {
+    /// Nowhere: applications call the HTTP API.
+    None,
+    /// One Redis hash per user, with a TTL.
+    Redis,
+    /// One PostgreSQL table, replaced in one transaction.
+    Postgres,
+}
+
+/// `[publish]`: copying each user's top-K into an application database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    pub target: PublishTarget,
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// Key of user U is `<prefix>U`.
+    pub redis_key_prefix: String,
+    /// Seconds a user's key lives; a night that fails to publish leaves the previous lists
+    /// readable until then.
+    pub ttl_seconds: u64,
+    /// A libpq connection string or URL.
+    pub postgres_url: String,
+    /// Table holding `(user_id, rank, item_id, score, night)`.
+    pub postgres_table: String,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            target: PublishTarget::None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "elastirec:recs:".into(),
+            ttl_seconds: 2 * 24 * 3600,
+            postgres_url: "postgresql://postgres@127.0.0.1:5432/test".into(),
+            postgres_table: "elastirec_recommendations".into(),
+        }
+    }
+}
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "ELASTIREC_";
 
@@ -293,6 +364,27 @@ impl Config {
         }
         if self.prepare.window_days == 0 {
             return fail("[prepare] window_days must be at least 1".into());
+        }
+        if self.serve.poll_seconds == 0 {
+            return fail("[serve] poll_seconds must be at least 1".into());
+        }
+        if self
+            .serve
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return fail("[serve] token is empty: unset it, or give a non-empty token".into());
+        }
+        let table = &self.publish.postgres_table;
+        if table.is_empty()
+            || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || table.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return fail(format!(
+                "[publish] postgres_table = '{table}' is not a plain SQL name: use letters, \
+                 digits and _"
+            ));
         }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());

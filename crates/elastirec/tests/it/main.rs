@@ -4,4 +4,5 @@
 mod harness;
 mod import;
 mod movielens_100k;
+mod serve;
 mod simulated;
