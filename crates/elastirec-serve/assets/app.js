@@ -208,7 +208,8 @@ function renderPlots() {
     series.push({ name: "always-on cost", values: runs.map((r) => (r.cost ? r.cost.always_on_cost : null)), kind: "line", axis: "right" });
   }
   chart($("plot-cost"), nights, series, {
-    right: withCost, fmtLeft: (v) => v.toFixed(1), fmtRight: (v) => v.toFixed(2),
+    right: withCost, fmtLeft: (v) => (v >= 1 ? v.toFixed(1) + " min" : (v * 60).toFixed(0) + " s"),
+    fmtRight: (v) => v.toFixed(2),
     note: withCost ? costTotals(runs) : "no cost recorded in these run records: minutes only",
   });
 

@@ -72,7 +72,7 @@ struct Head {
 }
 
 enum Parsed {
-    Complete(Head, usize),
+    Complete(Box<Head>, usize),
     Partial,
     Refuse(StatusCode, &'static str),
 }
@@ -135,11 +135,11 @@ fn parse_head(buf: &[u8]) -> Parsed {
     }
     match builder.body(()) {
         Ok(request) => Parsed::Complete(
-            Head {
+            Box::new(Head {
                 request,
                 content_length,
                 keep_alive,
-            },
+            }),
             consumed,
         ),
         Err(_) => Parsed::Refuse(
@@ -194,7 +194,12 @@ async fn connection(mut stream: TcpStream, app: Router) -> io::Result<()> {
             }
         }
         let body = buf.split_to(head.content_length).freeze();
-        let (parts, ()) = head.request.into_parts();
+        let Head {
+            request,
+            content_length: _,
+            keep_alive,
+        } = *head;
+        let (parts, ()) = request.into_parts();
         let is_head = parts.method == Method::HEAD;
         let version = parts.version;
         let request = Request::from_parts(parts, Body::from(body));
@@ -202,7 +207,6 @@ async fn connection(mut stream: TcpStream, app: Router) -> io::Result<()> {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        let keep_alive = head.keep_alive;
         out.clear();
         write_response(&mut out, response, version, keep_alive, is_head).await;
         stream.write_all(&out).await?;
