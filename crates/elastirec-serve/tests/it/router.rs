@@ -402,3 +402,51 @@ async fn internal_errors_do_not_leak_paths() {
     assert!(!message.contains("runs/"), "{message}");
     assert!(!message.contains("file:"), "{message}");
 }
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_request_is_logged_with_its_request_id_and_full_cause() {
+    let (f, _s, app) = app(None).await;
+    let path = elastirec_core::layout::run_record(fixture::night("2024-01-05"));
+    f.lake.put(&path, b"{not json".to_vec()).await.unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/runs/2024-01-05")
+                .header("x-request-id", "req-42")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["x-request-id"], "req-42");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("runs/2024-01-05.json"));
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The client got a generic message; the log has the id, the route and the cause.
+    assert!(log.contains("req-42"), "{log}");
+    assert!(log.contains("/v1/runs/{date}"), "{log}");
+    assert!(log.contains("runs/2024-01-05.json"), "{log}");
+}

@@ -112,3 +112,30 @@ async fn readers_racing_swaps_never_see_half_a_night() {
         "readers saw both nights: {total:?}"
     );
 }
+
+#[tokio::test]
+async fn the_poll_picks_up_a_moved_latest_by_itself() {
+    let f = fixture::published().await;
+    fixture::write_night(&f.lake, night(NIGHT2), &fixture::night2_lists()).await;
+    let served = Served::new(f.lake.clone(), None);
+    let poll = tokio::spawn(served.clone().poll(std::time::Duration::from_millis(20)));
+    let wait_for = |n: &'static str| {
+        let served = served.clone();
+        async move {
+            for _ in 0..500 {
+                if served
+                    .snapshot()
+                    .is_some_and(|s| s.night().to_string() == n)
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("night {n} was not picked up within 10 s");
+        }
+    };
+    wait_for(NIGHT1).await;
+    fixture::publish(&f.lake, night(NIGHT2)).await;
+    wait_for(NIGHT2).await;
+    poll.abort();
+}
