@@ -324,7 +324,13 @@ impl Config {
                     "{name}: [{section}] in {origin} is not a section"
                 )));
             };
-            section_table.insert(key, env_value(&value));
+            // A secret is text even when it looks like a number.
+            let value = if (section.as_str(), key.as_str()) == ("serve", "token") {
+                toml::Value::String(value)
+            } else {
+                env_value(&value)
+            };
+            section_table.insert(key, value);
         }
         let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
             Error::Config(format!(
@@ -447,6 +453,18 @@ mod tests {
             Config::load(Some(&example), env(&[])).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn a_token_from_the_environment_stays_text() {
+        let c = Config::load(None, env(&[("ELASTIREC_SERVE__TOKEN", "123456")])).unwrap();
+        assert_eq!(c.serve.token.as_deref(), Some("123456"));
+        let e = Config::load(
+            None,
+            env(&[("ELASTIREC_PUBLISH__POSTGRES_TABLE", "x; drop")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("postgres_table"), "{e}");
     }
 
     #[test]
