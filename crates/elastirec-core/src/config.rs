@@ -23,7 +23,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub recommend: RecommendConfig,
     pub serve: ServeConfig,
-    pub publish: PublishConfig,
+    pub sink: SinkConfig,
 }
 
 /// `[lake]`: where the lake lives.
@@ -239,10 +239,10 @@ impl Default for ServeConfig {
     }
 }
 
-/// Where `elastirec publish` copies a night's lists for applications to read.
+/// Where `elastirec sink` copies a night's lists for applications to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PublishTarget {
+pub enum SinkTarget {
     /// Nowhere: applications call the HTTP API.
     None,
     /// One Redis hash per user, with a TTL.
@@ -251,16 +251,16 @@ pub enum PublishTarget {
     Postgres,
 }
 
-/// `[publish]`: copying each user's top-K into an application database.
+/// `[sink]`: copying each user's top-K into an application database (`elastirec sink`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PublishConfig {
-    pub target: PublishTarget,
+pub struct SinkConfig {
+    pub target: SinkTarget,
     /// `redis://host:port[/db]`.
     pub redis_url: String,
     /// Key of user U is `<prefix>U`.
     pub redis_key_prefix: String,
-    /// Seconds a user's key lives; a night that fails to publish leaves the previous lists
+    /// Seconds a user's key lives; a night that fails to copy leaves the previous lists
     /// readable until then.
     pub ttl_seconds: u64,
     /// A libpq connection string or URL.
@@ -269,10 +269,10 @@ pub struct PublishConfig {
     pub postgres_table: String,
 }
 
-impl Default for PublishConfig {
+impl Default for SinkConfig {
     fn default() -> Self {
-        PublishConfig {
-            target: PublishTarget::None,
+        SinkConfig {
+            target: SinkTarget::None,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "elastirec:recs:".into(),
             ttl_seconds: 2 * 24 * 3600,
@@ -382,13 +382,13 @@ impl Config {
         {
             return fail("[serve] token is empty: unset it, or give a non-empty token".into());
         }
-        let table = &self.publish.postgres_table;
+        let table = &self.sink.postgres_table;
         if table.is_empty()
             || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || table.starts_with(|c: char| c.is_ascii_digit())
         {
             return fail(format!(
-                "[publish] postgres_table = '{table}' is not a plain SQL name: use letters, \
+                "[sink] postgres_table = '{table}' is not a plain SQL name: use letters, \
                  digits and _"
             ));
         }
@@ -459,11 +459,8 @@ mod tests {
     fn a_token_from_the_environment_stays_text() {
         let c = Config::load(None, env(&[("ELASTIREC_SERVE__TOKEN", "123456")])).unwrap();
         assert_eq!(c.serve.token.as_deref(), Some("123456"));
-        let e = Config::load(
-            None,
-            env(&[("ELASTIREC_PUBLISH__POSTGRES_TABLE", "x; drop")]),
-        )
-        .unwrap_err();
+        let e =
+            Config::load(None, env(&[("ELASTIREC_SINK__POSTGRES_TABLE", "x; drop")])).unwrap_err();
         assert!(e.to_string().contains("postgres_table"), "{e}");
     }
 

@@ -11,13 +11,13 @@
 //! ```
 //!
 //! A [`Snapshot`] is built completely before it is published to readers, and a request holds
-//! one `Arc<Snapshot>` from start to end: a reader never sees half of a swap. The `publish`
+//! one `Arc<Snapshot>` from start to end: a reader never sees half of a swap. The `sink`
 //! module copies a night's lists into Redis or PostgreSQL for applications that read them there.
 
 pub mod api;
 pub mod http1;
 pub mod metrics;
-pub mod publish;
+pub mod sink;
 pub mod snapshot;
 pub mod state;
 
@@ -27,7 +27,7 @@ pub use state::Served;
 
 use elastirec_core::ErrorKind;
 
-/// Errors of serving and publishing.
+/// Errors of serving and of copying lists to a sink.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is wrong (a non-numeric id, k out of range); the message says how.
@@ -39,9 +39,9 @@ pub enum Error {
     /// No night has been published yet, or the lake is unreachable for now.
     #[error("{0}")]
     Unavailable(String),
-    /// A target database refused or failed a publish.
-    #[error("publish to {target}: {reason}")]
-    Publish {
+    /// A target database refused or failed a copy.
+    #[error("sink {target}: {reason}")]
+    Sink {
         target: &'static str,
         reason: String,
     },
@@ -60,7 +60,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => ErrorKind::InvalidInput,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Unavailable(_) | Error::Publish { .. } => ErrorKind::Transient,
+            Error::Unavailable(_) | Error::Sink { .. } => ErrorKind::Transient,
             Error::Als(e) => e.kind(),
             Error::Lake(e) => e.kind(),
             Error::Internal(_) => ErrorKind::Internal,

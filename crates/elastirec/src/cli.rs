@@ -82,8 +82,8 @@ pub enum Command {
     /// Show a user's history and recommendations (with titles) in the terminal
     Show(ShowArgs),
 
-    /// Copy a night's lists into Redis or PostgreSQL ([publish] in the config)
-    Publish(PublishArgs),
+    /// Copy a night's lists into Redis or PostgreSQL ([sink] in the config)
+    Sink(SinkArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,11 +258,11 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// The night to publish [default: the night recommendations/_LATEST names]
+pub struct SinkArgs {
+    /// The night to copy [default: the night recommendations/_LATEST names]
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<Night>,
-    /// Where to: redis or postgres [config: publish.target]
+    /// Where to: redis or postgres [config: sink.target]
     #[arg(long)]
     pub target: Option<String>,
 }

@@ -242,11 +242,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
             show(&lake, args).await?;
         }
-        Command::Publish(args) => {
+        Command::Sink(args) => {
             if let Some(t) = &args.target {
-                config.publish.target = match t.as_str() {
-                    "redis" => elastirec_core::config::PublishTarget::Redis,
-                    "postgres" => elastirec_core::config::PublishTarget::Postgres,
+                config.sink.target = match t.as_str() {
+                    "redis" => elastirec_core::config::SinkTarget::Redis,
+                    "postgres" => elastirec_core::config::SinkTarget::Postgres,
                     other => {
                         return Err(elastirec_core::Error::Config(format!(
                             "--target {other}: use redis or postgres"
@@ -261,9 +261,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 Some(n) => n,
                 None => latest_night(&lake).await?,
             };
-            let r = elastirec_serve::publish::publish(&lake, &config.publish, night).await?;
+            let r = elastirec_serve::sink::copy_night(&lake, &config.sink, night).await?;
             println!(
-                "night {}: published {} users ({} rows) to {} in {:.1} s",
+                "night {}: copied {} users ({} rows) to {} in {:.1} s",
                 r.night, r.users, r.rows, r.target, r.seconds
             );
         }

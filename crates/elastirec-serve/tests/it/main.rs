@@ -3,7 +3,7 @@
 //! PostgreSQL.
 
 mod fixture;
-mod publish;
 mod router;
+mod sink;
 mod socket;
 mod swap;

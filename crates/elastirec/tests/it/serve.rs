@@ -399,9 +399,20 @@ fn the_demo_lake_is_served_shown_and_browsed() {
         "const t = document.getElementById('night-steps'); \
          return t && [...t.querySelectorAll('tbody tr')].map(r => r.cells[0].textContent)",
     );
-    assert_eq!(
-        steps,
-        json!(["ingest", "prepare", "train", "recommend", "evaluate"])
+    let record = read_json(
+        &lake,
+        &elastirec_core::layout::run_record("2024-01-23".parse().unwrap()),
+    );
+    let recorded: Vec<Value> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(steps, json!(recorded), "the night's steps as recorded");
+    assert!(
+        recorded.contains(&json!("evaluate")),
+        "the demo evaluated 2024-01-23"
     );
     let detail = browser.eval("return document.getElementById('night-detail').textContent");
     assert!(

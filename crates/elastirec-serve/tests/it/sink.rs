@@ -1,8 +1,8 @@
 //! Publishing to the real Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database
 //! test) that `.ci/run` makes sure are running. Each test uses its own keys and table.
 
-use elastirec_core::config::{PublishConfig, PublishTarget};
-use elastirec_serve::publish::{Redis, Reply, publish};
+use elastirec_core::config::{SinkConfig, SinkTarget};
+use elastirec_serve::sink::{Redis, Reply, copy_night};
 
 use crate::fixture::{self, NIGHT1, NIGHT2, night};
 
@@ -24,13 +24,13 @@ fn bulk(r: &Reply) -> String {
 #[tokio::test]
 async fn redis_gets_one_expiring_hash_per_user() {
     let f = fixture::published().await;
-    let config = PublishConfig {
-        target: PublishTarget::Redis,
+    let config = SinkConfig {
+        target: SinkTarget::Redis,
         redis_key_prefix: unique("elastirec-test:"),
         ttl_seconds: 600,
-        ..PublishConfig::default()
+        ..SinkConfig::default()
     };
-    let report = publish(&f.lake, &config, night(NIGHT1)).await.unwrap();
+    let report = copy_night(&f.lake, &config, night(NIGHT1)).await.unwrap();
     assert_eq!((report.users, report.rows), (2, 4));
 
     let mut redis = Redis::connect(&config.redis_url).await.unwrap();
@@ -69,7 +69,7 @@ async fn redis_gets_one_expiring_hash_per_user() {
 
     // The next night replaces the user's hash whole.
     fixture::write_night(&f.lake, night(NIGHT2), &fixture::night2_lists()).await;
-    publish(&f.lake, &config, night(NIGHT2)).await.unwrap();
+    copy_night(&f.lake, &config, night(NIGHT2)).await.unwrap();
     let items = redis
         .command(&[b"HGET", key.as_bytes(), b"items"])
         .await
@@ -93,12 +93,12 @@ async fn redis_gets_one_expiring_hash_per_user() {
 #[tokio::test]
 async fn postgres_gets_the_table_swapped_in_one_transaction() {
     let f = fixture::published().await;
-    let config = PublishConfig {
-        target: PublishTarget::Postgres,
+    let config = SinkConfig {
+        target: SinkTarget::Postgres,
         postgres_table: unique("elastirec_test_"),
-        ..PublishConfig::default()
+        ..SinkConfig::default()
     };
-    let report = publish(&f.lake, &config, night(NIGHT1)).await.unwrap();
+    let report = copy_night(&f.lake, &config, night(NIGHT1)).await.unwrap();
     assert_eq!(report.rows, 4);
 
     let (client, connection) = tokio_postgres::connect(&config.postgres_url, tokio_postgres::NoTls)
@@ -120,8 +120,8 @@ async fn postgres_gets_the_table_swapped_in_one_transaction() {
 
     // Night 2 replaces the whole table (user 8 has no list that night), and can run again.
     fixture::write_night(&f.lake, night(NIGHT2), &fixture::night2_lists()).await;
-    publish(&f.lake, &config, night(NIGHT2)).await.unwrap();
-    publish(&f.lake, &config, night(NIGHT2)).await.unwrap();
+    copy_night(&f.lake, &config, night(NIGHT2)).await.unwrap();
+    copy_night(&f.lake, &config, night(NIGHT2)).await.unwrap();
     let rows = client
         .query(
             &format!("SELECT item_id, night::text FROM {table} ORDER BY user_id, rank"),
@@ -143,9 +143,9 @@ async fn postgres_gets_the_table_swapped_in_one_transaction() {
 #[tokio::test]
 async fn no_target_is_a_configuration_error() {
     let f = fixture::published().await;
-    let err = publish(&f.lake, &PublishConfig::default(), night(NIGHT1))
+    let err = copy_night(&f.lake, &SinkConfig::default(), night(NIGHT1))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), elastirec_core::ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("[publish] target"), "{err}");
+    assert!(err.to_string().contains("[sink] target"), "{err}");
 }

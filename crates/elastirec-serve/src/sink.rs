@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use elastirec_als::io::{RankedLists, read_recommendations};
 use elastirec_als::stage::read_recommendations_manifest;
-use elastirec_core::config::{PublishConfig, PublishTarget};
+use elastirec_core::config::{SinkConfig, SinkTarget};
 use elastirec_core::{Lake, Night};
 
 use crate::{Error, Result};
@@ -27,9 +27,9 @@ use crate::{Error, Result};
 /// Users per pipelined batch of Redis commands.
 const REDIS_BATCH: usize = 500;
 
-/// What a publish did.
+/// What a copy did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PublishReport {
+pub struct SinkReport {
     pub target: &'static str,
     pub night: Night,
     pub users: u64,
@@ -37,30 +37,30 @@ pub struct PublishReport {
     pub seconds: f64,
 }
 
-/// Publishes night `night`'s lists to the configured target.
-pub async fn publish(lake: &Lake, config: &PublishConfig, night: Night) -> Result<PublishReport> {
+/// Copies night `night`'s lists to the configured target.
+pub async fn copy_night(lake: &Lake, config: &SinkConfig, night: Night) -> Result<SinkReport> {
     let started = Instant::now();
     let manifest = read_recommendations_manifest(lake, night).await?;
     let lists = read_recommendations(lake, &manifest.files).await?;
     let rows = lists.values().map(|l| l.len() as u64).sum();
     let target = match config.target {
-        PublishTarget::None => {
+        SinkTarget::None => {
             return Err(Error::BadRequest(
-                "[publish] target is \"none\": set it to \"redis\" or \"postgres\" \
-                 (or ELASTIREC_PUBLISH__TARGET)"
+                "[sink] target is \"none\": set it to \"redis\" or \"postgres\" \
+                 (or ELASTIREC_SINK__TARGET)"
                     .into(),
             ));
         }
-        PublishTarget::Redis => {
-            publish_redis(config, night, &lists).await?;
+        SinkTarget::Redis => {
+            copy_redis(config, night, &lists).await?;
             "redis"
         }
-        PublishTarget::Postgres => {
-            publish_postgres(config, night, &lists).await?;
+        SinkTarget::Postgres => {
+            copy_postgres(config, night, &lists).await?;
             "postgres"
         }
     };
-    Ok(PublishReport {
+    Ok(SinkReport {
         target,
         night,
         users: lists.len() as u64,
@@ -70,7 +70,7 @@ pub async fn publish(lake: &Lake, config: &PublishConfig, night: Night) -> Resul
 }
 
 fn redis_error(reason: impl std::fmt::Display) -> Error {
-    Error::Publish {
+    Error::Sink {
         target: "redis",
         reason: reason.to_string(),
     }
@@ -96,7 +96,7 @@ impl Redis {
     pub async fn connect(url: &str) -> Result<Redis> {
         let rest = url.strip_prefix("redis://").ok_or_else(|| {
             Error::BadRequest(format!(
-                "[publish] redis_url = '{url}' must look like redis://host:port[/db]"
+                "[sink] redis_url = '{url}' must look like redis://host:port[/db]"
             ))
         })?;
         let (addr, db) = match rest.split_once('/') {
@@ -229,7 +229,7 @@ struct PublishedItem {
     rank: i32,
 }
 
-async fn publish_redis(config: &PublishConfig, night: Night, lists: &RankedLists) -> Result<()> {
+async fn copy_redis(config: &SinkConfig, night: Night, lists: &RankedLists) -> Result<()> {
     let mut redis = Redis::connect(&config.redis_url).await?;
     let ttl = config.ttl_seconds.max(1).to_string();
     let night_text = night.to_string();
@@ -273,13 +273,13 @@ async fn publish_redis(config: &PublishConfig, night: Night, lists: &RankedLists
 }
 
 fn postgres_error(reason: impl std::fmt::Display) -> Error {
-    Error::Publish {
+    Error::Sink {
         target: "postgres",
         reason: reason.to_string(),
     }
 }
 
-async fn publish_postgres(config: &PublishConfig, night: Night, lists: &RankedLists) -> Result<()> {
+async fn copy_postgres(config: &SinkConfig, night: Night, lists: &RankedLists) -> Result<()> {
     use futures::SinkExt;
 
     let (mut client, connection) =
