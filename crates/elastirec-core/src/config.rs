@@ -28,6 +28,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub cost: CostConfig,
     pub hooks: HooksConfig,
+    pub serve: ServeConfig,
+    pub sink: SinkConfig,
 }
 
 /// `[lake]`: where the lake lives and how patiently elastirec talks to it.
@@ -371,6 +373,75 @@ pub struct HooksConfig {
     pub webhook_url: Option<String>,
 }
 
+/// `[serve]`: the HTTP server of `elastirec serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    pub port: u16,
+    /// Seconds between two reads of `recommendations/_LATEST`.
+    pub poll_seconds: u64,
+    /// Bearer token required on every route but `/healthz` and the dashboard's static files;
+    /// unset means no token. Set it with `ELASTIREC_SERVE__TOKEN` rather than in a file.
+    pub token: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            poll_seconds: 30,
+            token: None,
+        }
+    }
+}
+
+/// Where `elastirec sink` copies a night's lists for applications to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkTarget {
+    /// Nowhere: applications call the HTTP API.
+    None,
+    /// One Redis hash per user, with a TTL.
+    Redis,
+    /// One PostgreSQL table, replaced in one transaction.
+    Postgres,
+}
+
+/// `[sink]`: copying each user's top-K into an application database (`elastirec sink`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub target: SinkTarget,
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// Key of user U is `<prefix>U`.
+    pub redis_key_prefix: String,
+    /// Seconds a user's key lives; a night that fails to copy leaves the previous lists
+    /// readable until then.
+    pub ttl_seconds: u64,
+    /// A libpq connection string or URL.
+    pub postgres_url: String,
+    /// Table holding `(user_id, rank, item_id, score, night)`.
+    pub postgres_table: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            target: SinkTarget::None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "elastirec:recs:".into(),
+            ttl_seconds: 2 * 24 * 3600,
+            postgres_url: "postgresql://postgres@127.0.0.1:5432/test".into(),
+            postgres_table: "elastirec_recommendations".into(),
+        }
+    }
+}
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "ELASTIREC_";
 
@@ -413,7 +484,13 @@ impl Config {
                     "{name}: [{section}] in {origin} is not a section"
                 )));
             };
-            section_table.insert(key, env_value(&value));
+            // A secret is text even when it looks like a number.
+            let value = if (section.as_str(), key.as_str()) == ("serve", "token") {
+                toml::Value::String(value)
+            } else {
+                env_value(&value)
+            };
+            section_table.insert(key, value);
         }
         let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
             Error::Config(format!(
@@ -487,6 +564,27 @@ impl Config {
                 self.lake.max_retries
             ));
         }
+        if self.serve.poll_seconds == 0 {
+            return fail("[serve] poll_seconds must be at least 1".into());
+        }
+        if self
+            .serve
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return fail("[serve] token is empty: unset it, or give a non-empty token".into());
+        }
+        let table = &self.sink.postgres_table;
+        if table.is_empty()
+            || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || table.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return fail(format!(
+                "[sink] postgres_table = '{table}' is not a plain SQL name: use letters, \
+                 digits and _"
+            ));
+        }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());
         }
@@ -548,6 +646,15 @@ mod tests {
             Config::load(Some(&example), env(&[])).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn a_token_from_the_environment_stays_text() {
+        let c = Config::load(None, env(&[("ELASTIREC_SERVE__TOKEN", "123456")])).unwrap();
+        assert_eq!(c.serve.token.as_deref(), Some("123456"));
+        let e =
+            Config::load(None, env(&[("ELASTIREC_SINK__POSTGRES_TABLE", "x; drop")])).unwrap_err();
+        assert!(e.to_string().contains("postgres_table"), "{e}");
     }
 
     #[test]

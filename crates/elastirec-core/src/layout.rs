@@ -92,6 +92,11 @@ pub fn training_export_seen_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("seen-{part:05}.parquet").as_str())
 }
 
+/// `exports/training/YYYY/MM/DD/items-NNNNN.parquet`: item titles and genres, for serving.
+pub fn training_export_items_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("items-{part:05}.parquet").as_str())
+}
+
 /// `exports/training/YYYY/MM/DD/_manifest.json`, written last.
 pub fn training_export_manifest(night: Night) -> Path {
     training_export_dir(night).join("_manifest.json")
@@ -143,6 +148,47 @@ pub fn evaluation(night: Night, horizon_days: u32) -> Path {
         "evaluations/{}/horizon-{horizon_days}d.json",
         night.path_segment()
     ))
+}
+
+/// `evaluations/`: every evaluation report.
+pub fn evaluations_root() -> Path {
+    Path::from("evaluations")
+}
+
+/// `evaluations/YYYY/MM/DD/`: the evaluation reports of one night.
+pub fn evaluations_dir(night: Night) -> Path {
+    Path::from(format!("evaluations/{}", night.path_segment()))
+}
+
+/// The night and horizon of an evaluation report, from its path
+/// `evaluations/YYYY/MM/DD/horizon-Hd.json`; `None` for any other object.
+pub fn evaluation_of_path(path: &Path) -> Option<(Night, u32)> {
+    let parts: Vec<_> = path.parts().collect();
+    match parts.as_slice() {
+        [root, y, m, d, file] if root.as_ref() == "evaluations" => {
+            let night = Night::from_path_segments(y.as_ref(), m.as_ref(), d.as_ref())?;
+            let horizon = file
+                .as_ref()
+                .strip_prefix("horizon-")?
+                .strip_suffix("d.json")?
+                .parse()
+                .ok()?;
+            Some((night, horizon))
+        }
+        _ => None,
+    }
+}
+
+/// The night of a run record, from its path `runs/YYYY-MM-DD.json`; `None` for any other object
+/// (such as `runs/_lease`).
+pub fn run_record_night(path: &Path) -> Option<Night> {
+    let parts: Vec<_> = path.parts().collect();
+    match parts.as_slice() {
+        [root, file] if root.as_ref() == "runs" => {
+            file.as_ref().strip_suffix(".json")?.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// `runs/YYYY-MM-DD.json`: the run record of one night.
@@ -221,6 +267,31 @@ mod tests {
         assert_eq!(dated_night(&model_info(n), 1), Some(n));
         assert_eq!(dated_night(&evaluation(n, 7), 1), Some(n));
         assert_eq!(dated_night(&run_record(n), 1), None);
+        assert_eq!(
+            training_export_items_part(n, 0).as_ref(),
+            "exports/training/1998/03/05/items-00000.parquet"
+        );
+    }
+
+    #[test]
+    fn evaluation_and_run_paths_parse_back() {
+        let n: Night = "1998-03-05".parse().unwrap();
+        assert_eq!(evaluation_of_path(&evaluation(n, 7)), Some((n, 7)));
+        assert!(
+            evaluation(n, 7)
+                .as_ref()
+                .starts_with(evaluations_dir(n).as_ref())
+        );
+        assert_eq!(
+            evaluation_of_path(&Path::from("evaluations/1998/03/05/notes.json")),
+            None
+        );
+        assert_eq!(run_record_night(&run_record(n)), Some(n));
+        assert_eq!(run_record_night(&run_lease()), None);
+        assert_eq!(
+            run_record_night(&Path::from("runs/x/1998-03-05.json")),
+            None
+        );
     }
 
     #[test]

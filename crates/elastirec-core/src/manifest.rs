@@ -23,6 +23,8 @@ pub mod columns {
     pub const RANK: &str = "rank";
     pub const SCORE: &str = "score";
     pub const SOURCE: &str = "source";
+    pub const TITLE: &str = "title";
+    pub const GENRES: &str = "genres";
 }
 
 /// `exports/training/…/part-*.parquet`: one row per (user, item) pair in the training window.
@@ -44,6 +46,16 @@ pub fn seen_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(columns::USER_ID, DataType::Int64, false),
         Field::new(columns::ITEM_ID, DataType::Int64, false),
+    ]))
+}
+
+/// `exports/training/…/items-*.parquet`: the item dimension as it stood when the night was
+/// prepared (title and `|`-separated genres; both may be null), for serving.
+pub fn items_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::ITEM_ID, DataType::Int64, false),
+        Field::new(columns::TITLE, DataType::Utf8, true),
+        Field::new(columns::GENRES, DataType::Utf8, true),
     ]))
 }
 
@@ -123,6 +135,11 @@ pub struct ExportManifest {
     /// Pairs seen up to the night but not in `files` (`seen-*.parquet`).
     pub seen_files: Vec<FileEntry>,
     pub seen_rows: u64,
+    /// Item metadata (`items-*.parquet`); absent from exports written before it existed.
+    #[serde(default)]
+    pub item_files: Vec<FileEntry>,
+    #[serde(default)]
+    pub item_rows: u64,
     pub users: u64,
     pub items: u64,
     /// Version of each warehouse table that was read, by table name.

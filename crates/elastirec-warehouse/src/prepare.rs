@@ -4,7 +4,8 @@
 //! of the window `[D - window_days + 1, D]`, and writes one row per (user, item) pair:
 //! the strongest value and the number of events. Pairs seen up to D but not in that set (older
 //! than the window or filtered out) go to `seen-*.parquet`, so the recommender can exclude every
-//! item a user has already seen, whatever the window.
+//! item a user has already seen, whatever the window. The item dimension (id, title, genres) is
+//! unloaded beside them as `items-*.parquet`, so serving can show titles without the warehouse.
 //!
 //! Each output partition of the query plan is written by its own task to its own Parquet file.
 //! The folder is emptied first and `_manifest.json` is written last: a reader that finds the
@@ -87,6 +88,12 @@ impl Warehouse {
             layout::training_export_seen_part(night, i)
         })
         .await?;
+        // `ingest` rewrites warehouse/items whole, one row per item id.
+        let items_sql = "SELECT item_id, title, genres FROM items";
+        let item_files = unload(&ctx, lake, items_sql, manifest::items_schema(), |i| {
+            layout::training_export_items_part(night, i)
+        })
+        .await?;
 
         let counts_sql = format!(
             "SELECT COUNT(DISTINCT user_id) AS users, COUNT(DISTINCT item_id) AS items \
@@ -109,6 +116,8 @@ impl Warehouse {
             schema: ColumnSpec::of_schema(&manifest::training_schema()),
             seen_rows: seen_files.iter().map(|f| f.rows).sum(),
             seen_files,
+            item_rows: item_files.iter().map(|f| f.rows).sum(),
+            item_files,
             users: first("users")?,
             items: first("items")?,
             table_versions,

@@ -108,6 +108,15 @@ pub enum Command {
 
     /// From nothing: simulate 30 days, run every night, evaluate, and say where outputs are
     Demo(DemoArgs),
+
+    /// Serve the latest night's recommendations over HTTP, with a dashboard of the nightly runs
+    Serve(ServeArgs),
+
+    /// Show a user's history and recommendations (with titles) in the terminal
+    Show(ShowArgs),
+
+    /// Copy a night's lists into Redis or PostgreSQL ([sink] in the config)
+    Sink(SinkArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,4 +385,47 @@ pub struct DemoArgs {
     /// Where the demo lake goes, unless --lake is given
     #[arg(long, default_value = "./demo-lake", value_name = "PATH")]
     pub demo_lake: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on, 0 for any free one [config: serve.port, default 8080]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to listen on [config: serve.host, default 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Bearer token every route but /healthz and the dashboard page requires
+    /// [config: serve.token; better: ELASTIREC_SERVE__TOKEN]
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Seconds between two reads of recommendations/_LATEST [config: serve.poll_seconds, 30]
+    #[arg(long)]
+    pub poll_seconds: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The user id
+    #[arg(long)]
+    pub user: i64,
+    /// The night whose lists to show [default: the night recommendations/_LATEST names]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<Night>,
+    /// Recommended items to show [default: the night's K]
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// History entries to show
+    #[arg(long, default_value_t = 20)]
+    pub history: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// The night to copy [default: the night recommendations/_LATEST names]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<Night>,
+    /// Where to: redis or postgres [config: sink.target]
+    #[arg(long)]
+    pub target: Option<String>,
 }

@@ -25,6 +25,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             Some(e.kind())
         } else if let Some(e) = e.downcast_ref::<elastirec_sources::Error>() {
             Some(e.kind())
+        } else if let Some(e) = e.downcast_ref::<elastirec_serve::Error>() {
+            Some(e.kind())
         } else {
             e.downcast_ref::<elastirec_core::Error>().map(|e| e.kind())
         }
@@ -515,6 +517,51 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             }
             demo(finish_config(config)?, args.evaluate_night).await?;
         }
+        Command::Serve(args) => {
+            if let Some(port) = args.port {
+                config.serve.port = port;
+            }
+            if let Some(host) = &args.host {
+                config.serve.host = host.clone();
+            }
+            if let Some(token) = &args.token {
+                config.serve.token = Some(token.clone());
+            }
+            if let Some(s) = args.poll_seconds {
+                config.serve.poll_seconds = s;
+            }
+            serve(finish_config(config)?).await?;
+        }
+        Command::Show(args) => {
+            let config = finish_config(config)?;
+            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            show(&lake, args).await?;
+        }
+        Command::Sink(args) => {
+            if let Some(t) = &args.target {
+                config.sink.target = match t.as_str() {
+                    "redis" => elastirec_core::config::SinkTarget::Redis,
+                    "postgres" => elastirec_core::config::SinkTarget::Postgres,
+                    other => {
+                        return Err(elastirec_core::Error::Config(format!(
+                            "--target {other}: use redis or postgres"
+                        ))
+                        .into());
+                    }
+                };
+            }
+            let config = finish_config(config)?;
+            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let night = match args.date {
+                Some(n) => n,
+                None => latest_night(&lake).await?,
+            };
+            let r = elastirec_serve::sink::copy_night(&lake, &config.sink, night).await?;
+            println!(
+                "night {}: copied {} users ({} rows) to {} in {:.1} s",
+                r.night, r.users, r.rows, r.target, r.seconds
+            );
+        }
     }
     Ok(())
 }
@@ -929,5 +976,131 @@ async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
         println!("   {what:<18} {}", lake.url_of(&path.into()));
     }
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+    let served = elastirec_serve::Served::new(lake.clone(), config.serve.token.clone());
+    // A lake with nothing published yet is served too: the dashboard shows the runs, and the
+    // first night is picked up by the poll.
+    if let Err(e) = served.refresh().await {
+        eprintln!("elastirec: warning: cannot load the latest night yet: {e}");
+    }
+    let addr = format!("{}:{}", config.serve.host, config.serve.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        elastirec_core::Error::Config(format!(
+            "cannot listen on {addr}: {e} (pick another --port or --host)"
+        ))
+    })?;
+    let local = listener.local_addr()?;
+    match served.snapshot() {
+        Some(s) => println!(
+            "serving night {} ({} users) from {}",
+            s.night(),
+            s.users(),
+            lake.url()
+        ),
+        None => println!("no night published yet in {}; polling for one", lake.url()),
+    }
+    println!(
+        "listening on http://{local}/ (token {})",
+        if config.serve.token.is_some() {
+            "required"
+        } else {
+            "not required"
+        }
+    );
+    let poll = tokio::spawn(
+        served
+            .clone()
+            .poll(std::time::Duration::from_secs(config.serve.poll_seconds)),
+    );
+    let app = elastirec_serve::router(served);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    elastirec_serve::http1::serve(listener, app, shutdown).await?;
+    poll.abort();
+    Ok(())
+}
+
+/// The night `recommendations/_LATEST` names, or an error saying how to make one.
+async fn latest_night(lake: &Lake) -> Result<Night> {
+    let pointer = elastirec_serve::snapshot::read_latest(lake).await?;
+    Ok(pointer
+        .ok_or_else(|| elastirec_core::Error::NotFound {
+            what: "published night".into(),
+            path: lake.display_path(&elastirec_core::layout::recommendations_latest()),
+            hint: "run `elastirec run --date D` first, or pass --date".into(),
+        })?
+        .night)
+}
+
+async fn show(lake: &Lake, args: &crate::cli::ShowArgs) -> Result<()> {
+    let night = match args.date {
+        Some(n) => n,
+        None => latest_night(lake).await?,
+    };
+    let snapshot = elastirec_serve::Snapshot::load_night(lake, night).await?;
+    let user = args.user;
+    let title = |item: i64| {
+        snapshot
+            .item_meta(item)
+            .and_then(|m| m.title.clone())
+            .unwrap_or_else(|| "(no title)".into())
+    };
+    println!("user {user}, night {}", snapshot.night());
+    match snapshot.history(user) {
+        Some(history) => {
+            println!(
+                "history ({} items{}):",
+                history.len(),
+                if history.len() > args.history {
+                    format!(", first {}", args.history)
+                } else {
+                    String::new()
+                }
+            );
+            for h in history.iter().take(args.history) {
+                let detail = match (h.value, h.events) {
+                    (Some(v), Some(e)) => format!("value {v}, {e} events"),
+                    _ => "before the window".into(),
+                };
+                println!("  {:>8}  {:<50}  {detail}", h.item_id, title(h.item_id));
+            }
+        }
+        None => println!("history: none up to night {}", snapshot.night()),
+    }
+    let k = args.k.unwrap_or(snapshot.k);
+    let recs = snapshot.recommendations(user, k)?;
+    println!(
+        "top {} ({}{}):",
+        recs.items.len(),
+        recs.source,
+        if recs.fallback {
+            ", fallback: user unknown to this night"
+        } else {
+            ""
+        }
+    );
+    for (item, score, rank, because) in &recs.items {
+        let because = if because.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  because: {}",
+                because
+                    .iter()
+                    .map(|b| title(*b))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        println!(
+            "  {rank:>3}. {item:>8}  {:<50} {score:>9.4}{because}",
+            title(*item)
+        );
+    }
     Ok(())
 }

@@ -145,6 +145,7 @@ async fn exports_the_window_and_older_seen_pairs() {
         .files
         .iter()
         .chain(&m.seen_files)
+        .chain(&m.item_files)
         .map(|f| f.path.clone())
         .collect();
     expected.sort();
@@ -195,4 +196,76 @@ async fn aggregates_turn_a_pairs_events_into_one_value() {
         assert_eq!(got.len(), 2);
         assert_eq!(got[1], (2, 10, Some(expected)), "{aggregate:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_the_item_dimension_for_serving() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let (_dir, lake) = lake().await;
+    raw_file(&lake, "2024-01-03", "a.csv", &[(1, 10, 3.0, 10)]).await;
+    lake.put(
+        &layout::raw_items_root().join("movies.csv"),
+        b"movieId,title,genres\n10,\"Heat, the film (1995)\",Action|Crime\n12,Up,Animation\n"
+            .to_vec(),
+    )
+    .await
+    .unwrap();
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    let m = wh.prepare(night, &PrepareConfig::default()).await.unwrap();
+    assert_eq!(m.item_rows, 2);
+    let mut items = Vec::new();
+    for f in &m.item_files {
+        assert!(
+            f.path.starts_with("exports/training/2024/01/03/items-"),
+            "{}",
+            f.path
+        );
+        let body = lake.get(&f.path.as_str().into()).await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let ids = b
+                .column_by_name("item_id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone();
+            let titles = b
+                .column_by_name("title")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let genres = b
+                .column_by_name("genres")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            for r in 0..b.num_rows() {
+                items.push((
+                    ids.value(r),
+                    titles.value(r).to_string(),
+                    genres.value(r).to_string(),
+                ));
+            }
+        }
+    }
+    items.sort();
+    assert_eq!(
+        items,
+        [
+            (
+                10,
+                "Heat, the film (1995)".to_string(),
+                "Action|Crime".to_string()
+            ),
+            (12, "Up".to_string(), "Animation".to_string()),
+        ]
+    );
 }

@@ -6,5 +6,6 @@ mod import;
 mod movielens_100k;
 mod orchestrator;
 mod s3;
+mod serve;
 mod simulated;
 mod warehouse;

@@ -1,0 +1,584 @@
+//! The HTTP API and the dashboard's files, as one axum [`Router`].
+//!
+//! Every answer is JSON except `/metrics` (Prometheus text) and the dashboard's files. Errors go
+//! through [`AppError`], which maps an error's kind to a status code and writes
+//! `{"error": {"code", "message"}}`; only messages written for clients (bad request, not found)
+//! are shown, anything else is logged with the request id and answered with a generic message.
+//! Every response carries `x-request-id`, and the request's log lines carry the same id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::Instrument;
+
+use elastirec_core::manifest::{EvaluationReport, RunRecord};
+use elastirec_core::{ErrorKind, Night, layout};
+
+use crate::Error;
+use crate::snapshot::{MAX_HISTORY, Snapshot};
+use crate::state::Served;
+
+/// The dashboard's page and scripts, compiled into the binary (no build step, no CDN).
+pub const INDEX_HTML: &str = include_str!("../assets/index.html");
+pub const APP_JS: &str = include_str!("../assets/app.js");
+pub const STYLE_CSS: &str = include_str!("../assets/style.css");
+/// The OpenAPI document of every route.
+pub const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
+
+/// Items returned when a request does not say `k`, at most the night's K.
+const DEFAULT_K: usize = 10;
+/// History entries returned when a request does not say `limit`.
+const DEFAULT_HISTORY: usize = 50;
+
+type Shared = Arc<Served>;
+
+/// The whole application: API routes (behind the token when one is set), `/healthz` and the
+/// dashboard's files (open), a JSON 404/405 for anything else, and request ids and metrics on
+/// every answer.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/v1/users/{id}/recommendations", get(recommendations))
+        .route("/v1/users/{id}/history", get(history))
+        .route("/v1/items/{id}", get(item))
+        .route("/v1/items/{id}/similar", get(similar))
+        .route("/v1/runs", get(runs))
+        .route("/v1/runs/{date}", get(run))
+        .route("/v1/evaluations", get(evaluations))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // The page holds no data (it asks for the token and sends it with its API calls), so it
+    // is served without one.
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        );
+    api.merge(open)
+        .fallback(|| async { AppError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// An error answer: a status code and `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub enum AppError {
+    /// An error of serving; its kind picks the status.
+    Api(Error),
+    /// The token is missing or wrong.
+    Unauthorized,
+    RouteNotFound,
+    MethodNotAllowed,
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::Api(e)
+    }
+}
+
+impl AppError {
+    fn status_code_message(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token: send 'Authorization: Bearer <token>'".into(),
+            ),
+            AppError::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route: see /openapi.json".into(),
+            ),
+            AppError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route answers GET only".into(),
+            ),
+            AppError::Api(e) => match (e, e.kind()) {
+                // Messages written for clients.
+                (Error::BadRequest(m), _) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+                (Error::NotFound(m), _) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+                (Error::Unavailable(m), _) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
+                }
+                // Anything else may name files and hosts: log it, say little.
+                (_, ErrorKind::Transient) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the lake could not be read just now; retry later".into(),
+                ),
+                (_, _) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the server log has the details under this request's \
+                     x-request-id"
+                        .into(),
+                ),
+            },
+        }
+    }
+}
+
+/// The full error of a failed request, for the log line [`observe`] writes with the request id
+/// (the client gets only the message chosen by [`AppError`]).
+#[derive(Debug, Clone)]
+struct ErrorDetail(String);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.status_code_message();
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let mut response = (status, json_bytes(&body)).into_response();
+        set_json(&mut response);
+        if let AppError::Api(e) = &self {
+            let detail = format!("{e} (kind {})", e.kind());
+            response.extensions_mut().insert(ErrorDetail(detail));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult = Result<Response, AppError>;
+
+fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our response types serialize infallibly (no maps with non-string keys, no foreign Serialize
+    // impls that fail); an empty object is still valid JSON if that ever changes.
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn set_json(response: &mut Response) {
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    let mut response = Response::new(Body::from(json_bytes(value)));
+    set_json(&mut response);
+    response
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Request ids: this process's start time and a counter, unique enough to grep logs.
+fn next_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| Utc::now().timestamp() as u32);
+    format!(
+        "{start:08x}-{:06x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Gives the request an id (the client's `x-request-id` when it sends a sane one), runs it in a
+/// span carrying that id, counts it by route pattern, status and latency, and logs it with the
+/// id: server errors at `error` with their full cause, everything else at `debug`.
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map_or_else(next_request_id, str::to_string);
+    let method = request.method().clone();
+    let span = tracing::debug_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state.metrics.observe(&route, status, elapsed);
+    let micros = elapsed.as_micros() as u64;
+    match response.extensions().get::<ErrorDetail>() {
+        Some(ErrorDetail(detail)) if status >= 500 => {
+            tracing::error!(request_id = %id, %method, %route, status, micros, error = %detail, "request failed");
+        }
+        Some(ErrorDetail(detail)) => {
+            tracing::debug!(request_id = %id, %method, %route, status, micros, error = %detail, "request refused");
+        }
+        None => tracing::debug!(request_id = %id, %method, %route, status, micros, "answered"),
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// Refuses a request without the bearer token, when one is set.
+async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(expected) = state.token() {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            return AppError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_id(what: &str, raw: &str) -> Result<i64, Error> {
+    raw.parse()
+        .map_err(|_| Error::BadRequest(format!("{what} id '{raw}' is not an integer")))
+}
+
+/// Query parameters; unknown ones are ignored.
+fn query(raw: Option<String>) -> HashMap<String, String> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn count_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, Error> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse::<usize>().map_err(|_| {
+            Error::BadRequest(format!("{name} = '{raw}' is not a non-negative integer"))
+        }),
+    }
+}
+
+fn current(state: &Served) -> Result<Arc<Snapshot>, Error> {
+    state.snapshot().ok_or_else(|| {
+        Error::Unavailable(
+            "no recommendations are published yet: run a night (elastirec run --date D)".into(),
+        )
+    })
+}
+
+fn title(s: &Snapshot, item_id: i64) -> Option<&str> {
+    s.item_meta(item_id).and_then(|m| m.title.as_deref())
+}
+
+#[derive(Serialize)]
+struct RecItem<'a> {
+    item_id: i64,
+    title: Option<&'a str>,
+    score: f32,
+    rank: u32,
+    because: &'a [i64],
+}
+
+#[derive(Serialize)]
+struct RecsBody<'a> {
+    user_id: i64,
+    items: Vec<RecItem<'a>>,
+    model_date: Night,
+    generated_at: DateTime<Utc>,
+    fallback: bool,
+    source: &'static str,
+}
+
+async fn recommendations(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let user_id = parse_id("user", &id)?;
+    let s = current(&state)?;
+    let k = count_param(&query(q), "k", DEFAULT_K.min(s.k))?;
+    let recs = s.recommendations(user_id, k)?;
+    let body = RecsBody {
+        user_id,
+        items: recs
+            .items
+            .iter()
+            .map(|&(item_id, score, rank, because)| RecItem {
+                item_id,
+                title: title(&s, item_id),
+                score,
+                rank,
+                because,
+            })
+            .collect(),
+        model_date: s.night(),
+        generated_at: s.generated_at,
+        fallback: recs.fallback,
+        source: recs.source,
+    };
+    state.metrics.served_rows(body.items.len());
+    Ok(json(&body))
+}
+
+#[derive(Serialize)]
+struct HistoryItem<'a> {
+    item_id: i64,
+    title: Option<&'a str>,
+    value: Option<f32>,
+    events: Option<i64>,
+    before_window: bool,
+}
+
+async fn history(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let user_id = parse_id("user", &id)?;
+    let limit = count_param(&query(q), "limit", DEFAULT_HISTORY)?;
+    if limit == 0 || limit > MAX_HISTORY {
+        return Err(Error::BadRequest(format!(
+            "limit = {limit} is out of range: ask for 1 to {MAX_HISTORY}"
+        ))
+        .into());
+    }
+    let s = current(&state)?;
+    let entries = s.history(user_id).ok_or_else(|| {
+        Error::NotFound(format!(
+            "user {user_id} has no history up to night {}",
+            s.night()
+        ))
+    })?;
+    let items: Vec<HistoryItem> = entries
+        .iter()
+        .take(limit)
+        .map(|e| HistoryItem {
+            item_id: e.item_id,
+            title: title(&s, e.item_id),
+            value: e.value,
+            events: e.events,
+            before_window: e.before_window,
+        })
+        .collect();
+    Ok(json(&serde_json::json!({
+        "user_id": user_id,
+        "total": entries.len(),
+        "items": items,
+        "model_date": s.night(),
+    })))
+}
+
+async fn item(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let item_id = parse_id("item", &id)?;
+    let s = current(&state)?;
+    if !s.item_known(item_id) {
+        return Err(Error::NotFound(format!("item {item_id} not found")).into());
+    }
+    let meta = s.item_meta(item_id);
+    Ok(json(&serde_json::json!({
+        "item_id": item_id,
+        "title": meta.and_then(|m| m.title.as_deref()),
+        "genres": meta.and_then(|m| m.genres.as_deref()),
+        "users_in_window": s.item_users(item_id),
+        "in_model": s.item_in_model(item_id),
+        "model_date": s.night(),
+    })))
+}
+
+#[derive(Serialize)]
+struct SimilarItem<'a> {
+    item_id: i64,
+    title: Option<&'a str>,
+    similarity: f32,
+}
+
+async fn similar(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let item_id = parse_id("item", &id)?;
+    let k = count_param(&query(q), "k", DEFAULT_K)?;
+    let s = current(&state)?;
+    let items: Vec<SimilarItem> = s
+        .similar(item_id, k)?
+        .into_iter()
+        .map(|(id, similarity)| SimilarItem {
+            item_id: id,
+            title: title(&s, id),
+            similarity,
+        })
+        .collect();
+    Ok(json(&serde_json::json!({
+        "item_id": item_id,
+        "title": title(&s, item_id),
+        "items": items,
+        "model_date": s.night(),
+    })))
+}
+
+/// Every run record, oldest night first (read from the lake on each request: the ledger changes
+/// while a night runs).
+async fn read_runs(state: &Served) -> Result<Vec<RunRecord>, Error> {
+    let lake = state.lake();
+    let metas = lake.list(&layout::runs_root()).await?;
+    let reads = metas
+        .iter()
+        .filter_map(|m| layout::run_record_night(&m.location))
+        .map(|night| async move {
+            lake.get_json::<RunRecord>(&layout::run_record(night), "run record")
+                .await
+        });
+    let records = futures::future::try_join_all(reads).await?;
+    Ok(records.into_iter().flatten().collect())
+}
+
+/// Evaluation reports, oldest night first; of one night when `night` is given.
+async fn read_evaluations(
+    state: &Served,
+    night: Option<Night>,
+) -> Result<Vec<EvaluationReport>, Error> {
+    let lake = state.lake();
+    let prefix = match night {
+        Some(n) => layout::evaluations_dir(n),
+        None => layout::evaluations_root(),
+    };
+    let metas = lake.list(&prefix).await?;
+    let reads = metas
+        .iter()
+        .filter_map(|m| layout::evaluation_of_path(&m.location))
+        .map(|(n, h)| async move {
+            lake.get_json::<EvaluationReport>(&layout::evaluation(n, h), "evaluation")
+                .await
+        });
+    let reports = futures::future::try_join_all(reads).await?;
+    Ok(reports.into_iter().flatten().collect())
+}
+
+async fn runs(State(state): State<Shared>) -> ApiResult {
+    let runs = read_runs(&state).await?;
+    let serving = state.snapshot().map(|s| s.night());
+    Ok(json(&serde_json::json!({"runs": runs, "serving": serving})))
+}
+
+async fn run(State(state): State<Shared>, Path(date): Path<String>) -> ApiResult {
+    let night: Night = date.parse().map_err(|_| {
+        Error::BadRequest(format!("'{date}' is not a night: write it as YYYY-MM-DD"))
+    })?;
+    let record: RunRecord = state
+        .lake()
+        .get_json(&layout::run_record(night), "run record")
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| Error::NotFound(format!("night {night} has no run record")))?;
+    let evaluations = read_evaluations(&state, Some(night)).await?;
+    let mut body = serde_json::to_value(&record)
+        .map_err(|e| Error::Internal(format!("run record of {night}: {e}")))?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(
+            "evaluations".into(),
+            serde_json::to_value(evaluations)
+                .map_err(|e| Error::Internal(format!("evaluations of {night}: {e}")))?,
+        );
+    }
+    Ok(json(&body))
+}
+
+async fn evaluations(State(state): State<Shared>) -> ApiResult {
+    let reports = read_evaluations(&state, None).await?;
+    Ok(json(&serde_json::json!({"evaluations": reports})))
+}
+
+async fn healthz(State(state): State<Shared>) -> Response {
+    let reload_failing = state.last_error().is_some();
+    let mut response = match state.snapshot() {
+        Some(s) => json(&serde_json::json!({
+            "status": "ok",
+            "model_date": s.night(),
+            "generated_at": s.generated_at,
+            "loaded_at": s.loaded_at,
+            "users": s.users(),
+            "reload_failing": reload_failing,
+        })),
+        None => json(&serde_json::json!({
+            "status": "no_data",
+            "model_date": null,
+            "reload_failing": reload_failing,
+        })),
+    };
+    if state.snapshot().is_none() {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    let text = state.metrics.render(state.snapshot().as_deref());
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+async fn openapi() -> Response {
+    let mut response = Response::new(Body::from(OPENAPI_JSON));
+    set_json(&mut response);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_json() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+}

@@ -1,0 +1,72 @@
+//! Serving: the night named by `recommendations/_LATEST`, over HTTP, with the run ledger's
+//! dashboard. Downstream of every other stage; reads lake files only (never the warehouse).
+//!
+//! ```text
+//!  recommendations/_LATEST ─▶ recommendations/D/ (lists) ─┐
+//!  exports/training/D/ (history, items-*: titles) ────────┼─▶ Snapshot (immutable, in memory)
+//!  models/D/item_factors (cosine: similar, because) ──────┘        │ swapped whole (ArcSwap)
+//!                                                                  ▼
+//!  runs/*.json, evaluations/ (read per request) ──▶ axum Router ──▶ http1 front ──▶ clients
+//!                                                       └──▶ dashboard (embedded HTML/JS/CSS)
+//! ```
+//!
+//! A [`Snapshot`] is built completely before it is published to readers, and a request holds
+//! one `Arc<Snapshot>` from start to end: a reader never sees half of a swap. The `sink`
+//! module copies a night's lists into Redis or PostgreSQL for applications that read them there.
+
+pub mod api;
+pub mod http1;
+pub mod metrics;
+pub mod sink;
+pub mod snapshot;
+pub mod state;
+
+pub use api::router;
+pub use snapshot::Snapshot;
+pub use state::Served;
+
+use elastirec_core::ErrorKind;
+
+/// Errors of serving and of copying lists to a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is wrong (a non-numeric id, k out of range); the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The user, item or night asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// No night has been published yet, or the lake is unreachable for now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A target database refused or failed a copy.
+    #[error("sink {target}: {reason}")]
+    Sink {
+        target: &'static str,
+        reason: String,
+    },
+    #[error(transparent)]
+    Als(#[from] elastirec_als::Error),
+    #[error(transparent)]
+    Lake(#[from] elastirec_core::Error),
+    /// A broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whose fault this error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadRequest(_) => ErrorKind::InvalidInput,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Unavailable(_) | Error::Sink { .. } => ErrorKind::Transient,
+            Error::Als(e) => e.kind(),
+            Error::Lake(e) => e.kind(),
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Result of serving.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,531 @@
+//! One published night, loaded whole into memory: lists, history, titles and item factors.
+//!
+//! Built from lake files only, in this order: `recommendations/_LATEST` names night D; its
+//! recommendations manifest lists the ranked lists; D's training export gives each user's history
+//! (`part-*`: pairs of the training window with value and event count; `seen-*`: older pairs) and
+//! the item titles (`items-*`, absent from exports older than it); D's item factors give the
+//! cosine similarities behind "similar items" and "because".
+//!
+//! **`because`** of a recommended item: the (up to) [`BECAUSE`] items of the user's history
+//! (both `part-*` and `seen-*` pairs, items the model has factors for) whose factor vectors have
+//! the highest cosine similarity with the recommended item's, most similar first, ties by the
+//! lower item id. It is computed once at load for every stored model list, and is empty for
+//! popularity lists. **Similar items**: cosine similarity of item factor vectors, computed per
+//! request over the normalised factors kept in memory.
+//!
+//! A snapshot never changes after it is built; serving swaps a new one in whole.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use elastirec_als::io;
+use elastirec_als::stage::{read_export_manifest, read_recommendations_manifest};
+use elastirec_core::manifest::{FileEntry, LatestPointer, columns, sources};
+use elastirec_core::{Lake, Night, layout};
+
+use crate::{Error, Result};
+
+/// History items named in `because`, per recommended item.
+pub const BECAUSE: usize = 3;
+/// The most similar items one request may ask for.
+pub const MAX_SIMILAR: usize = 100;
+/// The most history entries one request may ask for.
+pub const MAX_HISTORY: usize = 1000;
+
+/// Title and genres of an item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ItemMeta {
+    pub title: Option<String>,
+    pub genres: Option<String>,
+}
+
+/// One recommended item of a stored list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rec {
+    pub item_id: i64,
+    pub score: f32,
+    pub rank: u32,
+    pub because: Vec<i64>,
+}
+
+/// A user's stored list and where it came from (`als` or `popular`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserList {
+    pub source: &'static str,
+    pub items: Vec<Rec>,
+}
+
+/// One item of a user's history up to the night.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub item_id: i64,
+    /// The pair's training value (window pairs only).
+    pub value: Option<f32>,
+    /// The pair's events in the window (window pairs only).
+    pub events: Option<i64>,
+    /// Whether the pair is older than the training window (or was filtered out of it).
+    pub before_window: bool,
+}
+
+/// Item factors normalised to unit length, row-major.
+#[derive(Debug, Clone, Default)]
+struct UnitFactors {
+    ids: Vec<i64>,
+    index: HashMap<i64, u32>,
+    rows: Vec<f32>,
+    dim: usize,
+}
+
+impl UnitFactors {
+    fn new(ids: Vec<i64>, mut rows: Vec<f32>, dim: usize) -> Result<Self> {
+        if dim == 0 || rows.len() != ids.len() * dim {
+            if ids.is_empty() {
+                return Ok(UnitFactors::default());
+            }
+            return Err(Error::Internal(format!(
+                "item factors: {} values for {} items of {dim} factors",
+                rows.len(),
+                ids.len()
+            )));
+        }
+        for row in rows.chunks_mut(dim) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            // A zero vector stays zero: its cosine with anything is 0.
+            if norm > 0.0 && norm.is_finite() {
+                row.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
+            .collect();
+        Ok(UnitFactors {
+            ids,
+            index,
+            rows,
+            dim,
+        })
+    }
+
+    fn row(&self, id: i64) -> Option<&[f32]> {
+        let i = *self.index.get(&id)? as usize;
+        Some(&self.rows[i * self.dim..(i + 1) * self.dim])
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The `n` best (item, similarity) pairs, best first, ties by the lower item id.
+fn best(mut scored: Vec<(i64, f32)>, n: usize) -> Vec<(i64, f32)> {
+    let order = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > n && n > 0 {
+        scored.select_nth_unstable_by(n - 1, order);
+        scored.truncate(n);
+    }
+    scored.sort_by(order);
+    scored.truncate(n);
+    scored
+}
+
+/// A published night in memory.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The pointer this snapshot was loaded from.
+    pub pointer: LatestPointer,
+    /// When the lists were written (the recommendations manifest's `created_at`).
+    pub generated_at: DateTime<Utc>,
+    /// When this process finished loading the snapshot.
+    pub loaded_at: DateTime<Utc>,
+    /// Items per stored list: the largest `k` a request may ask for.
+    pub k: usize,
+    lists: HashMap<i64, UserList>,
+    /// Items by users in the training window, most popular first (the fallback).
+    popular: Vec<(i64, u64)>,
+    popularity: HashMap<i64, u64>,
+    items: HashMap<i64, ItemMeta>,
+    history: HashMap<i64, Vec<HistoryEntry>>,
+    factors: UnitFactors,
+}
+
+/// The recommendations of one user, as served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendations<'a> {
+    pub user_id: i64,
+    /// `als` or `popular` (stored popularity lists and the fallback).
+    pub source: &'static str,
+    /// The user has no stored list: the items are the night's most popular.
+    pub fallback: bool,
+    pub items: Vec<(i64, f32, u32, &'a [i64])>,
+}
+
+impl Snapshot {
+    /// The night these lists belong to.
+    pub fn night(&self) -> Night {
+        self.pointer.night
+    }
+
+    /// Loads the night `recommendations/_LATEST` names; `None` when nothing is published yet.
+    pub async fn load_latest(lake: &Lake) -> Result<Option<Snapshot>> {
+        match read_latest(lake).await? {
+            Some(pointer) => Ok(Some(Snapshot::load(lake, pointer).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads night D of a lake, whether or not `_LATEST` names it (for `show --date`).
+    pub async fn load_night(lake: &Lake, night: Night) -> Result<Snapshot> {
+        let pointer = LatestPointer {
+            night,
+            manifest: layout::recommendations_manifest(night).to_string(),
+            published_at: Utc::now(),
+        };
+        Snapshot::load(lake, pointer).await
+    }
+
+    /// Loads the night a pointer names.
+    pub async fn load(lake: &Lake, pointer: LatestPointer) -> Result<Snapshot> {
+        let night = pointer.night;
+        let manifest = read_recommendations_manifest(lake, night).await?;
+        let export = read_export_manifest(lake, night).await?;
+        let ranked = io::read_recommendations(lake, &manifest.files).await?;
+        let window = read_history(lake, &export.files, true).await?;
+        let older = read_history(lake, &export.seen_files, false).await?;
+        let items = read_items(lake, &export.item_files).await?;
+        let (ids, rows, dim) =
+            io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
+        let generated_at = manifest.created_at;
+        let k = manifest.k;
+        tokio::task::spawn_blocking(move || {
+            let factors = UnitFactors::new(ids, rows, dim)?;
+            Ok::<_, Error>(Snapshot::build(
+                pointer,
+                generated_at,
+                k,
+                ranked,
+                window,
+                older,
+                items,
+                factors,
+            ))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        pointer: LatestPointer,
+        generated_at: DateTime<Utc>,
+        k: usize,
+        ranked: io::RankedLists,
+        window: Vec<(i64, HistoryEntry)>,
+        older: Vec<(i64, HistoryEntry)>,
+        items: HashMap<i64, ItemMeta>,
+        factors: UnitFactors,
+    ) -> Snapshot {
+        let mut popularity: HashMap<i64, u64> = HashMap::new();
+        for (_, h) in &window {
+            *popularity.entry(h.item_id).or_default() += 1;
+        }
+        let mut popular: Vec<(i64, u64)> = popularity.iter().map(|(&i, &n)| (i, n)).collect();
+        popular.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        popular.truncate(k);
+
+        let mut history: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
+        for (user, entry) in window.into_iter().chain(older) {
+            history.entry(user).or_default().push(entry);
+        }
+        for entries in history.values_mut() {
+            entries.sort_by(|a, b| {
+                a.before_window
+                    .cmp(&b.before_window)
+                    .then(b.value.unwrap_or(0.0).total_cmp(&a.value.unwrap_or(0.0)))
+                    .then(b.events.cmp(&a.events))
+                    .then(a.item_id.cmp(&b.item_id))
+            });
+        }
+
+        let lists: HashMap<i64, UserList> = ranked
+            .into_par_iter()
+            .map(|(user, rows)| {
+                let source = match rows.first().map(|r| r.3.as_str()) {
+                    Some(sources::POPULAR) => sources::POPULAR,
+                    _ => sources::ALS,
+                };
+                let seen: Vec<(i64, &[f32])> = if source == sources::ALS {
+                    history
+                        .get(&user)
+                        .map(|h| {
+                            h.iter()
+                                .filter_map(|e| Some((e.item_id, factors.row(e.item_id)?)))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let items = rows
+                    .into_iter()
+                    .map(|(item_id, rank, score, _)| {
+                        let because = match factors.row(item_id) {
+                            Some(v) if !seen.is_empty() => {
+                                let scored = seen.iter().map(|(h, hv)| (*h, dot(v, hv))).collect();
+                                best(scored, BECAUSE).into_iter().map(|(h, _)| h).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        Rec {
+                            item_id,
+                            score,
+                            rank: rank.max(0) as u32,
+                            because,
+                        }
+                    })
+                    .collect();
+                (user, UserList { source, items })
+            })
+            .collect();
+
+        Snapshot {
+            pointer,
+            generated_at,
+            loaded_at: Utc::now(),
+            k,
+            lists,
+            popular,
+            popularity,
+            items,
+            history,
+            factors,
+        }
+    }
+
+    /// Users with a stored list.
+    pub fn users(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Items with a title or factors.
+    pub fn item_count(&self) -> usize {
+        self.items.len().max(self.factors.ids.len())
+    }
+
+    /// Title and genres of an item (empty when the export had no item file).
+    pub fn item_meta(&self, item_id: i64) -> Option<&ItemMeta> {
+        self.items.get(&item_id)
+    }
+
+    /// Users who had the item in the training window.
+    pub fn item_users(&self, item_id: i64) -> u64 {
+        self.popularity.get(&item_id).copied().unwrap_or(0)
+    }
+
+    /// Whether the model has factors for the item.
+    pub fn item_in_model(&self, item_id: i64) -> bool {
+        self.factors.index.contains_key(&item_id)
+    }
+
+    /// Whether the item is known at all (titled or in the model).
+    pub fn item_known(&self, item_id: i64) -> bool {
+        self.items.contains_key(&item_id) || self.item_in_model(item_id)
+    }
+
+    /// The first `k` items of a user's stored list; a user without one gets the most popular
+    /// items of the window (`fallback`). `k` must be 1 to [`Snapshot::k`].
+    pub fn recommendations(&self, user_id: i64, k: usize) -> Result<Recommendations<'_>> {
+        self.check_k(k)?;
+        Ok(match self.lists.get(&user_id) {
+            Some(list) => Recommendations {
+                user_id,
+                source: list.source,
+                fallback: false,
+                items: list
+                    .items
+                    .iter()
+                    .take(k)
+                    .map(|r| (r.item_id, r.score, r.rank, r.because.as_slice()))
+                    .collect(),
+            },
+            None => Recommendations {
+                user_id,
+                source: sources::POPULAR,
+                fallback: true,
+                items: self
+                    .popular
+                    .iter()
+                    .take(k)
+                    .enumerate()
+                    .map(|(r, &(item, users))| (item, users as f32, r as u32 + 1, &[][..]))
+                    .collect(),
+            },
+        })
+    }
+
+    fn check_k(&self, k: usize) -> Result<()> {
+        if k == 0 || k > self.k {
+            return Err(Error::BadRequest(format!(
+                "k = {k} is out of range: night {} stored {} items per user, ask for 1 to {}",
+                self.night(),
+                self.k,
+                self.k
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `k` items whose factors are most similar (cosine) to the item's, best first.
+    pub fn similar(&self, item_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
+        if k == 0 || k > MAX_SIMILAR {
+            return Err(Error::BadRequest(format!(
+                "k = {k} is out of range: ask for 1 to {MAX_SIMILAR} similar items"
+            )));
+        }
+        let Some(v) = self.factors.row(item_id) else {
+            return Err(if self.items.contains_key(&item_id) {
+                Error::NotFound(format!(
+                    "item {item_id} is not in night {}'s model (no interactions in the window)",
+                    self.night()
+                ))
+            } else {
+                Error::NotFound(format!("item {item_id} not found"))
+            });
+        };
+        let f = &self.factors;
+        let scored = f
+            .ids
+            .iter()
+            .zip(f.rows.chunks(f.dim))
+            .filter(|(id, _)| **id != item_id)
+            .map(|(&id, row)| (id, dot(v, row)))
+            .collect();
+        Ok(best(scored, k))
+    }
+
+    /// The user's history up to the night: window pairs by value, then older pairs; `None` for a
+    /// user with no history.
+    pub fn history(&self, user_id: i64) -> Option<&[HistoryEntry]> {
+        self.history.get(&user_id).map(Vec::as_slice)
+    }
+}
+
+/// Reads `recommendations/_LATEST`, `None` when nothing is published yet.
+pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
+    Ok(lake
+        .get_json(&layout::recommendations_latest(), "latest pointer")
+        .await?)
+}
+
+fn bad_column(path: &str, name: &str, batch: &RecordBatch) -> Error {
+    let found = batch
+        .column_by_name(name)
+        .map_or("missing".to_string(), |c| c.data_type().to_string());
+    Error::Als(elastirec_als::Error::BadInput {
+        path: path.to_string(),
+        reason: format!("column '{name}' is {found}"),
+    })
+}
+
+/// History pairs of export files: with value and events (`part-*`) or without (`seen-*`).
+async fn read_history(
+    lake: &Lake,
+    files: &[FileEntry],
+    window: bool,
+) -> Result<Vec<(i64, HistoryEntry)>> {
+    let mut out = Vec::new();
+    for f in files {
+        for batch in io::read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let ints = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                    .ok_or_else(|| bad_column(&f.path, name, &batch))
+            };
+            let users = ints(columns::USER_ID)?;
+            let items = ints(columns::ITEM_ID)?;
+            let (values, events) = if window {
+                let values = batch
+                    .column_by_name(columns::VALUE)
+                    .and_then(|c| c.as_primitive_opt::<Float32Type>())
+                    .ok_or_else(|| bad_column(&f.path, columns::VALUE, &batch))?;
+                (Some(values), Some(ints(columns::EVENTS)?))
+            } else {
+                (None, None)
+            };
+            for i in 0..batch.num_rows() {
+                out.push((
+                    users.value(i),
+                    HistoryEntry {
+                        item_id: items.value(i),
+                        value: values.map(|v| v.value(i)),
+                        events: events.map(|e| e.value(i)),
+                        before_window: !window,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Titles and genres from the export's `items-*` files.
+async fn read_items(lake: &Lake, files: &[FileEntry]) -> Result<HashMap<i64, ItemMeta>> {
+    let mut out = HashMap::new();
+    for f in files {
+        for batch in io::read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let ids = batch
+                .column_by_name(columns::ITEM_ID)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| bad_column(&f.path, columns::ITEM_ID, &batch))?;
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| bad_column(&f.path, name, &batch))
+            };
+            let titles = text(columns::TITLE)?;
+            let genres = text(columns::GENRES)?;
+            for i in 0..batch.num_rows() {
+                let get =
+                    |a: &arrow_array::StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+                out.insert(
+                    ids.value(i),
+                    ItemMeta {
+                        title: get(titles),
+                        genres: get(genres),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_orders_by_similarity_then_id() {
+        let v = vec![(5, 0.5), (3, 0.9), (4, 0.5), (9, -1.0)];
+        assert_eq!(best(v.clone(), 3), vec![(3, 0.9), (4, 0.5), (5, 0.5)]);
+        assert_eq!(best(v, 10).len(), 4);
+    }
+
+    #[test]
+    fn unit_factors_have_unit_length_and_zero_rows_stay_zero() {
+        let f = UnitFactors::new(vec![1, 2], vec![3.0, 4.0, 0.0, 0.0], 2).unwrap();
+        assert_eq!(f.row(1), Some(&[0.6, 0.8][..]));
+        assert_eq!(f.row(2), Some(&[0.0, 0.0][..]));
+        assert!(UnitFactors::new(vec![1], vec![1.0], 2).is_err());
+    }
+}
