@@ -2,8 +2,10 @@
 //! schedules nights.
 //!
 //! ```text
-//!  ingest ──▶ prepare ──▶ snapshot ──▶ train ──▶ recommend ──▶ evaluate ──▶ publish
-//!  (load)     (SQL export)  (versions)   (ALS)     (top-K)      (night D−H)   (gate, _LATEST)
+//!  ingest ──▶ prepare ──▶ snapshot ──▶ train ──▶ recommend ──▶ evaluate ──▶ publish ──▶ sink
+//!  (load)     (SQL export)  (versions)   (ALS)     (top-K)      (night D−H)   (gate,    (Redis or
+//!                                                                              _LATEST)  PostgreSQL,
+//!                                                                                        if set)
 //! ```
 //!
 //! Each step reads and writes only lake files; a step whose outputs exist and are current is
@@ -40,6 +42,8 @@ pub enum Error {
     Als(#[from] elastirec_als::Error),
     #[error(transparent)]
     Lake(#[from] elastirec_core::Error),
+    #[error(transparent)]
+    Serve(#[from] elastirec_serve::Error),
     /// A step failed; wraps its error with the night and step (the cause follows in `{:#}`).
     #[error("night {night}, step {step}")]
     Step {
@@ -79,6 +83,7 @@ impl Error {
             Error::Warehouse(e) => e.kind(),
             Error::Als(e) => e.kind(),
             Error::Lake(e) => e.kind(),
+            Error::Serve(e) => e.kind(),
             Error::Step { source, .. } => source.kind(),
             Error::Busy { .. } | Error::Interrupted { .. } => ErrorKind::Transient,
             Error::Config(_) => ErrorKind::InvalidInput,

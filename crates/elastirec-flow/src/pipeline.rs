@@ -33,6 +33,8 @@ pub enum Step {
     Recommend,
     Evaluate,
     Publish,
+    /// Copies a published night's lists into Redis or PostgreSQL (only with `[sink] target`).
+    Sink,
 }
 
 impl Step {
@@ -57,6 +59,7 @@ impl Step {
             Step::Recommend => "recommend",
             Step::Evaluate => "evaluate",
             Step::Publish => "publish",
+            Step::Sink => "sink",
         }
     }
 
@@ -87,6 +90,10 @@ impl Step {
             Step::Publish => (
                 "recommendations/YYYY/MM/DD/_manifest.json, the live night, evaluations",
                 "recommendations/_LATEST",
+            ),
+            Step::Sink => (
+                "recommendations/YYYY/MM/DD/",
+                "[sink] target: a Redis hash per user, or a PostgreSQL table",
             ),
         }
     }
@@ -731,6 +738,38 @@ impl Pipeline {
         Ok(decision)
     }
 
+    async fn sink_in(&self, night: Night, record: &mut RunRecord) -> Result<()> {
+        self.recorded(
+            night,
+            Step::Sink,
+            record,
+            || async {
+                Ok(elastirec_serve::sink::copy_night(&self.lake, &self.config.sink, night).await?)
+            },
+            |r: &elastirec_serve::sink::SinkReport| {
+                Outcome::ok(
+                    Some(r.rows),
+                    Some(r.users),
+                    format!(
+                        "copied the lists of {} users ({} rows) to {} in {:.1} s",
+                        r.users, r.rows, r.target, r.seconds
+                    ),
+                )
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The steps of a night under this configuration.
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = Step::NIGHTLY.to_vec();
+        if self.config.sink.target != elastirec_core::config::SinkTarget::None {
+            steps.push(Step::Sink);
+        }
+        steps
+    }
+
     /// `publish`: runs the gate for a night whose recommendations exist.
     pub async fn publish(&self, night: Night, force: bool) -> Result<PublishDecision> {
         let mut record = self.ledger.get_or_new(night).await?;
@@ -855,6 +894,18 @@ impl Pipeline {
                     None
                 }
             }
+            // Applications read the live night: copy a night only once it is published.
+            Step::Sink => {
+                let live = read_latest(&self.lake).await?.map(|l| l.night);
+                if live != Some(night) {
+                    Some(format!(
+                        "night {night} is not the live night ({}): nothing to copy",
+                        live.map_or("none".into(), |n| n.to_string())
+                    ))
+                } else {
+                    done_before.then(|| "copied earlier in this night's run".into())
+                }
+            }
         })
     }
 
@@ -899,7 +950,7 @@ impl Pipeline {
         record: &mut RunRecord,
         options: RunOptions,
     ) -> Result<()> {
-        for step in Step::NIGHTLY {
+        for step in self.steps() {
             if let Some(reason) = self.stop.reason() {
                 return Err(Error::Interrupted {
                     night,
@@ -952,6 +1003,7 @@ impl Pipeline {
                     .publish_in(night, record, options.force_publish)
                     .await
                     .map(|_| ())?,
+                Step::Sink => self.sink_in(night, record).await?,
             }
         }
         Ok(())

@@ -534,7 +534,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Show(args) => {
             let config = finish_config(config)?;
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             show(&lake, args).await?;
         }
         Command::Sink(args) => {
@@ -551,7 +551,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 };
             }
             let config = finish_config(config)?;
-            let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+            let lake = Lake::open_config(&config.lake).await?;
             let night = match args.date {
                 Some(n) => n,
                 None => latest_night(&lake).await?,
@@ -980,7 +980,7 @@ async fn demo(config: Config, evaluate_night: Night) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let lake = Lake::open(&config.lake.root, config.lake.options.clone()).await?;
+    let lake = Lake::open_config(&config.lake).await?;
     let served = elastirec_serve::Served::new(lake.clone(), config.serve.token.clone());
     // A lake with nothing published yet is served too: the dashboard shows the runs, and the
     // first night is picked up by the poll.

@@ -91,3 +91,39 @@ async fn a_night_whose_users_collapse_is_held_until_forced() {
     assert!(decision.published && decision.forced, "{decision:?}");
     assert_eq!(latest(&lake).await, Some(d3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_night_is_copied_to_redis_by_the_sink_step() {
+    let (_dir, lake) = lake().await;
+    simulate_days(&lake, 1).await;
+    let mut config = crate::config();
+    config.sink.target = elastirec_core::config::SinkTarget::Redis;
+    let prefix = format!("elastirec-test:{}:", std::process::id());
+    config.sink.redis_key_prefix = prefix.clone();
+    config.sink.ttl_seconds = 600;
+    let p = elastirec_flow::Pipeline::new(lake.clone(), config);
+    let r = p.run(night("2024-01-01")).await.unwrap();
+    let sink = r
+        .step("sink")
+        .expect("a sink step when [sink] target is set");
+    assert_eq!(sink.state, StepState::Succeeded, "{sink:?}");
+    let users = elastirec_als::stage::read_recommendations_manifest(&lake, night("2024-01-01"))
+        .await
+        .unwrap()
+        .users;
+    assert_eq!(sink.rows_out, Some(users));
+    // What an application sees: one key per user.
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379", "--scan", "--pattern"])
+        .arg(format!("{prefix}*"))
+        .output()
+        .expect("redis-cli runs");
+    let listed = String::from_utf8_lossy(&keys.stdout).lines().count() as u64;
+    assert_eq!(listed, users);
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "redis-cli -h 127.0.0.1 --scan --pattern '{prefix}*' | xargs -r redis-cli -h 127.0.0.1 del"
+        ))
+        .output();
+}
