@@ -1139,6 +1139,15 @@ fn describe_ingest(r: &IngestReport) -> String {
     if let Some(n) = r.items_loaded {
         s.push_str(&format!("; {n} items"));
     }
+    if let Some(u) = r.unknown_items
+        && u.events > 0
+    {
+        s.push_str(&format!(
+            "; {} events name {} items missing from warehouse/items (loaded; add them to \
+             raw/items/)",
+            u.events, u.items
+        ));
+    }
     s
 }
 

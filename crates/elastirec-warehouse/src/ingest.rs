@@ -56,6 +56,16 @@ pub struct IngestReport {
     pub items_loaded: Option<u64>,
     /// Version of `warehouse/events` after the load.
     pub events_version: i64,
+    /// Events up to the night whose item is not in `warehouse/items` (loaded, not rejected),
+    /// and how many such items; `None` when there is no item dimension at all.
+    pub unknown_items: Option<UnknownItems>,
+}
+
+/// Events that name items the item dimension does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnknownItems {
+    pub events: u64,
+    pub items: u64,
 }
 
 /// Settings of one load.
@@ -244,7 +254,35 @@ impl Warehouse {
         report.items_loaded = self
             .ingest_items(night, ledger.get("items").map(|(m, _)| m))
             .await?;
+        report.unknown_items = self.unknown_items(night).await?;
         Ok(report)
+    }
+
+    /// Events up to `night` whose item the item dimension lacks (none counted without items).
+    pub async fn unknown_items(&self, night: Night) -> Result<Option<UnknownItems>> {
+        let batches = self
+            .sql(&format!(
+                "SELECT COUNT(*) AS events, COUNT(DISTINCT item_id) AS items, \
+                 (SELECT COUNT(*) FROM items) AS known FROM events \
+                 WHERE event_date <= DATE '{night}' \
+                 AND item_id NOT IN (SELECT item_id FROM items)"
+            ))
+            .await?;
+        let first = |name: &str| -> Result<u64> {
+            Ok(batches
+                .first()
+                .map(|b| i64s(b, name))
+                .transpose()?
+                .and_then(|v| v.into_iter().flatten().next())
+                .unwrap_or(0) as u64)
+        };
+        if first("known")? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(UnknownItems {
+            events: first("events")?,
+            items: first("items")?,
+        }))
     }
 
     /// Fetches raw files (several at a time) and parses them in parallel off the async runtime.

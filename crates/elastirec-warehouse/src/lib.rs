@@ -21,7 +21,7 @@ mod snapshot;
 mod tables;
 
 pub use access::{OutputFormat, format_batches};
-pub use ingest::{IngestOptions, IngestReport, Reject};
+pub use ingest::{IngestOptions, IngestReport, Reject, UnknownItems};
 pub use query::EventPairs;
 pub use snapshot::TableRestore;
 pub use tables::Warehouse;

@@ -59,10 +59,13 @@ impl Warehouse {
             .map(|v| format!(" AND value >= {v}"))
             .unwrap_or_default();
         let aggregate = params.aggregate.sql();
+        // Exact duplicates (the same event delivered in two files) count once: the table keeps
+        // every loaded row with its source file, training sees each distinct event.
         let training_sql = format!(
-            "SELECT user_id, item_id, {aggregate} AS value, COUNT(*) AS events FROM events \
-             WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter} \
-             GROUP BY user_id, item_id"
+            "SELECT user_id, item_id, {aggregate} AS value, COUNT(*) AS events FROM (\
+             SELECT DISTINCT user_id, item_id, value, event_time, event_type FROM events \
+             WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter}\
+             ) AS events GROUP BY user_id, item_id"
         );
         let seen_sql = format!(
             "SELECT user_id, item_id FROM events WHERE event_date <= DATE '{night}' \

@@ -1,6 +1,7 @@
 //! The incremental load: exactly once, late files, and recovery from a crash between commits.
 
 use elastirec_core::config::EventsConfig;
+use elastirec_core::layout;
 use elastirec_warehouse::{IngestOptions, Warehouse};
 
 use crate::{lake, raw_file, scalar};
@@ -254,4 +255,48 @@ fn arrow_cast_utf8(a: &arrow_array::ArrayRef) -> arrow_array::StringArray {
     let c =
         deltalake::arrow::compute::cast(a, &deltalake::arrow::datatypes::DataType::Utf8).unwrap();
     arrow_array::cast::AsArray::as_string::<i32>(&c).clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_of_unknown_items_are_loaded_and_counted() {
+    let (_dir, lake) = lake().await;
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[
+            (1, 10, 3.0, 10),
+            (1, 99, 3.0, 20),
+            (2, 99, 1.0, 30),
+            (2, 98, 1.0, 40),
+        ],
+    )
+    .await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    // Without an item dimension there is nothing to compare with.
+    let r = wh
+        .ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.unknown_items, None);
+    lake.put(
+        &layout::raw_items_root().join("movies.csv"),
+        b"movieId,title,genres\n10,Heat (1995),Action\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    let r = wh
+        .ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.unknown_items,
+        Some(elastirec_warehouse::UnknownItems {
+            events: 3,
+            items: 2
+        })
+    );
+    assert_eq!(r.rows_rejected, 0);
+    assert_eq!(wh.count_events_through(night).await.unwrap(), 4);
 }

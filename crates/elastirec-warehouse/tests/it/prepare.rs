@@ -199,6 +199,43 @@ async fn aggregates_turn_a_pairs_events_into_one_value() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_event_delivered_twice_counts_once() {
+    let (_dir, lake) = lake().await;
+    // The producer retried an upload: the same event is in two files, next to a distinct one.
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[(2, 10, 3.0, 10), (2, 11, 1.0, 20)],
+    )
+    .await;
+    raw_file(&lake, "2024-01-03", "a-retry.csv", &[(2, 10, 3.0, 10)]).await;
+    // The same pair again at another time is a second event, not a duplicate.
+    raw_file(&lake, "2024-01-03", "b.csv", &[(2, 10, 3.0, 30)]).await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    // Every delivered row is kept with its source file...
+    assert_eq!(wh.count_events_through(night).await.unwrap(), 4);
+    // ...and training counts each distinct event once.
+    for (aggregate, expected) in [(Aggregate::Sum, 6.0), (Aggregate::Count, 2.0)] {
+        let params = PrepareConfig {
+            aggregate,
+            ..PrepareConfig::default()
+        };
+        let m = wh.prepare(night, &params).await.unwrap();
+        let got = rows(&lake, &m.files).await;
+        assert_eq!(
+            got,
+            [(2, 10, Some(expected)), (2, 11, Some(1.0))],
+            "{aggregate:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn exports_the_item_dimension_for_serving() {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
