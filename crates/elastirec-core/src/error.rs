@@ -108,5 +108,21 @@ impl Error {
     }
 }
 
+/// An error and its causes on one line, as `{:#}` prints them with anyhow (a cause already
+/// quoted by its parent is not repeated).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Result of the shared layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::config::LakeConfig;
+use crate::error::chain as error_chain;
 use crate::error::{Error, Result};
 use crate::layout;
 
@@ -682,21 +683,6 @@ impl S3Settings {
     fn has_static_credentials(&self) -> bool {
         self.get(AmazonS3ConfigKey::AccessKeyId).is_some()
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// Turns a failed preflight listing into an error that says what to fix.

@@ -1151,17 +1151,4 @@ fn describe_ingest(r: &IngestReport) -> String {
     s
 }
 
-/// An error and its causes on one line, as `{:#}` prints them with anyhow.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
-}
+pub(crate) use elastirec_core::error::chain as error_chain;

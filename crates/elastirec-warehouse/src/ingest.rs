@@ -27,7 +27,7 @@ use elastirec_core::config::{EventsConfig, TimestampFormat};
 use elastirec_core::layout::{self, Table};
 use elastirec_core::{Night, failpoint};
 
-use crate::query::{i64s, strings};
+use crate::query::{first_count, i64s, strings};
 use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
@@ -268,14 +268,7 @@ impl Warehouse {
                  AND item_id NOT IN (SELECT item_id FROM items)"
             ))
             .await?;
-        let first = |name: &str| -> Result<u64> {
-            Ok(batches
-                .first()
-                .map(|b| i64s(b, name))
-                .transpose()?
-                .and_then(|v| v.into_iter().flatten().next())
-                .unwrap_or(0) as u64)
-        };
+        let first = |name: &str| first_count(&batches, name);
         if first("known")? == 0 {
             return Ok(None);
         }

@@ -30,7 +30,7 @@ use elastirec_core::layout::{self, Table};
 use elastirec_core::manifest::{self, ColumnSpec, ExportManifest, FileEntry};
 use elastirec_core::{Lake, Night};
 
-use crate::query::i64s;
+use crate::query::first_count;
 use crate::tables::Warehouse;
 use crate::{Error, Result};
 
@@ -103,14 +103,7 @@ impl Warehouse {
              FROM ({training_sql}) AS training"
         );
         let counts = collect(&ctx, &counts_sql).await?;
-        let first = |name: &str| -> Result<u64> {
-            Ok(counts
-                .first()
-                .map(|b| i64s(b, name))
-                .transpose()?
-                .and_then(|v| v.into_iter().flatten().next())
-                .unwrap_or(0) as u64)
-        };
+        let first = |name: &str| first_count(&counts, name);
         let manifest = ExportManifest {
             night,
             created_at: chrono::Utc::now(),

@@ -51,6 +51,17 @@ pub(crate) fn dates(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Night>
         .collect())
 }
 
+/// The first value of an integer column of a one-row result, 0 when the result is empty.
+pub(crate) fn first_count(batches: &[RecordBatch], name: &str) -> Result<u64> {
+    Ok(batches
+        .first()
+        .map(|b| i64s(b, name))
+        .transpose()?
+        .and_then(|v| v.into_iter().flatten().next())
+        .unwrap_or(0)
+        .max(0) as u64)
+}
+
 /// Distinct (user, item) pairs of a range of event days, for evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventPairs {
@@ -88,29 +99,13 @@ impl Warehouse {
 
     /// Number of events with event day on or before `night`.
     pub async fn count_events_through(&self, night: Night) -> Result<u64> {
-        let batches = self
-            .sql(&format!(
-                "SELECT COUNT(*) AS n FROM events WHERE event_date <= DATE '{night}'"
-            ))
-            .await?;
-        let mut total = 0u64;
-        for b in &batches {
-            total += i64s(b, "n")?.into_iter().flatten().sum::<i64>() as u64;
-        }
-        Ok(total)
+        let sql = format!("SELECT COUNT(*) AS n FROM events WHERE event_date <= DATE '{night}'");
+        first_count(&self.sql(&sql).await?, "n")
     }
 
     /// Number of events whose event day is `night`.
     pub async fn count_events_on(&self, night: Night) -> Result<u64> {
-        let batches = self
-            .sql(&format!(
-                "SELECT COUNT(*) AS n FROM events WHERE event_date = DATE '{night}'"
-            ))
-            .await?;
-        let mut total = 0u64;
-        for b in &batches {
-            total += i64s(b, "n")?.into_iter().flatten().sum::<i64>() as u64;
-        }
-        Ok(total)
+        let sql = format!("SELECT COUNT(*) AS n FROM events WHERE event_date = DATE '{night}'");
+        first_count(&self.sql(&sql).await?, "n")
     }
 }
