@@ -164,6 +164,12 @@ pub struct PrepareConfig {
     pub min_value: Option<f32>,
     /// How a pair's events become its training value.
     pub aggregate: Aggregate,
+    /// Users with fewer distinct events in the window are left out of training (they still get
+    /// recommendations: the popularity fallback, `source = popular`).
+    pub min_user_events: u32,
+    /// Items with fewer distinct events in the window are left out of training (and so are
+    /// never recommended by the model that night).
+    pub min_item_events: u32,
 }
 
 impl Default for PrepareConfig {
@@ -172,6 +178,8 @@ impl Default for PrepareConfig {
             window_days: 365,
             min_value: None,
             aggregate: Aggregate::Sum,
+            min_user_events: 1,
+            min_item_events: 1,
         }
     }
 }

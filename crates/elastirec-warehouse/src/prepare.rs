@@ -61,11 +61,30 @@ impl Warehouse {
         let aggregate = params.aggregate.sql();
         // Exact duplicates (the same event delivered in two files) count once: the table keeps
         // every loaded row with its source file, training sees each distinct event.
+        let window_events = format!(
+            "SELECT DISTINCT user_id, item_id, value, event_time, event_type FROM events \
+             WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter}"
+        );
+        let mut filters = Vec::new();
+        for (column, min) in [
+            ("user_id", params.min_user_events),
+            ("item_id", params.min_item_events),
+        ] {
+            if min > 1 {
+                filters.push(format!(
+                    "{column} IN (SELECT {column} FROM ({window_events}) AS w \
+                     GROUP BY {column} HAVING COUNT(*) >= {min})"
+                ));
+            }
+        }
+        let having = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", filters.join(" AND "))
+        };
         let training_sql = format!(
             "SELECT user_id, item_id, {aggregate} AS value, COUNT(*) AS events FROM (\
-             SELECT DISTINCT user_id, item_id, value, event_time, event_type FROM events \
-             WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter}\
-             ) AS events GROUP BY user_id, item_id"
+             {window_events}) AS events{having} GROUP BY user_id, item_id"
         );
         let seen_sql = format!(
             "SELECT user_id, item_id FROM events WHERE event_date <= DATE '{night}' \

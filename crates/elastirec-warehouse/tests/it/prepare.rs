@@ -87,6 +87,7 @@ async fn exports_the_window_and_older_seen_pairs() {
         window_days: 2,
         min_value: None,
         aggregate: Aggregate::Max,
+        ..PrepareConfig::default()
     };
     let m = wh
         .prepare("2024-01-03".parse().unwrap(), &params)
@@ -122,6 +123,7 @@ async fn exports_the_window_and_older_seen_pairs() {
         window_days: 10,
         min_value: Some(2.0),
         aggregate: Aggregate::Max,
+        ..PrepareConfig::default()
     };
     let m = wh
         .prepare("2024-01-03".parse().unwrap(), &params)
@@ -233,6 +235,44 @@ async fn an_event_delivered_twice_counts_once() {
             "{aggregate:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_and_items_below_the_minimum_events_are_left_out_of_training() {
+    let (_dir, lake) = lake().await;
+    // User 1: 3 events; user 2: 1 event. Item 10: 3 events; items 11, 12: 1 each.
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[
+            (1, 10, 1.0, 10),
+            (1, 11, 1.0, 20),
+            (1, 12, 1.0, 30),
+            (2, 10, 1.0, 40),
+            (3, 10, 1.0, 50),
+        ],
+    )
+    .await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    let params = PrepareConfig {
+        min_user_events: 2,
+        min_item_events: 2,
+        ..PrepareConfig::default()
+    };
+    let m = wh.prepare(night, &params).await.unwrap();
+    assert_eq!(pairs(&lake, &m.files).await, [(1, 10)]);
+    // What training leaves out is still seen, so those users get the popularity fallback and
+    // are never recommended what they already have.
+    assert_eq!(
+        pairs(&lake, &m.seen_files).await,
+        [(1, 11), (1, 12), (2, 10), (3, 10)]
+    );
+    assert_eq!((m.users, m.items), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
