@@ -383,6 +383,17 @@ impl Pipeline {
         .await
     }
 
+    /// `ingest --reload FILE`: forgets loaded raw files so the next load takes their current
+    /// content; returns the events removed per file.
+    pub async fn forget_loaded(&self, paths: &[String]) -> Result<Vec<(String, u64)>> {
+        let wh = self.warehouse().await?;
+        let mut out = Vec::new();
+        for path in paths {
+            out.push((path.clone(), wh.forget_file(path).await?));
+        }
+        Ok(out)
+    }
+
     /// `ingest --dry-run`: parses and validates what `ingest` would load, commits nothing and
     /// leaves the run record alone.
     pub async fn ingest_dry_run(&self, night: Night) -> Result<IngestReport> {

@@ -258,6 +258,45 @@ impl Warehouse {
         Ok(report)
     }
 
+    /// `ingest --reload FILE`: forgets a loaded raw event file — its events, its rejects, then
+    /// its ledger row, in that order — so that the next load takes the file's current content.
+    /// A crash between the commits leaves the file's rows missing while the ledger still names
+    /// it (reported as changed); running the reload again completes it. It never leaves the old
+    /// and the new rows side by side. Returns the number of events removed.
+    pub async fn forget_file(&self, path: &str) -> Result<u64> {
+        use deltalake::datafusion::prelude::{col, lit};
+        let ledger = self.ledger().await?;
+        if !ledger
+            .get("events")
+            .is_some_and(|(files, _)| files.contains_key(path))
+        {
+            return Err(Error::Lake(elastirec_core::Error::Config(format!(
+                "--reload {path}: the load ledger has no such event file (give its lake path, \
+                 such as raw/events/2024/01/05/app.csv; `elastirec sql \"SELECT path FROM \
+                 loads\"` lists them)"
+            ))));
+        }
+        let events = self.table(Table::Events).await?;
+        let (_, metrics) = events
+            .delete()
+            .with_predicate(col("source_file").eq(lit(path)))
+            .await
+            .map_err(Error::delta("events"))?;
+        let rejects = self.table(Table::Rejects).await?;
+        rejects
+            .delete()
+            .with_predicate(col("file").eq(lit(path)))
+            .await
+            .map_err(Error::delta("rejects"))?;
+        let loads = self.table(Table::Loads).await?;
+        loads
+            .delete()
+            .with_predicate(col("path").eq(lit(path)))
+            .await
+            .map_err(Error::delta("loads"))?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+    }
+
     /// Events up to `night` whose item the item dimension lacks (none counted without items).
     pub async fn unknown_items(&self, night: Night) -> Result<Option<UnknownItems>> {
         let batches = self

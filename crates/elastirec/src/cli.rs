@@ -201,8 +201,12 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub load: LoadArgs,
     /// Parse and validate the files a load would take, report rows and rejects, commit nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reload")]
     pub dry_run: bool,
+    /// Replace the rows of a loaded raw file whose content changed (its lake path, such as
+    /// raw/events/2024/01/05/app.csv); repeat for several files
+    #[arg(long, value_name = "FILE")]
+    pub reload: Vec<String>,
 }
 
 #[derive(Debug, Args)]

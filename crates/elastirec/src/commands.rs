@@ -195,6 +195,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 p.ingest_dry_run(night).await?
             } else {
                 leased(&p, &format!("ingest {night}"), || async {
+                    for (path, removed) in p.forget_loaded(&args.reload).await? {
+                        println!("{path}: removed its {removed} loaded events; loading it again");
+                    }
                     Ok(p.ingest(night).await?)
                 })
                 .await?
@@ -214,7 +217,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 println!("rejected: {reject}");
             }
             for f in &r.files_changed {
-                println!("warning: {f} changed after it was loaded; it was not reloaded");
+                println!(
+                    "warning: {f} changed after it was loaded; it was not reloaded (`elastirec \
+                     ingest --date {night} --reload {f}` replaces its rows)"
+                );
             }
         }
         Command::Prepare(args) => {

@@ -300,3 +300,65 @@ async fn events_of_unknown_items_are_loaded_and_counted() {
     assert_eq!(r.rows_rejected, 0);
     assert_eq!(wh.count_events_through(night).await.unwrap(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_file_is_reported_then_reloaded_on_request() {
+    let (_dir, lake) = lake().await;
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[(1, 10, 3.0, 10), (1, 11, 3.0, 20)],
+    )
+    .await;
+    raw_file(&lake, "2024-01-03", "b.csv", &[(2, 10, 1.0, 10)]).await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    let ingest = || async {
+        wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+            .await
+            .unwrap()
+    };
+    ingest().await;
+    // The producer rewrites a.csv with corrected data.
+    raw_file(
+        &lake,
+        "2024-01-03",
+        "a.csv",
+        &[(1, 10, 4.0, 10), (1, 11, 4.0, 20), (1, 12, 4.0, 30)],
+    )
+    .await;
+    let r = ingest().await;
+    let a = layout::raw_events_day(night).join("a.csv").to_string();
+    assert_eq!(
+        r.files_changed,
+        std::slice::from_ref(&a),
+        "reported, not reloaded"
+    );
+    assert_eq!(r.rows_loaded, 0);
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 3);
+
+    assert_eq!(wh.forget_file(&a).await.unwrap(), 2);
+    let r = ingest().await;
+    assert_eq!((r.files_loaded, r.rows_loaded), (1, 3));
+    assert!(r.files_changed.is_empty());
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 4);
+    assert_eq!(
+        scalar(&wh, "SELECT COUNT(*) FROM events WHERE value = 3.0").await,
+        0,
+        "no old rows beside the new"
+    );
+    assert_eq!(
+        scalar(
+            &wh,
+            &format!("SELECT COUNT(*) FROM loads WHERE path = '{a}'")
+        )
+        .await,
+        1
+    );
+    let e = wh
+        .forget_file("raw/events/2024/01/03/nope.csv")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no such event file"), "{e}");
+}

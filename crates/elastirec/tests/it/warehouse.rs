@@ -149,3 +149,46 @@ fn other_tools_read_the_tables_and_outputs_with_the_same_counts() {
         serde_json::json!(["user_id", "item_id", "rank", "score", "source"])
     );
 }
+
+#[test]
+fn ingest_reload_replaces_a_changed_files_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let day = lake.join("raw/events/2024/01/01");
+    std::fs::create_dir_all(&day).unwrap();
+    let file = day.join("app.csv");
+    std::fs::write(
+        &file,
+        "userId,movieId,rating,timestamp\n1,2,3.0,1704067200\n",
+    )
+    .unwrap();
+    run_ok(&lake, &["ingest", "--date", "2024-01-01"]);
+    std::fs::write(
+        &file,
+        "userId,movieId,rating,timestamp\n1,2,4.0,1704067200\n1,3,4.0,1704067300\n",
+    )
+    .unwrap();
+    let out = run_ok(&lake, &["ingest", "--date", "2024-01-01"]);
+    assert!(
+        out.contains("--reload raw/events/2024/01/01/app.csv"),
+        "{out}"
+    );
+    let out = run_ok(
+        &lake,
+        &[
+            "ingest",
+            "--date",
+            "2024-01-01",
+            "--reload",
+            "raw/events/2024/01/01/app.csv",
+        ],
+    );
+    assert!(out.contains("removed its 1 loaded events"), "{out}");
+    assert!(out.contains("loaded 2 rows from 1 files"), "{out}");
+    let rows = sql_json(
+        &lake,
+        "SELECT SUM(value) AS total, COUNT(*) AS n FROM events",
+    );
+    assert_eq!(rows[0]["n"], 2);
+    assert_eq!(rows[0]["total"], 8.0);
+}
