@@ -73,6 +73,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A lake with one small simulated day (2024-01-01) and no night run yet.
+fn one_day_lake(root: &Path) -> std::path::PathBuf {
+    let lake = root.join("lake");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "1",
+            "--users",
+            "100",
+            "--items",
+            "50",
+            "--events-per-day",
+            "500",
+        ],
+    );
+    lake
+}
+
 /// A lake with three simulated days whose first two nights ran.
 pub(crate) fn base_lake(root: &Path) -> std::path::PathBuf {
     let lake = root.join("base");
@@ -223,21 +243,7 @@ async fn a_kill_at_any_point_then_a_rerun_gives_the_uninterrupted_result() {
 #[test]
 fn a_second_runner_fails_fast_naming_the_holder() {
     let root = tempfile::tempdir().unwrap();
-    let lake = root.path().join("lake");
-    ok(
-        &lake,
-        &[
-            "simulate",
-            "--days",
-            "1",
-            "--users",
-            "100",
-            "--items",
-            "50",
-            "--events-per-day",
-            "500",
-        ],
-    );
+    let lake = one_day_lake(root.path());
     // The first runner pauses in its prepare step, holding the lease.
     let first = elastirec(&lake, &["run", "--date", "2024-01-01"])
         .env(failpoint::ENV, "prepare.before=sleep-6000")
@@ -385,21 +391,7 @@ fn ledger_views_cost_hooks_and_gc() {
 #[test]
 fn schedule_stops_between_steps_on_sigterm_and_run_resumes() {
     let root = tempfile::tempdir().unwrap();
-    let lake = root.path().join("lake");
-    ok(
-        &lake,
-        &[
-            "simulate",
-            "--days",
-            "1",
-            "--users",
-            "100",
-            "--items",
-            "50",
-            "--events-per-day",
-            "500",
-        ],
-    );
+    let lake = one_day_lake(root.path());
     // The scheduler catches up from 2024-01-01; it is held inside night 1's prepare step.
     let child = elastirec(&lake, &["schedule"])
         .env(failpoint::ENV, "prepare.before=sleep-3000")
