@@ -267,17 +267,8 @@ impl Lake {
                     created_at: chrono::Utc::now(),
                     created_by: format!("elastirec {}", env!("CARGO_PKG_VERSION")),
                 };
-                let body = serde_json::to_vec_pretty(&marker)
-                    .map_err(|e| Error::Internal(format!("serialize lake marker: {e}")))?;
                 // Create-only: two processes opening a new lake at once both succeed.
-                match self
-                    .store
-                    .put_opts(&path, PutPayload::from(body), PutMode::Create.into())
-                    .await
-                {
-                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                    Err(e) => Err(Error::store(self.display_path(&path), e)),
-                }
+                self.put_json_create(&path, &marker).await.map(|_| ())
             }
         }
     }

@@ -289,12 +289,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             })
             .await?;
             for c in &d.checks {
-                println!(
-                    "  [{}] {}: {}",
-                    if c.passed { "ok" } else { "FAILED" },
-                    c.name,
-                    c.detail
-                );
+                println!("  {}", gate_line(c));
             }
             match (d.published, &d.reason) {
                 (true, Some(_)) => println!("night {night}: published despite failed checks"),
@@ -572,6 +567,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// One check of the publish gate: `[ok] name: detail`.
+fn gate_line(c: &elastirec_core::manifest::GateCheck) -> String {
+    let mark = if c.passed { "ok" } else { "FAILED" };
+    format!("[{mark}] {}: {}", c.name, c.detail)
+}
+
 fn versions_line(v: &std::collections::BTreeMap<String, i64>) -> String {
     v.iter()
         .map(|(t, v)| format!("{t} v{v}"))
@@ -725,12 +726,7 @@ fn print_status(record: &RunRecord) {
     println!("  * the process's peak resident memory (VmHWM) when the step ended");
     if let Some(p) = &record.publish {
         for c in &p.checks {
-            println!(
-                "  gate [{}] {}: {}",
-                if c.passed { "ok" } else { "FAILED" },
-                c.name,
-                c.detail
-            );
+            println!("  gate {}", gate_line(c));
         }
     }
     if let Some(c) = &record.cost {

@@ -78,3 +78,24 @@ pub fn read_json(lake: &Path, path: &object_store::path::Path) -> serde_json::Va
 pub fn evaluation(lake: &Path, night: Night, horizon: u32) -> serde_json::Value {
     read_json(lake, &layout::evaluation(night, horizon))
 }
+
+/// The steps of a night without a sink, in order.
+pub const NIGHTLY_STEPS: [&str; 7] = [
+    "ingest",
+    "prepare",
+    "snapshot",
+    "train",
+    "recommend",
+    "evaluate",
+    "publish",
+];
+
+/// The step names of a run record, in order.
+pub fn step_names(record: &serde_json::Value) -> Vec<&str> {
+    record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}

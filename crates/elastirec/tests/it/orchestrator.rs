@@ -12,7 +12,7 @@ use elastirec_core::failpoint;
 use elastirec_core::{Night, layout};
 use elastirec_warehouse::Warehouse;
 
-use crate::harness::{bin, ok, open_lake, read_json};
+use crate::harness::{NIGHTLY_STEPS, bin, ok, open_lake, read_json, step_names};
 
 pub(crate) const NIGHT_3: &str = "2024-01-03";
 
@@ -301,24 +301,7 @@ fn ledger_views_cost_hooks_and_gc() {
         serde_json::from_str(&run_ok(&lake, &["runs", "--json"])).unwrap();
     let records = json.as_array().unwrap();
     assert_eq!(records.len(), 3);
-    let steps: Vec<&str> = records[2]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            "ingest",
-            "prepare",
-            "snapshot",
-            "train",
-            "recommend",
-            "evaluate",
-            "publish"
-        ]
-    );
+    assert_eq!(step_names(&records[2]), NIGHTLY_STEPS);
     for s in records[2]["steps"].as_array().unwrap() {
         assert!(s["cpu_seconds"].as_f64().is_some(), "{s}");
         assert!(s["peak_memory_bytes"].as_u64().unwrap() > 1 << 20, "{s}");

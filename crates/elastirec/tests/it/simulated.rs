@@ -3,7 +3,7 @@
 
 use elastirec_core::Night;
 
-use crate::harness::{bin, evaluation, read_json};
+use crate::harness::{NIGHTLY_STEPS, bin, evaluation, read_json, step_names};
 
 #[test]
 fn demo_runs_every_night_and_beats_popularity() {
@@ -25,25 +25,7 @@ fn demo_runs_every_night_and_beats_popularity() {
     for night in start.through(start.plus_days(29)) {
         let record = read_json(&lake, &elastirec_core::layout::run_record(night));
         assert_eq!(record["state"], "succeeded", "{record}");
-        let steps: Vec<&str> = record["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            steps,
-            [
-                "ingest",
-                "prepare",
-                "snapshot",
-                "train",
-                "recommend",
-                "evaluate",
-                "publish"
-            ],
-            "{record}"
-        );
+        assert_eq!(step_names(&record), NIGHTLY_STEPS, "{record}");
         for s in record["steps"].as_array().unwrap() {
             // The first week has no night D−7 to evaluate.
             let expected = if s["name"] == "evaluate" && night < start.plus_days(7) {
