@@ -5,8 +5,8 @@
 //! flags (applied by the binary). Unknown sections or keys are errors, so a typo never silently
 //! falls back to a default.
 
-use std::collections::HashMap;
-use std::path::Path as FsPath;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +89,9 @@ pub struct EventsConfig {
     pub user_column: String,
     /// Header name of the item id column (integer).
     pub item_column: String,
-    /// Header name of the value column (a rating or an interaction strength).
+    /// Header name of the value column (a rating or an interaction strength); empty when the
+    /// files have none (clickstreams): every event then has the value 1, and
+    /// `[prepare] event_weights` tells the event types apart.
     pub value_column: String,
     /// Header name of the timestamp column.
     pub timestamp_column: String,
@@ -170,6 +172,14 @@ pub struct PrepareConfig {
     /// Items with fewer distinct events in the window are left out of training (and so are
     /// never recommended by the model that night).
     pub min_item_events: u32,
+    /// Weight of each event type for implicit feedback (`{ view = 1, cart = 3, purchase = 5 }`):
+    /// an event's value is multiplied by its type's weight before aggregation. Types not listed,
+    /// and events without a type, weigh 1.
+    pub event_weights: BTreeMap<String, f32>,
+    /// A folder whose `training.sql`, `seen.sql` or `items.sql` replace the built-in queries
+    /// (`elastirec sql-files --write DIR` writes them to start from). Relative to the config
+    /// file's folder.
+    pub sql_dir: Option<PathBuf>,
 }
 
 impl Default for PrepareConfig {
@@ -180,6 +190,8 @@ impl Default for PrepareConfig {
             aggregate: Aggregate::Sum,
             min_user_events: 1,
             min_item_events: 1,
+            event_weights: BTreeMap::new(),
+            sql_dir: None,
         }
     }
 }
@@ -500,11 +512,18 @@ impl Config {
             };
             section_table.insert(key, value);
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| {
             Error::Config(format!(
                 "invalid configuration ({origin} and ELASTIREC_* variables): {e}"
             ))
         })?;
+        // Paths in the file are relative to the file's folder, not to the working directory.
+        if let (Some(file), Some(dir)) = (file, config.prepare.sql_dir.as_mut())
+            && dir.is_relative()
+            && let Some(parent) = file.parent()
+        {
+            *dir = parent.join(&*dir);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -535,6 +554,13 @@ impl Config {
                 "[recommend] k = {} is out of range: use 1 to 1000",
                 self.recommend.k
             ));
+        }
+        for (kind, weight) in &self.prepare.event_weights {
+            if !(weight.is_finite() && *weight >= 0.0) {
+                return fail(format!(
+                    "[prepare] event_weights: the weight of '{kind}' must be a finite number >= 0"
+                ));
+            }
         }
         if self.prepare.window_days == 0 {
             return fail("[prepare] window_days must be at least 1".into());

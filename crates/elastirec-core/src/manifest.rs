@@ -149,6 +149,10 @@ pub struct ExportManifest {
     pub window_end: Night,
     /// The `[prepare]` settings used.
     pub params: serde_json::Value,
+    /// SHA-256 of the rendered SQL that made the export (absent from exports written before
+    /// the SQL was kept in files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_hash: Option<String>,
 }
 
 /// `models/YYYY/MM/DD/model.json`.

@@ -24,6 +24,7 @@ pub mod resources;
 pub mod retention;
 pub mod schedule;
 
+pub use elastirec_warehouse::sql as prepare_sql;
 pub use elastirec_warehouse::{OutputFormat, TableRestore, format_batches};
 pub use ledger::RunLedger;
 pub use pipeline::{Pipeline, Progress, RunOptions, Step};

@@ -17,7 +17,7 @@ use elastirec_core::manifest::{
     RecommendationsManifest, RunRecord, StepRecord, StepState,
 };
 use elastirec_core::{Config, Lake, Night, failpoint, layout};
-use elastirec_warehouse::{IngestOptions, IngestReport, Warehouse};
+use elastirec_warehouse::{IngestOptions, IngestReport, PrepareOptions, PrepareSql, Warehouse};
 
 use crate::ledger::RunLedger;
 use crate::resources::Usage;
@@ -402,20 +402,41 @@ impl Pipeline {
         Ok(wh.ingest(night, &self.config.events, options).await?)
     }
 
-    /// `prepare`: writes the night's training export.
-    pub async fn prepare(&self, night: Night) -> Result<ExportManifest> {
+    /// `prepare`: writes the night's training export; an existing one is replaced only with
+    /// `overwrite`. (A nightly run replaces its own export when it is no longer current: see
+    /// [`Pipeline::run_with`].)
+    pub async fn prepare(&self, night: Night, overwrite: bool) -> Result<ExportManifest> {
         let mut record = self.ledger.get_or_new(night).await?;
-        self.prepare_in(night, &mut record).await
+        self.prepare_in(night, &mut record, overwrite).await
     }
 
-    async fn prepare_in(&self, night: Night, record: &mut RunRecord) -> Result<ExportManifest> {
+    /// The queries of `prepare`: built-in, or from `[prepare] sql_dir`.
+    pub fn prepare_sql(&self) -> Result<PrepareSql> {
+        Ok(match &self.config.prepare.sql_dir {
+            Some(dir) => PrepareSql::with_overrides(dir)?,
+            None => PrepareSql::builtin(),
+        })
+    }
+
+    async fn prepare_in(
+        &self,
+        night: Night,
+        record: &mut RunRecord,
+        overwrite: bool,
+    ) -> Result<ExportManifest> {
+        let options = PrepareOptions {
+            sql: self.prepare_sql()?,
+            overwrite,
+        };
         self.recorded(
             night,
             Step::Prepare,
             record,
             || async {
                 let wh = self.warehouse().await?;
-                Ok(wh.prepare(night, &self.config.prepare).await?)
+                Ok(wh
+                    .prepare_with(night, &self.config.prepare, &options)
+                    .await?)
             },
             |m: &ExportManifest| {
                 Outcome::ok(
@@ -819,8 +840,10 @@ impl Pipeline {
                 };
                 let versions = self.warehouse().await?.versions().await?;
                 let params = serde_json::to_value(&self.config.prepare).ok();
+                let sql = self.prepare_sql()?.render(night, &self.config.prepare)?;
                 (m.table_versions.get("events") == versions.get("events")
-                    && Some(&m.params) == params.as_ref())
+                    && Some(&m.params) == params.as_ref()
+                    && m.sql_hash.as_deref() == Some(sql.hash.as_str()))
                 .then(|| {
                     format!(
                         "the export is current (events table version {})",
@@ -1005,7 +1028,8 @@ impl Pipeline {
             }
             match step {
                 Step::Ingest => self.ingest_in(night, record).await.map(|_| ())?,
-                Step::Prepare => self.prepare_in(night, record).await.map(|_| ())?,
+                // Only a missing or stale export gets here (see `skip_reason`): replace it.
+                Step::Prepare => self.prepare_in(night, record, true).await.map(|_| ())?,
                 Step::Snapshot => self.snapshot_in(night, record).await?,
                 Step::Train => self.train_in(night, record).await.map(|_| ())?,
                 Step::Recommend => self.recommend_in(night, record).await.map(|_| ())?,
@@ -1060,6 +1084,27 @@ impl Pipeline {
     /// `warehouse restore`: brings every table back to snapshot `name`.
     pub async fn restore(&self, name: &str) -> Result<Vec<elastirec_warehouse::TableRestore>> {
         Ok(self.warehouse().await?.restore(name).await?)
+    }
+
+    /// `warehouse vacuum`: keeps the newest `keep` snapshots and deletes the data files that
+    /// neither they nor the current tables read.
+    pub async fn vacuum(
+        &self,
+        keep: usize,
+        dry_run: bool,
+    ) -> Result<elastirec_warehouse::VacuumReport> {
+        Ok(self.warehouse().await?.vacuum(keep, dry_run).await?)
+    }
+
+    /// `warehouse serve`: the tables over the PostgreSQL wire protocol, read-only, until the
+    /// stop flag is raised.
+    pub async fn serve_postgres(&self, host: &str, port: u16) -> Result<()> {
+        let stop = self.stop.clone();
+        Ok(self
+            .warehouse()
+            .await?
+            .serve_postgres(host, port, async move { stop.raised().await })
+            .await?)
     }
 
     /// `sql`: one read-only statement over the warehouse tables.

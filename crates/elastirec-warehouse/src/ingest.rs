@@ -5,10 +5,12 @@
 //! in one night and a rerun loads nothing. All new files go into `warehouse/events` in one Delta
 //! commit; then one commit appends their ledger rows.
 //!
-//! Crash safety: the events table is the truth. Every event row carries its `source_file`, so if
-//! the process dies between the two commits, the next run sees an events version newer than the
-//! ledger knows, finds which files that commit loaded, and writes their ledger rows instead of
-//! loading them again.
+//! Crash safety: each load is numbered, and its commits to `events`, `rejects` and `loads` carry
+//! that number as a Delta application transaction (`txn` action, app id [`INGEST_APP`]), so
+//! each table says which load it last received. If the process dies between the events commit
+//! and the ledger commit, the next run sees that `events` holds a load `loads` does not, finds
+//! the files that load took (every event row carries its `source_file`), and writes their
+//! ledger rows instead of loading them again. A commit that did not happen is simply redone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +19,9 @@ use deltalake::arrow::array::{
     ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
+use deltalake::datafusion::logical_expr::{Operator, binary_expr};
+use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
@@ -52,7 +57,7 @@ pub struct IngestReport {
     pub files_for_later_nights: u64,
     /// Files that an interrupted earlier run had loaded but not recorded; recorded now.
     pub files_recovered: u64,
-    /// Item rows loaded, when item files changed.
+    /// Item rows inserted or updated by the merge, when item files were new or changed.
     pub items_loaded: Option<u64>,
     /// Version of `warehouse/events` after the load.
     pub events_version: i64,
@@ -76,6 +81,9 @@ pub struct IngestOptions {
     /// Parse and validate everything, commit nothing.
     pub dry_run: bool,
 }
+
+/// The application id of ingest's Delta transactions (see the module documentation).
+pub const INGEST_APP: &str = "elastirec.ingest";
 
 /// How many rejects a report or message names.
 const REJECTS_SHOWN: usize = 5;
@@ -118,12 +126,13 @@ impl Warehouse {
         // Recover ledger rows lost by a crash between the events commit and the ledger commit.
         let events_table = self.table(Table::Events).await?;
         let events_version = events_table.version().unwrap_or(0) as i64;
-        let recorded = ledger.get("events").map(|(_, v)| *v).unwrap_or(0);
+        let events_load = self.last_load(&events_table).await?;
+        let ledger_load = self.last_load(&self.table(Table::Loads).await?).await?;
         let mut loaded: HashMap<String, LedgerEntry> = ledger
             .get("events")
             .map(|(m, _)| m.clone())
             .unwrap_or_default();
-        if events_version > recorded && !options.dry_run {
+        if events_load > ledger_load && !options.dry_run {
             let counts = self.rows_per_source_file().await?;
             let mut recovered = Vec::new();
             for (day, meta) in &candidates {
@@ -147,7 +156,7 @@ impl Warehouse {
                     .filter(|(_, m, _)| !already.contains(m.location.as_ref()))
                     .flat_map(|(_, _, p)| p.rejects.iter().cloned())
                     .collect();
-                self.append_rejects(&rejects, night).await?;
+                self.append_rejects(&rejects, night, events_load).await?;
                 let rows = parsed
                     .iter()
                     .map(|(day, meta, p)| {
@@ -156,9 +165,11 @@ impl Warehouse {
                             .with_rejected(p.rejects.len() as i64)
                     })
                     .collect();
-                self.append_ledger(rows, night).await?;
+                self.append_ledger(rows, night, events_load).await?;
             }
         }
+        // This load's number: one past the last any table received.
+        let load = events_load.max(ledger_load) + 1;
 
         let mut new_files = Vec::new();
         for (day, meta) in candidates {
@@ -223,14 +234,18 @@ impl Warehouse {
                     .write(batches)
                     .with_save_mode(SaveMode::Append)
                     .with_partition_columns(["event_date"])
-                    .with_commit_properties(CommitProperties::default().with_metadata(meta))
+                    .with_commit_properties(
+                        CommitProperties::default()
+                            .with_metadata(meta)
+                            .with_application_transaction(Transaction::new(INGEST_APP, load)),
+                    )
                     .await
                     .map_err(Error::delta("events"))?;
                 version = table.version().unwrap_or(0) as i64;
             }
             // A crash here leaves events committed and the ledger behind: see the module docs.
             failpoint::hit("ingest.after-events-commit");
-            self.append_rejects(&rejects, night).await?;
+            self.append_rejects(&rejects, night, load).await?;
             let ledger_rows = parsed
                 .iter()
                 .map(|(day, meta, p)| {
@@ -244,7 +259,7 @@ impl Warehouse {
                     .with_rejected(p.rejects.len() as i64)
                 })
                 .collect();
-            self.append_ledger(ledger_rows, night).await?;
+            self.append_ledger(ledger_rows, night, load).await?;
             report.events_version = version;
         }
         if options.dry_run {
@@ -252,7 +267,7 @@ impl Warehouse {
         }
 
         report.items_loaded = self
-            .ingest_items(night, ledger.get("items").map(|(m, _)| m))
+            .ingest_items(night, ledger.get("items").map(|(m, _)| m), load)
             .await?;
         report.unknown_items = self.unknown_items(night).await?;
         Ok(report)
@@ -355,7 +370,19 @@ impl Warehouse {
         Ok(out)
     }
 
-    async fn append_rejects(&self, rejects: &[Reject], night: Night) -> Result<()> {
+    /// The number of the last load whose commit `table` received (0 for none).
+    async fn last_load(&self, table: &deltalake::DeltaTable) -> Result<i64> {
+        let Ok(state) = table.snapshot() else {
+            return Ok(0); // a table without any commit yet
+        };
+        Ok(state
+            .transaction_version(table.log_store().as_ref(), INGEST_APP)
+            .await
+            .map_err(Error::delta(table.table_url().to_string()))?
+            .unwrap_or(0))
+    }
+
+    async fn append_rejects(&self, rejects: &[Reject], night: Night, load: i64) -> Result<()> {
         if rejects.is_empty() {
             return Ok(());
         }
@@ -363,6 +390,10 @@ impl Warehouse {
             .await?
             .write(vec![rejects_batch(rejects, night)?])
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
             .await
             .map_err(Error::delta("rejects"))?;
         Ok(())
@@ -424,7 +455,7 @@ impl Warehouse {
         Ok(out)
     }
 
-    async fn append_ledger(&self, rows: Vec<LedgerRow>, night: Night) -> Result<()> {
+    async fn append_ledger(&self, rows: Vec<LedgerRow>, night: Night, load: i64) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -433,16 +464,22 @@ impl Warehouse {
             .await?
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
             .await
             .map_err(Error::delta("loads"))?;
         Ok(())
     }
 
-    /// Reloads `warehouse/items` when any item file is new or changed; returns the rows loaded.
+    /// Merges the rows of new or changed item files into `warehouse/items` (insert new ids,
+    /// update changed titles or genres, keep the rest); returns the rows inserted or updated.
     async fn ingest_items(
         &self,
         night: Night,
         known: Option<&HashMap<String, LedgerEntry>>,
+        load: i64,
     ) -> Result<Option<u64>> {
         let lake = self.lake();
         let files: Vec<ObjectMeta> = lake
@@ -461,10 +498,11 @@ impl Warehouse {
         if files.iter().all(unchanged) {
             return Ok(None);
         }
-        // Later files override earlier ones for the same id (files are sorted by path).
+        // Only new or changed files are merged; later files override earlier ones for the same
+        // id (files are sorted by path). Items absent from them keep their rows.
         let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
         let mut per_file = Vec::new();
-        for meta in &files {
+        for meta in files.iter().filter(|m| !unchanged(m)) {
             let name = meta.location.to_string();
             let body = lake.get(&meta.location).await?;
             let parsed = parse_items(&name, &body)?;
@@ -487,21 +525,59 @@ impl Warehouse {
             ],
         )
         .map_err(|e| Error::Internal(format!("items batch: {e}")))?;
-        let table = self
+        let distinct = |column: &str| {
+            binary_expr(
+                col(format!("target.{column}")),
+                Operator::IsDistinctFrom,
+                col(format!("source.{column}")),
+            )
+        };
+        let source = SessionContext::new()
+            .read_batch(batch)
+            .map_err(Error::query("items to merge"))?;
+        let (table, metrics) = self
             .table(Table::Items)
             .await?
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Overwrite)
+            .merge(source, col("target.item_id").eq(col("source.item_id")))
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
+            .when_matched_update(|update| {
+                update
+                    .predicate(distinct("title").or(distinct("genres")))
+                    .update("title", col("source.title"))
+                    .update("genres", col("source.genres"))
+                    .update("source_file", col("source.source_file"))
+            })
+            .and_then(|m| {
+                m.when_not_matched_insert(|insert| {
+                    insert
+                        .set("item_id", col("source.item_id"))
+                        .set("title", col("source.title"))
+                        .set("genres", col("source.genres"))
+                        .set("source_file", col("source.source_file"))
+                })
+            })
+            .map_err(Error::delta("items"))?
             .await
             .map_err(Error::delta("items"))?;
+        tracing::info!(
+            inserted = metrics.num_target_rows_inserted,
+            updated = metrics.num_target_rows_updated,
+            "merged items"
+        );
         let version = table.version().unwrap_or(0) as i64;
         let rows = per_file
             .iter()
-            .filter(|(m, _)| !unchanged(m))
             .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version))
             .collect();
-        self.append_ledger(rows, night).await?;
-        Ok(Some(items.len() as u64))
+        self.append_ledger(rows, night, load).await?;
+        Ok(Some(
+            (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
+        ))
     }
 }
 
@@ -669,7 +745,13 @@ pub(crate) fn parse_events(
     };
     let user_col = find(&cfg.user_column, "user_column")?;
     let item_col = find(&cfg.item_column, "item_column")?;
-    let value_col = find(&cfg.value_column, "value_column")?;
+    // No value column (clickstreams): every event has the value 1, weighted by its type in
+    // `prepare`.
+    let value_col = if cfg.value_column.is_empty() {
+        None
+    } else {
+        Some(find(&cfg.value_column, "value_column")?)
+    };
     let time_col = find(&cfg.timestamp_column, "timestamp_column")?;
     let type_col = match &cfg.event_type_column {
         Some(c) => Some(find(c, "event_type_column")?),
@@ -746,14 +828,19 @@ pub(crate) fn parse_events(
             };
             let user = id(user_col, &cfg.user_column)?;
             let item = id(item_col, &cfg.item_column)?;
-            let raw_value = text(value_col, &cfg.value_column)?;
-            let value: f32 = raw_value
-                .parse()
-                .ok()
-                .filter(|v: &f32| v.is_finite())
-                .ok_or_else(|| {
-                    reject(&cfg.value_column, format!("'{raw_value}' is not a number"))
-                })?;
+            let value: f32 = match value_col {
+                Some(col) => {
+                    let raw_value = text(col, &cfg.value_column)?;
+                    raw_value
+                        .parse()
+                        .ok()
+                        .filter(|v: &f32| v.is_finite())
+                        .ok_or_else(|| {
+                            reject(&cfg.value_column, format!("'{raw_value}' is not a number"))
+                        })?
+                }
+                None => 1.0,
+            };
             let below = cfg.value_min.is_some_and(|m| value < m);
             let above = cfg.value_max.is_some_and(|m| value > m);
             if below || above {

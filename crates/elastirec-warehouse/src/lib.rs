@@ -15,15 +15,20 @@
 
 mod access;
 mod ingest;
+mod pgwire;
 mod prepare;
 mod query;
 mod snapshot;
+pub mod sql;
 mod tables;
 
 pub use access::{OutputFormat, format_batches};
-pub use ingest::{IngestOptions, IngestReport, Reject, UnknownItems};
+pub use ingest::{INGEST_APP, IngestOptions, IngestReport, Reject, UnknownItems};
+pub use pgwire::REFRESH as PG_REFRESH;
+pub use prepare::PrepareOptions;
 pub use query::EventPairs;
-pub use snapshot::TableRestore;
+pub use snapshot::{TableRestore, TableVacuum, VacuumReport};
+pub use sql::PrepareSql;
 pub use tables::Warehouse;
 
 use elastirec_core::ErrorKind;
@@ -76,6 +81,25 @@ pub enum Error {
         #[source]
         source: deltalake::datafusion::error::DataFusionError,
     },
+    /// A query file of `prepare` (`[prepare] sql_dir`) cannot be read, has an unknown
+    /// parameter, or fails to run or to produce the expected columns.
+    #[error("{file}: {reason}")]
+    BadSql { file: String, reason: String },
+    /// The night's training export exists and replacing it was not asked for.
+    #[error(
+        "the training export of {night} already exists ({path}, written {created_at}); pass          --overwrite to replace it"
+    )]
+    ExportExists {
+        night: String,
+        path: String,
+        created_at: String,
+    },
+    /// The PostgreSQL endpoint cannot listen on its address.
+    #[error(
+        "cannot serve on {address}: {reason} (choose another with --port; PostgreSQL itself \
+         usually has 5432)"
+    )]
+    Serve { address: String, reason: String },
     /// Writing Parquet failed.
     #[error("parquet {path}: {source}")]
     Parquet {
@@ -98,7 +122,10 @@ impl Error {
             Error::BadRow { .. }
             | Error::BadFile { .. }
             | Error::TooManyRejects { .. }
-            | Error::BadQuery { .. } => ErrorKind::InvalidInput,
+            | Error::BadQuery { .. }
+            | Error::BadSql { .. }
+            | Error::ExportExists { .. }
+            | Error::Serve { .. } => ErrorKind::InvalidInput,
             Error::Delta { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { source } => {
                     ErrorKind::of_store_error(source)

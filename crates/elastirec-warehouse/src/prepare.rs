@@ -7,6 +7,10 @@
 //! item a user has already seen, whatever the window. The item dimension (id, title, genres) is
 //! unloaded beside them as `items-*.parquet`, so serving can show titles without the warehouse.
 //!
+//! The three queries are SQL files users can read and override (see [`crate::sql`]); the
+//! manifest records a hash of their rendered text. An existing export is replaced only when
+//! asked ([`PrepareOptions::overwrite`]).
+//!
 //! Each output partition of the query plan is written by its own task to its own Parquet file.
 //! The folder is emptied first and `_manifest.json` is written last: a reader that finds the
 //! manifest finds every file it lists, complete.
@@ -15,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::parquet::arrow::AsyncArrowWriter;
@@ -31,13 +36,57 @@ use elastirec_core::manifest::{self, ColumnSpec, ExportManifest, FileEntry};
 use elastirec_core::{Lake, Night};
 
 use crate::query::first_count;
+use crate::sql::{PrepareSql, SqlFile};
 use crate::tables::Warehouse;
 use crate::{Error, Result};
 
+/// How `prepare` runs: which SQL, and whether an existing export may be replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// The queries (built-in, or overridden by `[prepare] sql_dir`).
+    pub sql: PrepareSql,
+    /// Replace the night's export when it already exists (otherwise that is an error).
+    pub overwrite: bool,
+}
+
+impl PrepareOptions {
+    /// The built-in queries, replacing an existing export.
+    pub fn overwriting() -> Self {
+        PrepareOptions {
+            sql: PrepareSql::builtin(),
+            overwrite: true,
+        }
+    }
+}
+
 impl Warehouse {
-    /// Writes the training export of `night` and returns its manifest.
+    /// Writes the training export of `night` with the built-in SQL, replacing an existing one.
     pub async fn prepare(&self, night: Night, params: &PrepareConfig) -> Result<ExportManifest> {
+        self.prepare_with(night, params, &PrepareOptions::overwriting())
+            .await
+    }
+
+    /// Writes the training export of `night` and returns its manifest.
+    pub async fn prepare_with(
+        &self,
+        night: Night,
+        params: &PrepareConfig,
+        options: &PrepareOptions,
+    ) -> Result<ExportManifest> {
         let lake = self.lake();
+        let manifest_path = layout::training_export_manifest(night);
+        if !options.overwrite
+            && let Some(existing) = lake
+                .get_json::<ExportManifest>(&manifest_path, "training export manifest")
+                .await?
+        {
+            return Err(Error::ExportExists {
+                night: night.to_string(),
+                path: lake.display_path(&manifest_path),
+                created_at: existing.created_at.to_rfc3339(),
+            });
+        }
+        let sql = options.sql.render(night, params)?;
         let events = self.table(Table::Events).await?;
         let items = self.table(Table::Items).await?;
         let mut table_versions = BTreeMap::new();
@@ -52,76 +101,50 @@ impl Warehouse {
         let ctx = self
             .session_over([(Table::Events, events), (Table::Items, items)])
             .await?;
-
-        let window_start = night.minus_days(u64::from(params.window_days) - 1);
-        let value_filter = params
-            .min_value
-            .map(|v| format!(" AND value >= {v}"))
-            .unwrap_or_default();
-        let aggregate = params.aggregate.sql();
-        // Exact duplicates (the same event delivered in two files) count once: the table keeps
-        // every loaded row with its source file, training sees each distinct event.
-        let window_events = format!(
-            "SELECT DISTINCT user_id, item_id, value, event_time, event_type FROM events \
-             WHERE event_date >= DATE '{window_start}' AND event_date <= DATE '{night}'{value_filter}"
-        );
-        let mut filters = Vec::new();
-        for (column, min) in [
-            ("user_id", params.min_user_events),
-            ("item_id", params.min_item_events),
-        ] {
-            if min > 1 {
-                filters.push(format!(
-                    "{column} IN (SELECT {column} FROM ({window_events}) AS w \
-                     GROUP BY {column} HAVING COUNT(*) >= {min})"
-                ));
-            }
-        }
-        let having = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", filters.join(" AND "))
-        };
-        let training_sql = format!(
-            "SELECT user_id, item_id, {aggregate} AS value, COUNT(*) AS events FROM (\
-             {window_events}) AS events{having} GROUP BY user_id, item_id"
-        );
-        let seen_sql = format!(
-            "SELECT user_id, item_id FROM events WHERE event_date <= DATE '{night}' \
-             EXCEPT SELECT user_id, item_id FROM ({training_sql}) AS training"
-        );
+        // `seen.sql` and the counts read the training query as the view `training`.
+        let training_view = ctx
+            .sql(&sql.training)
+            .await
+            .map_err(sql_error(&options.sql.training))?
+            .into_view();
+        ctx.register_table("training", training_view)
+            .map_err(Error::query("register the training view"))?;
 
         // Discard any earlier attempt, manifest first, so no reader trusts half of a redo.
-        lake.clear_output(
-            &layout::training_export_manifest(night),
-            &layout::training_export_dir(night),
-        )
-        .await?;
+        lake.clear_output(&manifest_path, &layout::training_export_dir(night))
+            .await?;
 
         let files = unload(
             &ctx,
             lake,
-            &training_sql,
+            &sql.training,
+            &options.sql.training,
             manifest::training_schema(),
             |i| layout::training_export_part(night, i),
         )
         .await?;
-        let seen_files = unload(&ctx, lake, &seen_sql, manifest::seen_schema(), |i| {
-            layout::training_export_seen_part(night, i)
-        })
+        let seen_files = unload(
+            &ctx,
+            lake,
+            &sql.seen,
+            &options.sql.seen,
+            manifest::seen_schema(),
+            |i| layout::training_export_seen_part(night, i),
+        )
         .await?;
-        // `ingest` rewrites warehouse/items whole, one row per item id.
-        let items_sql = "SELECT item_id, title, genres FROM items";
-        let item_files = unload(&ctx, lake, items_sql, manifest::items_schema(), |i| {
-            layout::training_export_items_part(night, i)
-        })
+        let item_files = unload(
+            &ctx,
+            lake,
+            &sql.items,
+            &options.sql.items,
+            manifest::items_schema(),
+            |i| layout::training_export_items_part(night, i),
+        )
         .await?;
 
-        let counts_sql = format!(
-            "SELECT COUNT(DISTINCT user_id) AS users, COUNT(DISTINCT item_id) AS items \
-             FROM ({training_sql}) AS training"
-        );
-        let counts = collect(&ctx, &counts_sql).await?;
+        let counts_sql = "SELECT COUNT(DISTINCT user_id) AS users, \
+                          COUNT(DISTINCT item_id) AS items FROM training";
+        let counts = collect(&ctx, counts_sql).await?;
         let first = |name: &str| first_count(&counts, name);
         let manifest = ExportManifest {
             night,
@@ -136,15 +159,32 @@ impl Warehouse {
             users: first("users")?,
             items: first("items")?,
             table_versions,
-            window_start,
+            window_start: night.minus_days(u64::from(params.window_days.max(1)) - 1),
             window_end: night,
             params: serde_json::to_value(params)
                 .map_err(|e| Error::Internal(format!("prepare params: {e}")))?,
+            sql_hash: Some(sql.hash),
         };
         elastirec_core::failpoint::hit("prepare.after-parts");
-        lake.put_json(&layout::training_export_manifest(night), &manifest)
-            .await?;
+        lake.put_json(&manifest_path, &manifest).await?;
         Ok(manifest)
+    }
+}
+
+/// A failing query is the user's fault when their file replaced the built-in one.
+fn sql_error(file: &SqlFile) -> impl FnOnce(DataFusionError) -> Error + '_ {
+    move |source| {
+        if file.is_override() {
+            Error::BadSql {
+                file: file.origin.clone(),
+                reason: source.to_string(),
+            }
+        } else {
+            Error::Query {
+                context: file.name.to_string(),
+                source,
+            }
+        }
     }
 }
 
@@ -162,19 +202,36 @@ async fn unload(
     ctx: &SessionContext,
     lake: &Lake,
     sql: &str,
+    file: &SqlFile,
     schema: deltalake::arrow::datatypes::SchemaRef,
     path_of: impl Fn(usize) -> Path,
 ) -> Result<Vec<FileEntry>> {
-    let df = ctx.sql(sql).await.map_err(Error::query(sql))?;
+    let df = ctx.sql(sql).await.map_err(sql_error(file))?;
     let streams = df
         .execute_stream_partitioned()
         .await
-        .map_err(Error::query(sql))?;
+        .map_err(sql_error(file))?;
     let tasks = streams.into_iter().enumerate().map(|(i, stream)| {
         let path = path_of(i);
         let schema = schema.clone();
         let lake = lake.clone();
-        tokio::spawn(async move { write_partition(&lake, stream, schema, path).await })
+        let origin = file.origin.clone();
+        let is_override = file.is_override();
+        tokio::spawn(async move {
+            write_partition(&lake, stream, schema, path)
+                .await
+                .map_err(|e| match e {
+                    // The user's query produced the wrong columns or types.
+                    Error::Internal(reason)
+                    | Error::Query {
+                        context: reason, ..
+                    } if is_override => Error::BadSql {
+                        file: origin,
+                        reason,
+                    },
+                    e => e,
+                })
+        })
     });
     let mut files = Vec::new();
     for task in futures::future::join_all(tasks).await {

@@ -6,6 +6,11 @@
 //! Restoring a snapshot commits, on each table that moved since, a Delta restore to the recorded
 //! version: history is kept (the restore is itself a new version), and the tables read exactly
 //! as they did when the snapshot was taken.
+//!
+//! `vacuum --keep N` keeps the newest N snapshots and the current state: it deletes the other
+//! snapshot records first (so nothing restores a snapshot whose files are going), then, per
+//! table, every data file that neither the current version nor a kept snapshot's version reads
+//! (a Delta vacuum with those versions kept and no time-based retention).
 
 use chrono::Utc;
 
@@ -14,6 +19,28 @@ use elastirec_core::manifest::SnapshotRecord;
 use elastirec_core::{Night, Result as CoreResult};
 
 use crate::{Error, Result, Warehouse};
+
+/// What `vacuum` did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VacuumReport {
+    /// Snapshot records kept, oldest first.
+    pub snapshots_kept: Vec<String>,
+    /// Snapshot records deleted, oldest first.
+    pub snapshots_dropped: Vec<String>,
+    /// Per table: the versions whose files were kept, and the files deleted.
+    pub tables: Vec<TableVacuum>,
+    pub dry_run: bool,
+}
+
+/// `vacuum` on one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableVacuum {
+    pub table: &'static str,
+    /// The current version and every kept snapshot's version of this table.
+    pub kept_versions: Vec<i64>,
+    /// Data files deleted (or, in a dry run, that would be).
+    pub files_deleted: usize,
+}
 
 /// What a restore did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +148,57 @@ impl Warehouse {
             });
         }
         Ok(out)
+    }
+}
+
+impl Warehouse {
+    /// Keeps the newest `keep` snapshots (by time taken) and deletes every data file that
+    /// neither they nor the current tables read; see the module documentation.
+    pub async fn vacuum(&self, keep: usize, dry_run: bool) -> Result<VacuumReport> {
+        let mut all = self.snapshots().await?;
+        all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        let split = all.len().saturating_sub(keep);
+        let (dropped, kept) = all.split_at(split);
+        let mut report = VacuumReport {
+            snapshots_kept: kept.iter().map(|s| s.name.clone()).collect(),
+            snapshots_dropped: dropped.iter().map(|s| s.name.clone()).collect(),
+            tables: Vec::new(),
+            dry_run,
+        };
+        if !dry_run {
+            for s in dropped {
+                self.lake().delete(&layout::snapshot(&s.name)).await?;
+            }
+        }
+        for table in Table::ALL {
+            let t = self.table(table).await?;
+            let Some(current) = t.version() else {
+                continue; // never committed: nothing to vacuum
+            };
+            let mut versions: Vec<i64> = kept
+                .iter()
+                .filter_map(|s| s.table_versions.get(table.name()).copied())
+                .filter(|v| *v >= 0 && *v <= current as i64)
+                .collect();
+            versions.push(current as i64);
+            versions.sort_unstable();
+            versions.dedup();
+            let keep_versions: Vec<_> = versions.iter().map(|v| *v as _).collect();
+            let (_, metrics) = t
+                .vacuum()
+                .with_keep_versions(&keep_versions)
+                .with_retention_period(chrono::Duration::zero())
+                .with_enforce_retention_duration(false)
+                .with_dry_run(dry_run)
+                .await
+                .map_err(Error::delta(table.name()))?;
+            report.tables.push(TableVacuum {
+                table: table.name(),
+                kept_versions: versions,
+                files_deleted: metrics.files_deleted.len(),
+            });
+        }
+        Ok(report)
     }
 }
 

@@ -59,7 +59,16 @@ pub enum Command {
     Ingest(IngestArgs),
 
     /// Write night DATE's training export (window of history, one row per user-item pair)
-    Prepare(DateArg),
+    ///
+    /// The export is made by SQL files users can read and override ([prepare] sql_dir; see
+    /// `elastirec sql-files`). An existing export of the night is kept unless --overwrite.
+    Prepare(PrepareArgs),
+
+    /// Write the built-in SQL of `prepare` into a folder to read or override it
+    ///
+    /// Edit the files, then set [prepare] sql_dir to that folder: each file there replaces the
+    /// built-in query of the same name. `${name}` parameters are filled in per night.
+    SqlFiles(SqlFilesArgs),
 
     /// Train night DATE's model from its training export
     Train(TrainArgs),
@@ -156,6 +165,31 @@ pub struct SimulateArgs {
     /// Seed: the same seed always gives the same files
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The night, a UTC calendar day
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Night,
+    /// Replace the night's export if it exists (it is rewritten whole; readers never see a
+    /// half-written one)
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlFilesArgs {
+    /// Folder to write training.sql, seen.sql and items.sql into (created if missing); without
+    /// it, the queries in effect (built-in or from [prepare] sql_dir) are printed
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
+    /// Replace files that already exist in DIR
+    #[arg(long, requires = "write")]
+    pub overwrite: bool,
+    /// Print the queries of night DATE with their parameters filled in
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "write")]
+    pub date: Option<Night>,
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +368,35 @@ pub enum WarehouseCommand {
     Snapshots,
     /// Bring every table back to snapshot NAME (a Delta restore: history is kept)
     Restore(RestoreArgs),
+    /// Keep the newest N snapshots and delete data files that neither they nor the current
+    /// tables read (older snapshot records are deleted first; they can no longer be restored)
+    Vacuum(VacuumArgs),
+    /// Serve the tables (events, items, loads, rejects) read-only over the PostgreSQL wire
+    /// protocol, for psql and BI tools: `psql -h 127.0.0.1 -p 5433 -c 'SELECT ...'`
+    ///
+    /// Stops on SIGTERM or Ctrl-C. Statements that would write are refused. Tables are
+    /// reloaded within seconds when a nightly run commits to them.
+    Serve(PgServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Snapshots to keep, newest first (by the time they were taken)
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// Say what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PgServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (PostgreSQL itself usually has 5432)
+    #[arg(long, default_value_t = 5433)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]

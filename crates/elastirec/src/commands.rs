@@ -14,7 +14,8 @@ use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention};
 use elastirec_sources::{movielens, simulate};
 
 use crate::cli::{
-    Cli, Command, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFormat, WarehouseCommand,
+    Cli, Command, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFilesArgs, SqlFormat,
+    WarehouseCommand,
 };
 use crate::progress::NightProgress;
 
@@ -226,7 +227,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Prepare(args) => {
             let p = pipeline(finish_config(config)?).await?;
             let m = leased(&p, &format!("prepare {}", args.date), || async {
-                Ok(p.prepare(args.date).await?)
+                Ok(p.prepare(args.date, args.overwrite).await?)
             })
             .await?;
             println!(
@@ -481,6 +482,44 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                         );
                     }
                 }
+                WarehouseCommand::Vacuum(args) => {
+                    let r = leased(&p, &format!("vacuum keep {}", args.keep), || async {
+                        Ok(p.vacuum(args.keep, args.dry_run).await?)
+                    })
+                    .await?;
+                    let verb = if r.dry_run { "would delete" } else { "deleted" };
+                    println!(
+                        "snapshots kept: {}",
+                        if r.snapshots_kept.is_empty() {
+                            "none".to_string()
+                        } else {
+                            r.snapshots_kept.join(", ")
+                        }
+                    );
+                    if !r.snapshots_dropped.is_empty() {
+                        println!(
+                            "snapshot records {verb}: {}",
+                            r.snapshots_dropped.join(", ")
+                        );
+                    }
+                    for t in &r.tables {
+                        let versions: Vec<String> =
+                            t.kept_versions.iter().map(|v| v.to_string()).collect();
+                        println!(
+                            "{}: {verb} {} data files (kept the files of versions {})",
+                            t.table,
+                            t.files_deleted,
+                            versions.join(", ")
+                        );
+                    }
+                }
+                WarehouseCommand::Serve(args) => {
+                    eprintln!(
+                        "serving the warehouse read-only on postgresql://{}:{}/ (psql -h {} -p                          {}); Ctrl-C stops",
+                        args.host, args.port, args.host, args.port
+                    );
+                    p.serve_postgres(&args.host, args.port).await?;
+                }
                 WarehouseCommand::Restore(args) => {
                     let done = leased(&p, &format!("restore {}", args.name), || async {
                         Ok(p.restore(&args.name).await?)
@@ -496,6 +535,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::SqlFiles(args) => sql_files(&finish_config(config)?, args)?,
         Command::Sql(args) => {
             let p = pipeline(finish_config(config)?).await?;
             sql(&p, args).await?;
@@ -1103,6 +1143,54 @@ async fn show(lake: &Lake, args: &crate::cli::ShowArgs) -> Result<()> {
             "  {rank:>3}. {item:>8}  {:<50} {score:>9.4}{because}",
             title(*item)
         );
+    }
+    Ok(())
+}
+
+/// `sql-files`: writes the built-in queries of `prepare`, or prints those in effect.
+fn sql_files(config: &Config, args: &SqlFilesArgs) -> Result<()> {
+    use elastirec_flow::prepare_sql::{self, PrepareSql};
+    if let Some(dir) = &args.write {
+        for path in prepare_sql::write_builtin(dir, args.overwrite)? {
+            println!("wrote {}", path.display());
+        }
+        println!(
+            "edit them, then set [prepare] sql_dir = \"{}\" in the config",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let sql = match &config.prepare.sql_dir {
+        Some(dir) => PrepareSql::with_overrides(dir)?,
+        None => PrepareSql::builtin(),
+    };
+    match args.date {
+        Some(night) => {
+            let r = sql.render(night, &config.prepare)?;
+            for (file, text) in [
+                (&sql.training, &r.training),
+                (&sql.seen, &r.seen),
+                (&sql.items, &r.items),
+            ] {
+                println!(
+                    "-- {} ({}), night {night}\n{}\n",
+                    file.name,
+                    file.origin,
+                    text.trim_end()
+                );
+            }
+            println!("-- sql hash {}", r.hash);
+        }
+        None => {
+            for file in [&sql.training, &sql.seen, &sql.items] {
+                println!(
+                    "-- {} ({})\n{}\n",
+                    file.name,
+                    file.origin,
+                    file.text.trim_end()
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -153,6 +153,7 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
         window_start: n.minus_days(30),
         window_end: n,
         params: serde_json::json!({}),
+        sql_hash: None,
     };
     lake.put_json(&layout::training_export_manifest(n), &export)
         .await

@@ -362,3 +362,120 @@ async fn a_changed_file_is_reported_then_reloaded_on_request() {
         .unwrap_err();
     assert!(e.to_string().contains("no such event file"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_files_are_merged_by_id_not_replaced() {
+    let (_dir, lake) = lake().await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    let ingest = || async {
+        wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+            .await
+            .unwrap()
+    };
+    lake.put(
+        &layout::raw_items_root().join("movies.csv"),
+        b"movieId,title,genres\n1,Heat (1995),Action\n2,Up (2009),Animation\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ingest().await.items_loaded, Some(2));
+    let version = |wh: &Warehouse| {
+        let wh = wh.clone();
+        async move { wh.versions().await.unwrap()["items"] }
+    };
+    let v1 = version(&wh).await;
+    // Unchanged files: nothing to merge, no commit.
+    assert_eq!(ingest().await.items_loaded, None);
+    assert_eq!(version(&wh).await, v1);
+
+    // A later file renames item 2 and adds item 3; item 1 appears in no new file and stays.
+    lake.put(
+        &layout::raw_items_root().join("movies-2.csv"),
+        b"movieId,title,genres\n2,Up (2009),Adventure|Animation\n3,Ran (1985),Drama\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ingest().await.items_loaded,
+        Some(2),
+        "one updated, one inserted"
+    );
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM items").await, 3);
+    assert_eq!(
+        scalar(
+            &wh,
+            "SELECT COUNT(*) FROM items WHERE item_id = 2 AND genres = 'Adventure|Animation' \
+             AND source_file = 'raw/items/movies-2.csv'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &wh,
+            "SELECT COUNT(*) FROM items WHERE item_id = 1 AND title = 'Heat (1995)'"
+        )
+        .await,
+        1
+    );
+    // The same rows again under a new name: matched, identical, nothing updated.
+    lake.put(
+        &layout::raw_items_root().join("movies-3.csv"),
+        b"movieId,title,genres\n3,Ran (1985),Drama\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ingest().await.items_loaded, Some(0));
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM items").await, 3);
+    assert_eq!(
+        scalar(&wh, "SELECT COUNT(*) FROM loads WHERE target = 'items'").await,
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_load_tags_its_commits_with_one_application_transaction() {
+    let (dir, lake) = lake().await;
+    let cfg = EventsConfig::default();
+    let wh = Warehouse::open(&lake).await.unwrap();
+    for (day, n) in [("2024-01-01", 1), ("2024-01-02", 2)] {
+        raw_file(&lake, day, "a.csv", &[(1, 10, 5.0, 10)]).await;
+        wh.ingest(day.parse().unwrap(), &cfg, IngestOptions::default())
+            .await
+            .unwrap();
+        // The newest commit of events and of loads both carry load number n.
+        for table in ["events", "loads"] {
+            let log = dir
+                .path()
+                .join(format!("lake/warehouse/{table}/_delta_log"));
+            let mut commits: Vec<_> = std::fs::read_dir(&log)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            commits.sort();
+            let last = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+            let txn: serde_json::Value = last
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find_map(|a| a.get("txn").cloned())
+                .unwrap_or_else(|| panic!("{table}: no txn action in {last}"));
+            assert_eq!(txn["appId"], elastirec_warehouse::INGEST_APP, "{table}");
+            assert_eq!(txn["version"], n, "{table}");
+        }
+    }
+    // A commit by someone else (a delete) is not mistaken for an unrecorded load.
+    wh.forget_file("raw/events/2024/01/01/a.csv").await.unwrap();
+    let r = wh
+        .ingest(
+            "2024-01-02".parse().unwrap(),
+            &cfg,
+            IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.files_recovered, 0);
+    assert_eq!(r.files_loaded, 1, "the forgotten file loads again");
+    assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 2);
+}

@@ -96,6 +96,226 @@ fn snapshots_restore_exact_row_counts_and_sql_reads_the_tables() {
     let out = shell.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n1\nn\n9000\n");
+
+    // Vacuum keeps what the newest snapshots read. Snapshots now: 01, 02, 03 (03 retaken by the
+    // rerun); the restore to 02 left day 3's first files unreferenced.
+    let loads_after = count("loads");
+    let dry = run_ok(&lake, &["warehouse", "vacuum", "--keep", "2", "--dry-run"]);
+    assert!(dry.contains("would delete"), "{dry}");
+    assert_eq!(count("events"), 9000);
+    let out = run_ok(&lake, &["warehouse", "vacuum", "--keep", "2"]);
+    assert!(
+        out.contains("snapshot records deleted: 2024-01-01"),
+        "{out}"
+    );
+    let deleted_events: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("events: deleted "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no events line: {out}"));
+    assert!(deleted_events >= 1, "{out}");
+    let snapshots = run_ok(&lake, &["warehouse", "snapshots"]);
+    assert!(!snapshots.contains("2024-01-01"), "{snapshots}");
+    // A kept snapshot still restores exactly; a dropped one is gone.
+    run_ok(&lake, &["warehouse", "restore", "2024-01-02"]);
+    assert_eq!(count("events"), 6000);
+    let out = elastirec(&lake, &["warehouse", "restore", "2024-01-01"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    run_ok(&lake, &["warehouse", "restore", "2024-01-03"]);
+    assert_eq!(count("events"), 9000);
+    assert_eq!(count("loads"), loads_after);
+}
+
+/// The training export is kept unless --overwrite, and its SQL can be replaced by files.
+#[test]
+fn prepare_keeps_an_export_unless_overwrite_and_reads_sql_files() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = base_lake(root.path());
+    let manifest = |lake: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(lake.join("exports/training/2024/01/02/_manifest.json"))
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let before = manifest(&lake);
+    let out = elastirec(&lake, &["prepare", "--date", "2024-01-02"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--overwrite"), "{stderr}");
+    assert_eq!(manifest(&lake)["created_at"], before["created_at"]);
+    run_ok(&lake, &["prepare", "--date", "2024-01-02", "--overwrite"]);
+    let again = manifest(&lake);
+    assert_ne!(again["created_at"], before["created_at"]);
+    assert_eq!(again["rows"], before["rows"]);
+    assert_eq!(again["sql_hash"], before["sql_hash"]);
+
+    // The user's own training.sql: only ratings of 4 and more train.
+    let sql = root.path().join("sql");
+    let out = run_ok(&lake, &["sql-files", "--write", sql.to_str().unwrap()]);
+    assert!(out.contains("training.sql"), "{out}");
+    let training = std::fs::read_to_string(sql.join("training.sql")).unwrap();
+    std::fs::write(
+        sql.join("training.sql"),
+        training.replace("AND value >= ${min_value}", "AND value >= 4"),
+    )
+    .unwrap();
+    let config = root.path().join("elastirec.toml");
+    std::fs::write(&config, "[prepare]\nsql_dir = \"sql\"\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let printed = run_ok(
+        &lake,
+        &["--config", cfg, "sql-files", "--date", "2024-01-02"],
+    );
+    assert!(printed.contains("AND value >= 4"), "{printed}");
+    run_ok(
+        &lake,
+        &[
+            "--config",
+            cfg,
+            "prepare",
+            "--date",
+            "2024-01-02",
+            "--overwrite",
+        ],
+    );
+    let custom = manifest(&lake);
+    assert_ne!(custom["sql_hash"], before["sql_hash"]);
+    assert!(
+        custom["rows"].as_u64().unwrap() < before["rows"].as_u64().unwrap(),
+        "{custom} vs {before}"
+    );
+    let low = sql_json(
+        &lake,
+        "SELECT COUNT(*) AS n FROM events WHERE value < 4 AND event_date <= DATE '2024-01-02'",
+    )[0]["n"]
+        .as_u64()
+        .unwrap();
+    assert!(low > 0);
+    // A mistake in the user's file names the file and is the user's fault (exit 2).
+    std::fs::write(sql.join("seen.sql"), "SELECT user_id FROM ${nights}\n").unwrap();
+    let out = elastirec(
+        &lake,
+        &[
+            "--config",
+            cfg,
+            "prepare",
+            "--date",
+            "2024-01-02",
+            "--overwrite",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("seen.sql:1") && stderr.contains("${nights}"),
+        "{stderr}"
+    );
+}
+
+/// `warehouse serve`: the real psql client reads the tables; writes are refused.
+#[test]
+fn psql_reads_the_warehouse_over_the_postgres_protocol() {
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("psql is not installed: apt-get install postgresql-client");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let lake = base_lake(root.path());
+    let port = free_port();
+    let mut server = elastirec(&lake, &["warehouse", "serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let psql = |query: &str| {
+        std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
+            .args([
+                "-d",
+                "elastirec",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+            ])
+            .arg(query)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .unwrap()
+    };
+    // Wait for the server to listen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut first = psql("SELECT COUNT(*) FROM events");
+    while !first.status.success() && std::time::Instant::now() < deadline {
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        first = psql("SELECT COUNT(*) FROM events");
+    }
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(text(&first), "6000");
+    let elastirec_count = sql_json(&lake, "SELECT COUNT(*) AS n FROM loads")[0]["n"].clone();
+    let loads = psql("SELECT COUNT(*) FROM loads");
+    assert_eq!(text(&loads), elastirec_count.to_string());
+    let days =
+        psql("SELECT CAST(event_date AS VARCHAR), COUNT(*) FROM events GROUP BY 1 ORDER BY 1");
+    assert_eq!(text(&days), "2024-01-01|3000\n2024-01-02|3000");
+    let titles = psql("SELECT title FROM items WHERE item_id = 1");
+    assert!(titles.status.success());
+
+    for write in [
+        "INSERT INTO events SELECT * FROM events",
+        "DELETE FROM events",
+        "CREATE TABLE x AS SELECT 1",
+        "DROP TABLE events",
+    ] {
+        let out = psql(write);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{write} was accepted");
+        assert!(stderr.contains("read-only"), "{write}: {stderr}");
+    }
+    assert_eq!(text(&psql("SELECT COUNT(*) FROM events")), "6000");
+
+    // A nightly run commits; the server sees the new version within seconds.
+    run_ok(&lake, &["run", "--date", NIGHT_3]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let n = text(&psql("SELECT COUNT(*) FROM events"));
+        if n == "9000" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {n} after the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
