@@ -4,13 +4,14 @@
 //! `events`, `items`, `loads` and `rejects` with DataFusion SQL (`datafusion-postgres`), with a
 //! `pg_catalog` so that tools can list tables. Every statement is planned first and refused if
 //! it would write (INSERT, UPDATE, DELETE, COPY, CREATE, DROP, ...): the tables change only
-//! through elastirec's own commands. The server reloads a table when a nightly run commits to
-//! it, so queries see the newest version within [`REFRESH`].
+//! through elastirec's own commands. Before a statement runs, the server re-reads the tables'
+//! versions (at most once per [`REFRESH`]) and swaps in any table a nightly run committed to.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -34,8 +35,8 @@ use elastirec_core::layout::Table;
 use crate::tables::Warehouse;
 use crate::{Error, Result};
 
-/// How often the server looks for new table versions.
-pub const REFRESH: Duration = Duration::from_secs(5);
+/// How often, at most, the server looks for new table versions.
+pub const REFRESH: Duration = Duration::from_secs(2);
 
 /// SQLSTATE `read_only_sql_transaction`.
 const READ_ONLY: &str = "25006";
@@ -66,60 +67,86 @@ impl Warehouse {
             .with_port(port);
         // The read-only check first, then datafusion-postgres's own hooks (cursors, SET/SHOW,
         // transactions), which `serve` would install.
+        let read_only = ReadOnly {
+            warehouse: self.clone(),
+            seen: Mutex::new(Freshness::default()),
+        };
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(ReadOnly),
+            Arc::new(read_only),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];
         let server = datafusion_postgres::serve_with_hooks(Arc::clone(&ctx), &options, hooks);
-        let refresh = self.keep_fresh(Arc::clone(&ctx));
         tokio::select! {
             served = server => served.map_err(|e| Error::Serve {
                 address: format!("{host}:{port}"),
                 reason: e.to_string(),
             }),
-            () = refresh => Ok(()),
             () = stop => Ok(()),
         }
     }
 
-    /// Re-registers each table whose version moved, forever.
-    async fn keep_fresh(&self, ctx: Arc<SessionContext>) {
-        let mut seen: BTreeMap<&'static str, Option<i64>> = BTreeMap::new();
-        loop {
-            for table in Table::ALL {
-                let Ok(handle) = self.table(table).await else {
-                    continue; // a transient store error: try again next round
-                };
-                let version = handle.version().map(|v| v as i64);
-                let before = seen.insert(table.name(), version);
-                if before.is_none() || before == Some(version) {
-                    continue; // first look (registered at start), or unchanged
-                }
-                let registered = async {
-                    handle.update_datafusion_session(&ctx.state()).ok()?;
-                    let provider = handle.table_provider().await.ok()?;
-                    ctx.register_table(table.name(), provider).ok()
-                };
-                if registered.await.is_some() {
-                    tracing::info!(
-                        table = table.name(),
-                        ?version,
-                        "serving a new table version"
-                    );
-                }
+    /// Re-registers in `ctx` each table whose version moved since `seen` recorded it.
+    async fn refresh(&self, ctx: &SessionContext, seen: &Mutex<Freshness>) {
+        {
+            let Ok(state) = seen.lock() else { return };
+            if state.checked.is_some_and(|t| t.elapsed() < REFRESH) {
+                return;
             }
-            tokio::time::sleep(REFRESH).await;
+        }
+        let mut versions = BTreeMap::new();
+        for table in Table::ALL {
+            let Ok(handle) = self.table(table).await else {
+                continue; // a transient store error: the registered version stays
+            };
+            let version = handle.version().map(|v| v as i64);
+            let known = seen
+                .lock()
+                .ok()
+                .and_then(|s| s.versions.get(table.name()).copied());
+            versions.insert(table.name(), version);
+            if known == Some(version) {
+                continue;
+            }
+            let registered = async {
+                handle.update_datafusion_session(&ctx.state()).ok()?;
+                let provider = handle.table_provider().await.ok()?;
+                // Registering over an existing name is an error: replace it.
+                ctx.deregister_table(table.name()).ok()?;
+                ctx.register_table(table.name(), provider).ok()
+            };
+            if registered.await.is_some() {
+                tracing::info!(
+                    table = table.name(),
+                    ?version,
+                    "serving a new table version"
+                );
+            }
+        }
+        if let Ok(mut state) = seen.lock() {
+            state.versions.extend(versions);
+            state.checked = Some(Instant::now());
         }
     }
 }
 
-/// Refuses statements that would change anything.
-struct ReadOnly;
+/// The table versions a session serves, and when they were last checked.
+#[derive(Debug, Default)]
+struct Freshness {
+    versions: BTreeMap<&'static str, Option<i64>>,
+    checked: Option<Instant>,
+}
+
+/// Refuses statements that would change anything, and serves new table versions.
+struct ReadOnly {
+    warehouse: Warehouse,
+    seen: Mutex<Freshness>,
+}
 
 impl ReadOnly {
-    async fn check(statement: &Statement, ctx: &SessionContext) -> Option<PgWireResult<()>> {
+    async fn check(&self, statement: &Statement, ctx: &SessionContext) -> Option<PgWireResult<()>> {
+        self.warehouse.refresh(ctx, &self.seen).await;
         // Statements DataFusion cannot plan (SET of PostgreSQL settings, transactions, cursors)
         // are left to the other hooks, none of which writes.
         let plan = ctx
@@ -158,7 +185,7 @@ impl QueryHook for ReadOnly {
         session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        match ReadOnly::check(statement, session_context).await? {
+        match self.check(statement, session_context).await? {
             Ok(()) => None,
             Err(e) => Some(Err(e)),
         }
@@ -170,7 +197,7 @@ impl QueryHook for ReadOnly {
         session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match ReadOnly::check(statement, session_context).await? {
+        match self.check(statement, session_context).await? {
             Ok(()) => None,
             Err(e) => Some(Err(e)),
         }

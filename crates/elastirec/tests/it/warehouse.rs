@@ -123,7 +123,9 @@ fn snapshots_restore_exact_row_counts_and_sql_reads_the_tables() {
     let out = elastirec(&lake, &["warehouse", "restore", "2024-01-01"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("snapshot '2024-01-01'"), "{stderr}");
     run_ok(&lake, &["warehouse", "restore", "2024-01-03"]);
     assert_eq!(count("events"), 9000);
     assert_eq!(count("loads"), loads_after);
