@@ -40,17 +40,7 @@ fn blessing() -> bool {
 
 /// The rows of an output's Parquet files as CSV: header, then the rows sorted.
 async fn csv_of(lake: &elastirec_core::Lake, files: &[FileEntry]) -> String {
-    let mut batches = Vec::new();
-    for f in files {
-        let body = lake.get(&f.path.as_str().into()).await.unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            batches.push(b.unwrap());
-        }
-    }
+    let batches = crate::read_files(lake, files).await;
     if batches.is_empty() {
         return String::new();
     }

@@ -125,14 +125,7 @@ async fn a_crash_between_data_and_ledger_commits_does_not_double_load() {
     .unwrap();
 
     // Undo the ledger commit, as if the process died right after the events commit.
-    let log = dir.path().join("lake/warehouse/loads/_delta_log");
-    let mut commits: Vec<_> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    commits.sort();
-    std::fs::remove_file(commits.last().unwrap()).unwrap();
+    std::fs::remove_file(last_commit(dir.path(), "loads")).unwrap();
     let wh = Warehouse::open(&lake).await.unwrap();
     assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM loads").await, 0);
 
@@ -446,16 +439,7 @@ async fn each_load_tags_its_commits_with_one_application_transaction() {
             .unwrap();
         // The newest commit of events and of loads both carry load number n.
         for table in ["events", "loads"] {
-            let log = dir
-                .path()
-                .join(format!("lake/warehouse/{table}/_delta_log"));
-            let mut commits: Vec<_> = std::fs::read_dir(&log)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect();
-            commits.sort();
-            let last = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+            let last = std::fs::read_to_string(last_commit(dir.path(), table)).unwrap();
             let txn: serde_json::Value = last
                 .lines()
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -478,4 +462,15 @@ async fn each_load_tags_its_commits_with_one_application_transaction() {
     assert_eq!(r.files_recovered, 0);
     assert_eq!(r.files_loaded, 1, "the forgotten file loads again");
     assert_eq!(scalar(&wh, "SELECT COUNT(*) FROM events").await, 2);
+}
+
+/// The newest commit file of a warehouse table in a lake under `root`.
+fn last_commit(root: &std::path::Path, table: &str) -> std::path::PathBuf {
+    let log = root.join(format!("lake/warehouse/{table}/_delta_log"));
+    std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max()
+        .unwrap()
 }

@@ -37,3 +37,20 @@ pub async fn scalar(wh: &elastirec_warehouse::Warehouse, sql: &str) -> i64 {
     let col = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(col);
     col.value(0)
 }
+
+/// Every record batch of the export files `files`.
+pub async fn read_files(
+    lake: &Lake,
+    files: &[elastirec_core::manifest::FileEntry],
+) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    for f in files {
+        let body = lake.get(&f.path.as_str().into()).await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(|b| b.unwrap()));
+    }
+    batches
+}

@@ -15,30 +15,22 @@ async fn rows(
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, Int64Type};
     let mut out = Vec::new();
-    for f in files {
-        let body = lake.get(&f.path.as_str().into()).await.unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+    for b in crate::read_files(lake, files).await {
+        let u = b
+            .column_by_name("user_id")
             .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let u = b
-                .column_by_name("user_id")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            let i = b
-                .column_by_name("item_id")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            let v = b
-                .column_by_name("value")
-                .map(|c| c.as_primitive::<Float32Type>().clone());
-            for r in 0..b.num_rows() {
-                out.push((u.value(r), i.value(r), v.as_ref().map(|v| v.value(r))));
-            }
+            .as_primitive::<Int64Type>()
+            .clone();
+        let i = b
+            .column_by_name("item_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        let v = b
+            .column_by_name("value")
+            .map(|c| c.as_primitive::<Float32Type>().clone());
+        for r in 0..b.num_rows() {
+            out.push((u.value(r), i.value(r), v.as_ref().map(|v| v.value(r))));
         }
     }
     out.sort_by_key(|r| (r.0, r.1));
