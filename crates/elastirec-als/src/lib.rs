@@ -8,10 +8,11 @@
 //!                               │
 //!                               ▼
 //!          ImplicitAls::fit (conjugate gradient or exact Cholesky per row, rayon)
+//!          or ExplicitAls::fit (ALS-WR with biases, Cholesky per row)
 //!                               │
 //!                               ▼
 //!  models/D/{user,item}_factors.parquet, model.json
-//!                               │
+//!                               │  (model::Model::load reads them back to score)
 //!                               ▼
 //!          top_k (blocked GEMM + bounded heap, seen items excluded)
 //!                               │
@@ -21,17 +22,22 @@
 
 pub mod data;
 pub mod evaluate;
+pub mod explicit;
 pub mod implicit;
 pub mod io;
 pub mod kernels;
 pub mod metrics;
+pub mod model;
 pub mod popularity;
 pub mod reference;
 pub mod stage;
 pub mod topk;
+pub mod tune;
 
 pub use data::Interactions;
-pub use implicit::{Factors, ImplicitAls, Solver};
+pub use explicit::{ExplicitAls, ExplicitModel};
+pub use implicit::{Confidence, Factors, ImplicitAls, Solver};
+pub use model::Model;
 
 use elastirec_core::ErrorKind;
 

@@ -32,6 +32,14 @@ impl Popularity {
             .collect()
     }
 
+    /// How many users interacted with an item (0 for an item never seen).
+    pub fn count(&self, item: i64) -> u64 {
+        self.ranked
+            .iter()
+            .find(|(i, _)| *i == item)
+            .map_or(0, |(_, c)| *c)
+    }
+
     /// Number of ranked items.
     pub fn len(&self) -> usize {
         self.ranked.len()

@@ -98,3 +98,58 @@ pub fn top_k(users: &[f32], items: &[f32], k: usize, seen: &Csr, n: usize) -> Ve
         })
         .collect()
 }
+
+/// One explicit (ALS-WR) half-step, dense in f64: for each row, `[x, b]` minimizing
+/// `Σ_i (t_i − [y_i, 1]·[x, b])² + λ n ‖[x, b]‖²` with `t_i = r_i − μ − b_i` (without biases:
+/// `x` against `y_i` and `r_i`). Returns the rows and their biases.
+#[allow(clippy::too_many_arguments)]
+pub fn explicit_half_step(
+    matrix: &Csr,
+    fixed: &[f32],
+    fixed_bias: &[f32],
+    mean: f32,
+    k: usize,
+    lambda: f32,
+    biases: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let d = k + usize::from(biases);
+    let mut out = vec![0.0f32; matrix.rows() * k];
+    let mut out_bias = vec![0.0f32; matrix.rows()];
+    for u in 0..matrix.rows() {
+        let cols = matrix.row_indices(u);
+        if cols.is_empty() {
+            continue;
+        }
+        let mut a = vec![0.0f64; d * d];
+        let mut b = vec![0.0f64; d];
+        for (&i, &r) in cols.iter().zip(matrix.row_values(u)) {
+            let mut z: Vec<f64> = fixed[i as usize * k..(i as usize + 1) * k]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let mut t = f64::from(r);
+            if biases {
+                z.push(1.0);
+                t -= f64::from(mean) + f64::from(fixed_bias[i as usize]);
+            }
+            for r in 0..d {
+                for s in 0..d {
+                    a[r * d + s] += z[r] * z[s];
+                }
+                b[r] += t * z[r];
+            }
+        }
+        for j in 0..d {
+            a[j * d + j] += f64::from(lambda) * cols.len() as f64;
+        }
+        if let Some(x) = solve_dense(a, b) {
+            for (dst, v) in out[u * k..(u + 1) * k].iter_mut().zip(&x) {
+                *dst = *v as f32;
+            }
+            if biases {
+                out_bias[u] = x[k] as f32;
+            }
+        }
+    }
+    (out, out_bias)
+}

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use elastirec_core::config::{ModelConfig, SolverKind};
+use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, columns,
@@ -11,10 +11,11 @@ use elastirec_core::manifest::{
 use elastirec_core::{Lake, Night};
 
 use crate::data::{Csr, Interactions};
-use crate::implicit::{ImplicitAls, Solver};
+use crate::explicit::ExplicitAls;
+use crate::implicit::{Confidence, Factors, ImplicitAls, Solver};
 use crate::io::{self, RecommendationRow};
+use crate::model::Model;
 use crate::popularity::Popularity;
-use crate::topk::top_k_all;
 use crate::{Error, Result};
 
 /// Reads a night's JSON document that an earlier step writes, or says which command makes it.
@@ -54,16 +55,9 @@ pub async fn read_recommendations_manifest(
     read_step_output(lake, &path, "recommendations", "recommend", night).await
 }
 
-/// The `train` step: fits implicit ALS on the night's export and writes `models/D/`.
-pub async fn train_night(
-    lake: &Lake,
-    night: Night,
-    config: &ModelConfig,
-    on_iteration: impl FnMut(usize, f64) + Send + 'static,
-) -> Result<ModelInfo> {
-    let export = read_export_manifest(lake, night).await?;
-    let pairs = io::read_pairs(lake, &export.files, true).await?;
-    let als = ImplicitAls {
+/// The implicit-feedback fit a `[model]` section describes.
+pub fn implicit_als(config: &ModelConfig) -> ImplicitAls {
+    ImplicitAls {
         factors: config.factors,
         iterations: config.iterations,
         regularization: config.regularization,
@@ -75,14 +69,68 @@ pub async fn train_night(
             },
             SolverKind::Cholesky => Solver::Cholesky,
         },
+        confidence: match config.confidence {
+            ConfidenceKind::Linear => Confidence::Linear,
+            ConfidenceKind::Log => Confidence::Log {
+                epsilon: config.epsilon,
+            },
+        },
+        tolerance: config.tolerance,
+        simd: true,
+    }
+}
+
+/// The explicit-feedback fit a `[model]` section describes.
+pub fn explicit_als(config: &ModelConfig) -> ExplicitAls {
+    ExplicitAls {
+        factors: config.factors,
+        iterations: config.iterations,
+        regularization: config.regularization,
+        seed: config.seed,
+        biases: config.biases,
+        tolerance: config.tolerance,
+    }
+}
+
+/// The `train` step: fits ALS (implicit or explicit feedback, per `[model] feedback`) on the
+/// night's export and writes `models/D/`.
+///
+/// Explicit models are written with their biases folded into the factors (see
+/// [`crate::explicit::ExplicitModel::serving_factors`]): a dot product is a predicted rating.
+pub async fn train_night(
+    lake: &Lake,
+    night: Night,
+    config: &ModelConfig,
+    on_iteration: impl FnMut(usize, f64) + Send + 'static,
+) -> Result<ModelInfo> {
+    let export = read_export_manifest(lake, night).await?;
+    let pairs = io::read_pairs(lake, &export.files, true).await?;
+    let algorithm = match (config.feedback, config.solver) {
+        (FeedbackKind::Explicit, _) => "explicit_als_wr",
+        (FeedbackKind::Implicit, SolverKind::Cg) => "implicit_als_cg",
+        (FeedbackKind::Implicit, SolverKind::Cholesky) => "implicit_als_cholesky",
     };
-    let algorithm = match config.solver {
-        SolverKind::Cg => "implicit_als_cg",
-        SolverKind::Cholesky => "implicit_als_cholesky",
-    };
+    let implicit = implicit_als(config);
+    let explicit = explicit_als(config);
+    let feedback = config.feedback;
     let (data, factors, report) = tokio::task::spawn_blocking(move || {
         let data = Interactions::from_columns(&pairs.user_ids, &pairs.item_ids, &pairs.values);
-        let (factors, report) = als.fit(&data, on_iteration)?;
+        drop(pairs);
+        let (factors, report) = match feedback {
+            FeedbackKind::Implicit => implicit.fit(&data, on_iteration)?,
+            FeedbackKind::Explicit => {
+                let (model, report) = explicit.fit(&data, on_iteration)?;
+                let (users, items, factors) = model.serving_factors();
+                (
+                    Factors {
+                        factors,
+                        users,
+                        items,
+                    },
+                    report,
+                )
+            }
+        };
         Ok::<_, Error>((data, factors, report))
     })
     .await
@@ -180,41 +228,21 @@ pub async fn recommend_night(
     k: usize,
 ) -> Result<RecommendationsManifest> {
     let export = read_export_manifest(lake, night).await?;
-    let model = read_model_info(lake, night).await?;
-    let (user_ids, user_rows, kf) =
-        io::read_factors(lake, &layout::model_user_factors(night), columns::USER_ID).await?;
-    let (item_ids, item_rows, kf_items) =
-        io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
-    if !user_ids.is_empty() && !item_ids.is_empty() && kf != kf_items {
-        return Err(Error::BadInput {
-            path: layout::model_dir(night).to_string(),
-            reason: format!("user factors have {kf} columns, item factors {kf_items}"),
-        });
-    }
+    let model = Model::load(lake, night).await?;
     let seen = SeenPairs::read(lake, &export).await?;
     let popularity = seen.popularity();
+    let table_versions = model.info.table_versions.clone();
 
     let rows = tokio::task::spawn_blocking(move || {
-        let user_index: HashMap<i64, u32> = user_ids
-            .iter()
-            .enumerate()
-            .map(|(i, &u)| (u, i as u32))
-            .collect();
-        let item_index: HashMap<i64, u32> = item_ids
-            .iter()
-            .enumerate()
-            .map(|(i, &u)| (u, i as u32))
-            .collect();
         let triples: Vec<(u32, u32, f32)> = seen
             .iter()
-            .filter_map(|(u, i)| Some((*user_index.get(&u)?, *item_index.get(&i)?, 1.0)))
+            .filter_map(|(u, i)| Some((model.users.index(u)?, model.items.index(i)?, 1.0)))
             .collect();
-        let seen_csr = Csr::from_triples(user_ids.len(), &triples);
-        let lists = if kf == 0 {
-            vec![Vec::new(); user_ids.len()]
-        } else {
-            top_k_all(&user_rows, &item_rows, kf, &seen_csr, k)
-        };
+        let seen_csr = Csr::from_triples(model.users.len(), &triples);
+        drop(triples);
+        let lists = model.recommend_all(&seen_csr, k);
+        let user_ids = model.users.ids();
+        let item_ids = model.items.ids();
         let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
         for (u, list) in lists.into_iter().enumerate() {
             let user_id = user_ids[u];
@@ -237,17 +265,17 @@ pub async fn recommend_night(
             if rows.contains_key(&user_id) {
                 continue;
             }
-            let list = popularity.top(k, |i| items.contains(&i));
+            let list = crate::model::popular(k, &items, &popularity);
             rows.insert(
                 user_id,
                 list.into_iter()
                     .enumerate()
-                    .map(|(r, (item_id, count))| RecommendationRow {
+                    .map(|(r, s)| RecommendationRow {
                         user_id,
-                        item_id,
+                        item_id: s.item_id,
                         rank: r as i32 + 1,
-                        score: count as f32,
-                        source: sources::POPULAR,
+                        score: s.score,
+                        source: s.source,
                     })
                     .collect(),
             );
@@ -286,7 +314,7 @@ pub async fn recommend_night(
         k,
         users_by_source,
         model: layout::model_info(night).to_string(),
-        table_versions: model.table_versions.clone(),
+        table_versions,
     };
     elastirec_core::failpoint::hit("recommend.after-parts");
     lake.put_json(&layout::recommendations_manifest(night), &manifest)

@@ -1,5 +1,6 @@
-//! Top-K for every user: scores blocks of users against all items with one matrix product
-//! (faer's GEMM), then keeps the best K unseen items of each row with a bounded heap.
+//! Top-K for every user: scores blocks of users against tiles of items with one matrix product
+//! each (faer's GEMM), then keeps the best K unseen items of each row in a bounded sorted list
+//! (a single row uses a bounded heap, [`select_top`]).
 //!
 //! Ties are broken by the lower item index, so the lists are deterministic.
 
@@ -7,13 +8,11 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use faer::linalg::matmul::matmul;
+use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::data::Csr;
-
-/// Scores held per block of users: about 16 MiB of f32.
-const BLOCK_CELLS: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Candidate {
@@ -67,9 +66,54 @@ pub fn select_top(scores: &[f32], exclude: &[u32], n: usize) -> Vec<(u32, f32)> 
     out.into_iter().map(|c| (c.item, c.score)).collect()
 }
 
+/// Users per block: each block's factors are one GEMM operand, its lists live in one place.
+const USER_BLOCK: usize = 256;
+/// Items per tile: a tile of scores (`ITEM_TILE × USER_BLOCK` f32, 2 MiB) stays in cache
+/// between the GEMM that writes it and the selection that reads it.
+const ITEM_TILE: usize = 2048;
+
+/// The best `n` so far of one user, best first, and the score a new item must beat.
+struct Running {
+    best: Vec<(f32, u32)>,
+    n: usize,
+}
+
+impl Running {
+    fn new(n: usize) -> Self {
+        Running {
+            best: Vec::with_capacity(n + 1),
+            n,
+        }
+    }
+
+    /// The score an item must exceed to enter (items come in increasing index, so an equal
+    /// score loses the tie).
+    #[inline]
+    fn bar(&self) -> f32 {
+        if self.best.len() < self.n {
+            f32::NEG_INFINITY
+        } else {
+            self.best[self.n - 1].0
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, score: f32, item: u32) {
+        // First position whose score is below `score`: equal scores keep the earlier item.
+        let at = self.best.partition_point(|&(s, _)| s >= score);
+        if at < self.n {
+            self.best.insert(at, (score, item));
+            self.best.truncate(self.n);
+        }
+    }
+}
+
 /// Top-`n` unseen items for every row of `users` (row-major, `k` columns).
 ///
-/// `seen` has one row per user (rows beyond its end have seen nothing).
+/// `seen` has one row per user (rows beyond its end have seen nothing). Blocks of users run in
+/// parallel; within a block, tiles of items are scored by one GEMM each (faer, sequential within
+/// the block) and scanned column by column: a score is compared with the user's current n-th
+/// best and only a winner is checked against the seen items (binary search) and inserted.
 pub fn top_k_all(
     users: &[f32],
     items: &[f32],
@@ -77,39 +121,85 @@ pub fn top_k_all(
     seen: &Csr,
     n: usize,
 ) -> Vec<Vec<(u32, f32)>> {
-    let user_rows = users.len() / k;
-    let item_rows = items.len() / k;
-    if user_rows == 0 {
-        return Vec::new();
+    let user_rows = users.len() / k.max(1);
+    let item_rows = items.len() / k.max(1);
+    if user_rows == 0 || k == 0 || n == 0 {
+        return vec![Vec::new(); user_rows];
     }
-    let block = (BLOCK_CELLS / item_rows.max(1)).clamp(1, 1024);
-    let y = MatRef::from_row_major_slice(items, item_rows, k);
-    let blocks: Vec<usize> = (0..user_rows).step_by(block).collect();
+    let blocks: Vec<usize> = (0..user_rows).step_by(USER_BLOCK).collect();
     blocks
         .par_iter()
         .flat_map_iter(|&start| {
-            let end = (start + block).min(user_rows);
+            let end = (start + USER_BLOCK).min(user_rows);
             let x = MatRef::from_row_major_slice(&users[start * k..end * k], end - start, k);
-            // Column-major block of scores, transposed: one column per user is contiguous.
-            let mut s = Mat::<f32>::zeros(item_rows, end - start);
-            matmul(s.as_mut(), Accum::Replace, y, x.transpose(), 1.0, Par::Seq);
-            (start..end)
-                .map(|u| {
-                    let col = s.col(u - start);
-                    let scores: Vec<f32> = match col.try_as_col_major() {
-                        Some(c) => c.as_slice().to_vec(),
-                        None => (0..item_rows).map(|i| col[i]).collect(),
-                    };
+            let mut running: Vec<Running> = (start..end).map(|_| Running::new(n)).collect();
+            // Column-major tile of scores: one contiguous column per user.
+            let mut s = Mat::<f32>::zeros(ITEM_TILE.min(item_rows), end - start);
+            for t0 in (0..item_rows).step_by(ITEM_TILE) {
+                let t1 = (t0 + ITEM_TILE).min(item_rows);
+                let y = MatRef::from_row_major_slice(&items[t0 * k..t1 * k], t1 - t0, k);
+                let mut tile = s.as_mut().subrows_mut(0, t1 - t0);
+                matmul(
+                    tile.rb_mut(),
+                    Accum::Replace,
+                    y,
+                    x.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                for (c, run) in running.iter_mut().enumerate() {
+                    let u = start + c;
                     let exclude: &[u32] = if u < seen.rows() {
                         seen.row_indices(u)
                     } else {
                         &[]
                     };
-                    select_top(&scores, exclude, n)
-                })
+                    let col = tile.rb().col(c);
+                    let scores: &[f32] = match col.try_as_col_major() {
+                        Some(c) => c.as_slice(),
+                        None => unreachable!("a column of a Mat is contiguous"),
+                    };
+                    scan(scores, t0 as u32, exclude, run);
+                }
+            }
+            running
+                .into_iter()
+                .map(|r| r.best.into_iter().map(|(s, i)| (i, s)).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Offers a tile's scores (items `first..`) to a user's running list.
+#[inline]
+fn scan(scores: &[f32], first: u32, exclude: &[u32], run: &mut Running) {
+    let mut bar = run.bar();
+    let mut chunks = scores.chunks_exact(8);
+    let mut base = first;
+    for chunk in &mut chunks {
+        // Most chunks hold no winner: one comparison pass the compiler vectorizes.
+        if chunk.iter().fold(false, |any, &s| any | (s > bar)) {
+            for (j, &s) in chunk.iter().enumerate() {
+                if s > bar {
+                    let item = base + j as u32;
+                    if exclude.binary_search(&item).is_err() {
+                        run.offer(s, item);
+                        bar = run.bar();
+                    }
+                }
+            }
+        }
+        base += 8;
+    }
+    for (j, &s) in chunks.remainder().iter().enumerate() {
+        if s > bar {
+            let item = base + j as u32;
+            if exclude.binary_search(&item).is_err() {
+                run.offer(s, item);
+                bar = run.bar();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -206,10 +206,35 @@ pub enum SolverKind {
     Cholesky,
 }
 
-/// `[model]`: the implicit-feedback ALS model (Hu, Koren, Volinsky 2008).
+/// What the values of the training export mean to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    /// Values are confidences of a preference (clicks, plays): implicit-feedback ALS, which
+    /// ranks items.
+    Implicit,
+    /// Values are ratings to predict: ALS-WR (regularization scaled by each row's count), with
+    /// optional user and item biases; reports RMSE.
+    Explicit,
+}
+
+/// How implicit feedback turns a value into a confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidenceKind {
+    /// c = 1 + alpha·value.
+    Linear,
+    /// c = 1 + alpha·ln(1 + value/epsilon).
+    Log,
+}
+
+/// `[model]`: the ALS model: implicit feedback (Hu, Koren, Volinsky 2008) or explicit ratings
+/// (ALS-WR, Zhou et al. 2008).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Implicit (confidences, ranking) or explicit (ratings, RMSE).
+    pub feedback: FeedbackKind,
     /// Number of latent factors.
     pub factors: usize,
     /// Alternating sweeps (users then items).
@@ -226,6 +251,14 @@ pub struct ModelConfig {
     pub solver: SolverKind,
     /// Conjugate-gradient steps per row and iteration (with `solver = "cg"`).
     pub cg_steps: usize,
+    /// Confidence of implicit feedback: linear or log.
+    pub confidence: ConfidenceKind,
+    /// Scale ε of `confidence = "log"`.
+    pub epsilon: f32,
+    /// Stop early once an iteration lowers the loss by less than this fraction (0: never).
+    pub tolerance: f64,
+    /// Explicit feedback: learn a global mean and user and item biases beside the factors.
+    pub biases: bool,
 }
 
 impl Default for ModelConfig {
@@ -239,6 +272,11 @@ impl Default for ModelConfig {
             threads: 0,
             solver: SolverKind::Cg,
             cg_steps: 3,
+            feedback: FeedbackKind::Implicit,
+            confidence: ConfidenceKind::Linear,
+            epsilon: 1.0,
+            tolerance: 0.0,
+            biases: true,
         }
     }
 }
@@ -549,6 +587,19 @@ impl Config {
         if !(self.model.alpha.is_finite() && self.model.alpha > 0.0) {
             return fail("[model] alpha must be a finite number > 0".into());
         }
+        if !(self.model.epsilon.is_finite() && self.model.epsilon > 0.0) {
+            return fail(format!(
+                "[model] epsilon = {} must be a finite number > 0 (the scale of confidence = \
+                 \"log\")",
+                self.model.epsilon
+            ));
+        }
+        if !(self.model.tolerance.is_finite() && (0.0..1.0).contains(&self.model.tolerance)) {
+            return fail(format!(
+                "[model] tolerance = {} is out of range: use 0 (never stop early) to below 1",
+                self.model.tolerance
+            ));
+        }
         if self.recommend.k == 0 || self.recommend.k > 1000 {
             return fail(format!(
                 "[recommend] k = {} is out of range: use 1 to 1000",
@@ -695,6 +746,14 @@ mod tests {
     fn typos_and_bad_ranges_are_named() {
         let e = Config::load(None, env(&[("ELASTIREC_MODEL__FACTOR", "8")])).unwrap_err();
         assert!(e.to_string().contains("factor"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_MODEL__TOLERANCE", "2")])).unwrap_err();
+        assert!(e.to_string().contains("[model] tolerance = 2"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_MODEL__EPSILON", "0")])).unwrap_err();
+        assert!(e.to_string().contains("[model] epsilon"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_MODEL__FEEDBACK", "ratings")])).unwrap_err();
+        assert!(e.to_string().contains("explicit"), "{e}");
+        let c = Config::load(None, env(&[("ELASTIREC_MODEL__FEEDBACK", "explicit")])).unwrap();
+        assert_eq!(c.model.feedback, FeedbackKind::Explicit);
         let e = Config::load(None, env(&[("ELASTIREC_RECOMMEND__K", "0")])).unwrap_err();
         assert!(e.to_string().contains("[recommend] k"), "{e}");
         let e = Config::load(Some(FsPath::new("/nonexistent/x.toml")), env(&[])).unwrap_err();

@@ -270,6 +270,9 @@ pub struct RunRecord {
     /// What the night's compute cost, elastically and on an always-on cluster.
     #[serde(default)]
     pub cost: Option<NightCost>,
+    /// The newest `elastirec tune` of this night: grid, scores and chosen parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningRecord>,
 }
 
 impl RunRecord {
@@ -335,13 +338,23 @@ pub struct SnapshotRecord {
     pub table_versions: BTreeMap<String, i64>,
 }
 
-/// Scores of one list-maker in an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Scores of one list-maker in an evaluation: means over the scored users of the metrics at K
+/// (see `elastirec_als::metrics`), where a user without a list scores 0.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RankingScores {
     pub ndcg: f64,
     pub precision: f64,
     pub recall: f64,
     pub hit_rate: f64,
+    /// Mean average precision at K.
+    #[serde(default)]
+    pub map: f64,
+    /// Share of the catalog (items of the night's training data) in at least one user's list.
+    #[serde(default)]
+    pub catalog_coverage: f64,
+    /// Scored users who had no list (counted as 0 in every mean).
+    #[serde(default)]
+    pub users_without_list: u64,
 }
 
 /// `evaluations/YYYY/MM/DD/horizon-Hd.json`.
@@ -362,6 +375,61 @@ pub struct EvaluationReport {
     pub popularity: RankingScores,
     /// One most-popular list for everyone, seen items included.
     pub most_popular: RankingScores,
+    /// Items known at the night (in its training data): the catalog of coverage, and the only
+    /// items that count as relevant.
+    #[serde(default)]
+    pub catalog_items: u64,
+    /// Later (user, item) pairs of known users left out because the item was unknown at the
+    /// night (no list-maker could have recommended it).
+    #[serde(default)]
+    pub unknown_item_pairs: u64,
+    /// Users with later events who were unknown at the night (not scored).
+    #[serde(default)]
+    pub unknown_users: u64,
+}
+
+/// One point of a tuning grid and what it scored on the validation days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningPoint {
+    pub factors: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    /// The model's scores on the validation days.
+    pub scores: RankingScores,
+    /// Seconds to fit and score this point.
+    pub seconds: f64,
+}
+
+/// `elastirec tune`: a grid search on an inner temporal split, kept in the run record of the
+/// night it was run for. Configuration is never changed by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningRecord {
+    pub created_at: DateTime<Utc>,
+    /// The night whose training export the grid was fitted on (the tuned night − horizon).
+    pub train_night: Night,
+    /// Validation days: `train_night + 1 ..= validation_end`.
+    pub validation_end: Night,
+    /// Last day with events among the validation days.
+    pub last_event_day: Option<Night>,
+    pub k: usize,
+    /// What the grid's points share (`[model]` of the configuration: iterations, seed, solver).
+    pub base_params: serde_json::Value,
+    /// Users with at least one relevant item on the validation days.
+    pub users_scored: u64,
+    pub relevant_items: u64,
+    /// Every point, in grid order.
+    pub grid: Vec<TuningPoint>,
+    /// Index in `grid` of the point with the highest validation NDCG (the first on ties).
+    pub chosen: usize,
+    /// Each user's most popular unseen items on the same validation days, for reference.
+    pub popularity: RankingScores,
+}
+
+impl TuningRecord {
+    /// The chosen point.
+    pub fn choice(&self) -> Option<&TuningPoint> {
+        self.grid.get(self.chosen)
+    }
 }
 
 #[cfg(test)]

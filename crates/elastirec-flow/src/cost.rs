@@ -60,6 +60,7 @@ mod tests {
             ],
             publish: None,
             cost: None,
+            tuning: None,
         };
         let config = CostConfig {
             price_per_hour: 0.36,

@@ -114,6 +114,7 @@ mod tests {
             precision: 0.0,
             recall: 0.0,
             hit_rate: 0.0,
+            ..RankingScores::default()
         }
     }
 
@@ -134,6 +135,9 @@ mod tests {
             model: scores(0.10),
             popularity: scores(0.12),
             most_popular: scores(0.05),
+            catalog_items: 0,
+            unknown_item_pairs: 0,
+            unknown_users: 0,
         };
         let input = |c, events, e| GateInput {
             night: "2024-01-05".parse().unwrap(),

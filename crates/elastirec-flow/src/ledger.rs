@@ -6,7 +6,7 @@
 use chrono::Utc;
 
 use elastirec_core::layout;
-use elastirec_core::manifest::{RunRecord, StepRecord, StepState};
+use elastirec_core::manifest::{RunRecord, StepRecord, StepState, TuningRecord};
 use elastirec_core::{Lake, Night};
 
 use crate::Result;
@@ -66,7 +66,17 @@ impl RunLedger {
             steps: Vec::new(),
             publish: None,
             cost: None,
+            tuning: None,
         }))
+    }
+
+    /// Keeps a tuning result in the night's record (a new, pending record if the night has not
+    /// run), replacing an earlier one; steps and state are left as they are.
+    pub async fn record_tuning(&self, night: Night, tuning: TuningRecord) -> Result<RunRecord> {
+        let mut record = self.get_or_new(night).await?;
+        record.tuning = Some(tuning);
+        self.put(&record).await?;
+        Ok(record)
     }
 
     /// Replaces (or appends) the step of the same name in a record and writes it.

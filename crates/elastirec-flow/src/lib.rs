@@ -23,6 +23,7 @@ mod pipeline;
 pub mod resources;
 pub mod retention;
 pub mod schedule;
+pub mod tune;
 
 pub use elastirec_warehouse::sql as prepare_sql;
 pub use elastirec_warehouse::{OutputFormat, TableRestore, format_batches};

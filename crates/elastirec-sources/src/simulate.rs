@@ -6,7 +6,15 @@
 //! its rating (1–5) is the quintile of u·v among all user–item scores. Each day is generated from
 //! its own stream of the seed, so any range of days can be produced independently and the same
 //! seed always gives the same files.
+//!
+//! [`simulate_scaled`] (`simulate --scale S`) uses the same planted vectors and popularity at
+//! MovieLens 20M's shape: 138,493·S users, 27,278·S items and 20,000,263·S events from
+//! 1995-01-09 to 2015-03-31, each user with at least 20 events and a power-law number more, on
+//! distinct items, rated in half stars from 0.5 to 5. It is generated user by user (each user
+//! from its own stream of the seed, in parallel), sorted by time and written as one CSV per day
+//! that has events.
 
+use futures::StreamExt;
 use rayon::prelude::*;
 
 use elastirec_core::{Lake, Night, layout};
@@ -195,6 +203,306 @@ impl PlantedModel {
         out.sort_by_key(|r| (r.timestamp, r.user_id, r.item_id));
         out
     }
+}
+
+/// MovieLens 20M's users, the `--scale 1` shape.
+pub const ML20M_USERS: u32 = 138_493;
+/// MovieLens 20M's items.
+pub const ML20M_ITEMS: u32 = 27_278;
+/// MovieLens 20M's ratings.
+pub const ML20M_EVENTS: u64 = 20_000_263;
+/// Every simulated user has at least this many events (as in MovieLens).
+pub const MIN_USER_EVENTS: u32 = 20;
+/// Smallest scale: below it the catalogue gets too small for every user's distinct items.
+pub const MIN_SCALE: f64 = 0.02;
+/// Shape of the Lomax (Pareto II) law of a user's events beyond the first 20; 1.85 gives
+/// MovieLens 20M's mean (144) to median (68) ratio.
+const ACTIVITY_SHAPE: f64 = 1.85;
+/// Days written per batch of formatted files (bounds the memory of the CSV text).
+const DAYS_PER_BATCH: usize = 64;
+
+/// Options of a MovieLens-20M-shaped simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleOptions {
+    /// 1 gives MovieLens 20M's counts; smaller scales shrink users, items and events alike.
+    pub scale: f64,
+    pub seed: u64,
+}
+
+/// Counts and days of a scaled simulation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaledShape {
+    pub users: u32,
+    pub items: u32,
+    pub events: u64,
+    pub first_day: Night,
+    pub last_day: Night,
+}
+
+impl ScaleOptions {
+    /// The shape of the data set this scale describes, or why the scale is out of range.
+    pub fn shape(&self) -> Result<ScaledShape> {
+        if !(self.scale.is_finite() && (MIN_SCALE..=1.0).contains(&self.scale)) {
+            return Err(Error::Options(format!(
+                "--scale {} is out of range: use {MIN_SCALE} to 1 (1 is MovieLens 20M's size)",
+                self.scale
+            )));
+        }
+        let day =
+            |y, m, d| Night::from_ymd(y, m, d).ok_or_else(|| Error::Options("bad day".into()));
+        Ok(ScaledShape {
+            users: (f64::from(ML20M_USERS) * self.scale).round() as u32,
+            items: (f64::from(ML20M_ITEMS) * self.scale).round() as u32,
+            events: (ML20M_EVENTS as f64 * self.scale).round() as u64,
+            first_day: day(1995, 1, 9)?,
+            last_day: day(2015, 3, 31)?,
+        })
+    }
+}
+
+/// One generated event, compact: seconds since the first day's midnight, indices, half stars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    second: u32,
+    user: u32,
+    item: u32,
+    half_stars: u8,
+}
+
+/// Each user's number of events: 20 plus a Lomax-distributed share of the rest, capped at half
+/// the catalogue, summing to exactly `shape.events`.
+fn user_event_counts(shape: &ScaledShape, seed: u64) -> Result<Vec<u32>> {
+    let users = shape.users as usize;
+    let cap = (shape.items / 2).max(MIN_USER_EVENTS);
+    let floor = u64::from(MIN_USER_EVENTS) * users as u64;
+    if shape.events < floor || shape.events > u64::from(cap) * users as u64 {
+        return Err(Error::Options(format!(
+            "{} events cannot give {} users between {MIN_USER_EVENTS} and {cap} events each: \
+             use a larger --scale",
+            shape.events, shape.users
+        )));
+    }
+    let mut g = SplitMix64::stream(seed, u64::MAX - 2);
+    let weights: Vec<f64> = (0..users)
+        .map(|_| (1.0 - g.next_f64()).powf(-1.0 / ACTIVITY_SHAPE) - 1.0)
+        .collect();
+    let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let extra = (shape.events - floor) as f64;
+    let mut counts: Vec<u32> = weights
+        .iter()
+        .map(|w| {
+            (f64::from(MIN_USER_EVENTS) + (extra * w / total).floor()).min(f64::from(cap)) as u32
+        })
+        .collect();
+    // Hand out what flooring and the cap left over, one event at a time, round robin.
+    let mut missing = shape.events - counts.iter().map(|&c| u64::from(c)).sum::<u64>();
+    while missing > 0 {
+        for c in counts.iter_mut() {
+            if missing == 0 {
+                break;
+            }
+            if *c < cap {
+                *c += 1;
+                missing -= 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Per-thread scratch of [`PlantedModel::user_events`].
+struct UserScratch {
+    picked: Vec<bool>,
+    candidates: Vec<u32>,
+    keys: Vec<(f32, u32)>,
+}
+
+impl PlantedModel {
+    /// Fills `out` with one user's events: distinct items, 70% of them the best of a
+    /// popularity-drawn candidate set under Gumbel-perturbed planted scores (a draw without
+    /// replacement from the softmax), the rest the other candidates in popularity order; days
+    /// within the user's active span, ratings from the planted score plus noise.
+    fn user_events(
+        &self,
+        user: usize,
+        seed: u64,
+        days: u32,
+        s: &mut UserScratch,
+        out: &mut [Event],
+    ) {
+        let n = out.len();
+        let mut g = SplitMix64::stream(seed, (1u64 << 40) + user as u64);
+        // Candidates: distinct items drawn by popularity, topped up uniformly if the head of the
+        // popularity law keeps repeating itself.
+        let want = (2 * n + 32).min(self.items);
+        s.candidates.clear();
+        let mut tries = 0;
+        while s.candidates.len() < want {
+            let item = if tries < 8 * want {
+                sample(&self.popularity_cdf, g.next_f64())
+            } else {
+                g.below(self.items as u64) as usize
+            };
+            tries += 1;
+            if !s.picked[item] {
+                s.picked[item] = true;
+                s.candidates.push(item as u32);
+            }
+        }
+        for &c in &s.candidates {
+            s.picked[c as usize] = false;
+        }
+        // Gumbel-top-n over planted scores: the best `n_pref` keys are a softmax draw without
+        // replacement.
+        let n_pref = ((n as f64) * PREFERENCE_SHARE).round() as usize;
+        s.keys.clear();
+        s.keys.extend(s.candidates.iter().map(|&c| {
+            let gumbel = -(-(1.0 - g.next_f64()).ln()).ln();
+            (self.score(user, c as usize) + gumbel as f32, c)
+        }));
+        if n_pref > 0 && n_pref < s.keys.len() {
+            s.keys
+                .select_nth_unstable_by(n_pref - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        let preferred = s.keys[..n_pref.min(s.keys.len())].iter().map(|k| k.1);
+        for &(_, c) in &s.keys[..n_pref.min(s.keys.len())] {
+            s.picked[c as usize] = true;
+        }
+        let rest = s
+            .candidates
+            .iter()
+            .copied()
+            .filter(|&c| !s.picked[c as usize]);
+        let items: Vec<u32> = preferred.chain(rest).take(n).collect();
+        for &(_, c) in &s.keys[..n_pref.min(s.keys.len())] {
+            s.picked[c as usize] = false;
+        }
+        // Active span: 60% of users rate everything on one day, the rest over an exponential
+        // number of days (mean one year) from a uniform first day.
+        let first = g.below(u64::from(days)) as u32;
+        let span = if g.next_f64() < 0.6 {
+            0
+        } else {
+            ((-(1.0 - g.next_f64()).ln() * 365.0) as u32).min(days - 1 - first)
+        };
+        let scale = (PLANTED_RANK as f32).sqrt();
+        for (e, item) in out.iter_mut().zip(items) {
+            let day = first + g.below(u64::from(span) + 1) as u32;
+            let second = day * 86_400 + g.below(86_400) as u32;
+            let z = self.score(user, item as usize) / scale;
+            let stars = 2.9 + 0.7 * z + 0.6 * g.normal() as f32;
+            let half_stars = (stars * 2.0).round().clamp(1.0, 10.0) as u8;
+            *e = Event {
+                second,
+                user: user as u32,
+                item,
+                half_stars,
+            };
+        }
+    }
+}
+
+/// Writes a MovieLens-20M-shaped simulation (see [`ScaleOptions`]) into the lake's raw area.
+pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<SimulateReport> {
+    let shape = opts.shape()?;
+    let counts = user_event_counts(&shape, opts.seed)?;
+    let model = PlantedModel::new(shape.users as usize, shape.items as usize, opts.seed);
+    let days = (shape.last_day.days_since_epoch() - shape.first_day.days_since_epoch() + 1) as u32;
+    let movies: Vec<Movie> = (1..=i64::from(shape.items))
+        .map(|id| Movie {
+            item_id: id,
+            title: format!("Item {id}"),
+            genres: format!("Genre {}", id % 12),
+        })
+        .collect();
+    lake.put(
+        &layout::raw_items_root().join(ITEMS_FILE_NAME),
+        format_items_csv(&movies)?,
+    )
+    .await?;
+
+    let mut events = vec![
+        Event {
+            second: 0,
+            user: 0,
+            item: 0,
+            half_stars: 0
+        };
+        shape.events as usize
+    ];
+    {
+        let mut slices: Vec<(usize, &mut [Event])> = Vec::with_capacity(counts.len());
+        let mut rest: &mut [Event] = &mut events;
+        for (user, &c) in counts.iter().enumerate() {
+            let (head, tail) = rest.split_at_mut(c as usize);
+            slices.push((user, head));
+            rest = tail;
+        }
+        slices.into_par_iter().for_each_init(
+            || UserScratch {
+                picked: vec![false; model.items],
+                candidates: Vec::new(),
+                keys: Vec::new(),
+            },
+            |scratch, (user, out)| model.user_events(user, opts.seed, days, scratch, out),
+        );
+    }
+    // The range's first and last days always have an event: the first user's first event moves
+    // to the first day, the last user's to the last day (same second of the day).
+    if let Some(e) = events.first_mut() {
+        e.second %= 86_400;
+    }
+    if let Some(e) = events.last_mut() {
+        e.second = (days - 1) * 86_400 + e.second % 86_400;
+    }
+    events.par_sort_unstable();
+
+    let base = shape.first_day.start_unix_seconds();
+    // Day boundaries of the sorted events.
+    let mut day_ranges: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let day = events[start].second / 86_400;
+        let end = start + events[start..].partition_point(|e| e.second / 86_400 == day);
+        day_ranges.push((day, start..end));
+        start = end;
+    }
+    for batch in day_ranges.chunks(DAYS_PER_BATCH) {
+        let files: Vec<(object_store::path::Path, String)> = batch
+            .par_iter()
+            .map(|(day, range)| {
+                let night = shape.first_day.plus_days(u64::from(*day));
+                let rows: Vec<Rating> = events[range.clone()]
+                    .iter()
+                    .map(|e| Rating {
+                        user_id: i64::from(e.user) + 1,
+                        item_id: i64::from(e.item) + 1,
+                        rating: f32::from(e.half_stars) / 2.0,
+                        timestamp: base + i64::from(e.second),
+                    })
+                    .collect();
+                (
+                    layout::raw_events_day(night).join(EVENTS_FILE_NAME),
+                    format_events_csv(rows.iter()),
+                )
+            })
+            .collect();
+        let mut puts = futures::stream::iter(
+            files
+                .into_iter()
+                .map(|(path, body)| async move { lake.put(&path, body.into_bytes()).await }),
+        )
+        .buffer_unordered(16);
+        while let Some(r) = puts.next().await {
+            r?;
+        }
+    }
+    Ok(SimulateReport {
+        days: day_ranges.len() as u32,
+        events: events.len() as u64,
+        first_day: shape.first_day,
+        last_day: shape.last_day,
+    })
 }
 
 fn cumulative(weights: &[f64]) -> Vec<f64> {

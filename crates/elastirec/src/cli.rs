@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use elastirec_core::Night;
+use elastirec_flow::tune::Grid;
 
 /// Nightly recommendations from events in object storage.
 ///
@@ -52,7 +53,8 @@ pub enum Command {
     #[command(subcommand)]
     Import(ImportCommand),
 
-    /// Produce days of events from a planted preference model (a stand-in for applications)
+    /// Produce days of events from a planted preference model (a stand-in for applications);
+    /// with --scale S, a data set shaped like MovieLens 20M (S = 1) or proportionally smaller
     Simulate(SimulateArgs),
 
     /// Load raw files of night DATE, and of any earlier day not loaded yet, into the warehouse
@@ -113,7 +115,25 @@ pub enum Command {
     Sql(SqlArgs),
 
     /// Score night DATE's stored recommendations against the events of the following days
+    ///
+    /// A temporal backtest: night DATE's lists come from the model trained on events up to DATE;
+    /// the ground truth of a user is the items of their events on DATE+1..DATE+H that they had
+    /// not seen and that were known at DATE. Users known at DATE with such items are scored, a
+    /// user without a list counting 0. Prints NDCG, precision, recall, MAP and hit rate at K
+    /// and catalog coverage for the model, each user's unseen popular items, and one
+    /// most-popular list; writes evaluations/YYYY/MM/DD/horizon-Hd.json.
     Evaluate(EvaluateArgs),
+
+    /// Pick ALS factors, regularization and alpha on an inner temporal split of night DATE
+    ///
+    /// Fits one model per point of a small grid on the training export of night DATE − H (made
+    /// with `prepare` if missing), and scores each point's top-K lists against the events of
+    /// days DATE−H+1..DATE exactly as `evaluate` scores a night. Nothing after DATE is read.
+    /// Prints the grid with its scores and the choice (the highest NDCG@K; the first on ties),
+    /// and keeps both in night DATE's run record (runs/YYYY-MM-DD.json, field "tuning"). The
+    /// configuration is not changed: apply the choice with [model] in the config file or with
+    /// --factors, --regularization and --alpha on `train` or `run`.
+    Tune(TuneArgs),
 
     /// From nothing: simulate 30 days, run every night, evaluate, and say where outputs are
     Demo(DemoArgs),
@@ -165,6 +185,15 @@ pub struct SimulateArgs {
     /// Seed: the same seed always gives the same files
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// MovieLens 20M's shape times S (0.02 to 1): 138,493·S users, 27,278·S items,
+    /// 20,000,263·S events from 1995-01-09 to 2015-03-31, at least 20 per user, half-star
+    /// ratings; replaces --start, --days, --users, --items and --events-per-day
+    #[arg(
+        long,
+        value_name = "S",
+        conflicts_with_all = ["start", "days", "users", "items", "events_per_day"]
+    )]
+    pub scale: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -442,6 +471,34 @@ pub struct EvaluateArgs {
     /// Cutoff K of the metrics [default: recommend.k]
     #[arg(long)]
     pub k: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub date: DateArg,
+    /// Validation days at the end of the split: train on night DATE−H's export, score on
+    /// DATE−H+1..DATE [default: evaluate.horizon_days, 7]
+    #[arg(long, value_name = "H")]
+    pub horizon_days: Option<u32>,
+    /// Latent factors to try, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = Grid::default().factors)]
+    pub factors: Vec<usize>,
+    /// Regularization λ values to try, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = Grid::default().regularization)]
+    pub regularization: Vec<f32>,
+    /// Confidence scales α (c = 1 + α·value) to try, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = Grid::default().alpha)]
+    pub alpha: Vec<f32>,
+    /// ALS iterations of every point [config: model.iterations, default 15]
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Cutoff K of the metrics [config: recommend.k, default 10]
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Worker threads, 0 for one per core [config: model.threads]
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

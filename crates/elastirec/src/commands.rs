@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use elastirec_core::manifest::{EvaluationReport, RunRecord, StepState};
+use elastirec_core::manifest::{EvaluationReport, RunRecord, StepState, TuningPoint, TuningRecord};
 use elastirec_core::{Config, ErrorKind, Lake, Night};
 use elastirec_flow::lease::Lease;
 use elastirec_flow::schedule::{Scheduler, SystemClock};
-use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention};
+use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention, tune};
 use elastirec_sources::{movielens, simulate};
 
 use crate::cli::{
@@ -171,6 +171,29 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Simulate(args) => {
             let lake = Lake::open_config(&config.lake).await?;
+            if let Some(scale) = args.scale {
+                let opts = simulate::ScaleOptions {
+                    scale,
+                    seed: args.seed,
+                };
+                let shape = opts.shape()?;
+                let started = std::time::Instant::now();
+                let r = simulate::simulate_scaled(&lake, &opts).await?;
+                println!(
+                    "simulated {} events on {} days ({} to {}) for {} users and {} items, scale \
+                     {scale}, seed {} in {:.1}s",
+                    r.events,
+                    r.days,
+                    r.first_day,
+                    r.last_day,
+                    shape.users,
+                    shape.items,
+                    args.seed,
+                    started.elapsed().as_secs_f64()
+                );
+                println!("lake: {}", lake.url());
+                return Ok(());
+            }
             let opts = simulate::SimulateOptions {
                 start: args.start,
                 days: args.days,
@@ -552,6 +575,49 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             .await?;
             print_evaluation(&r);
         }
+        Command::Tune(args) => {
+            if let Some(k) = args.k {
+                config.recommend.k = k;
+            }
+            if let Some(i) = args.iterations {
+                config.model.iterations = i;
+            }
+            if let Some(t) = args.threads {
+                config.model.threads = t;
+            }
+            let options = tune::TuneOptions {
+                horizon_days: args.horizon_days.unwrap_or(config.evaluate.horizon_days),
+                grid: tune::Grid {
+                    factors: args.factors.clone(),
+                    regularization: args.regularization.clone(),
+                    alpha: args.alpha.clone(),
+                },
+                k: config.recommend.k,
+            };
+            let p = pipeline(finish_config(config)?).await?;
+            let night = args.date.date;
+            let total = options.grid.points().len();
+            println!(
+                "tuning night {night}: {total} grid points, each trained on night {}'s export \
+                 and scored on {} to {night}",
+                night.minus_days(u64::from(options.horizon_days)),
+                night.minus_days(u64::from(options.horizon_days)).next()
+            );
+            let mut done = 0usize;
+            let on_point = move |pt: &TuningPoint| {
+                done += 1;
+                eprintln!(
+                    "  {done}/{total}: factors {}, regularization {}, alpha {}: NDCG {:.4} \
+                     ({:.1} s)",
+                    pt.factors, pt.regularization, pt.alpha, pt.scores.ndcg, pt.seconds
+                );
+            };
+            let r = leased(&p, &format!("tune {night}"), || async {
+                Ok(tune::tune(&p, night, &options, on_point).await?)
+            })
+            .await?;
+            print_tuning(&r, p.lake(), night);
+        }
         Command::Demo(args) => {
             if cli.global.lake.is_none() {
                 config.lake.root = args.demo_lake.clone();
@@ -775,6 +841,23 @@ fn print_status(record: &RunRecord) {
             c.compute_seconds, c.elastic_cost, c.currency, c.always_on_cost, c.currency
         );
     }
+    if let Some(t) = &record.tuning
+        && let Some(c) = t.choice()
+    {
+        println!(
+            "  tuning ({} points, trained on night {}, validated to {}): factors {}, \
+             regularization {}, alpha {} with NDCG@{} {:.4} (popularity {:.4})",
+            t.grid.len(),
+            t.train_night,
+            t.validation_end,
+            c.factors,
+            c.regularization,
+            c.alpha,
+            t.k,
+            c.scores.ndcg,
+            t.popularity.ndcg
+        );
+    }
 }
 
 fn print_runs(records: &[RunRecord], config: &Config) {
@@ -911,6 +994,83 @@ fn print_cost(records: &[RunRecord], config: &Config, json: bool) -> Result<()> 
     Ok(())
 }
 
+fn print_tuning(r: &TuningRecord, lake: &Lake, night: Night) {
+    println!(
+        "validation: {} to {} (last day with events: {}), {} users known at {} with {} new \
+         relevant items",
+        r.train_night.next(),
+        r.validation_end,
+        r.last_event_day.map_or("none".into(), |d| d.to_string()),
+        r.users_scored,
+        r.train_night,
+        r.relevant_items
+    );
+    println!(
+        "  {:>7} {:>14} {:>7} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7}",
+        "factors",
+        "regularization",
+        "alpha",
+        format!("NDCG@{}", r.k),
+        "precision",
+        "recall",
+        "MAP",
+        "hit rate",
+        "coverage",
+        "seconds"
+    );
+    for (i, pt) in r.grid.iter().enumerate() {
+        let s = &pt.scores;
+        println!(
+            "{} {:>7} {:>14} {:>7} {:>9.4} {:>9.4} {:>7.4} {:>7.4} {:>8.4} {:>8.4} {:>7.1}",
+            if i == r.chosen { "*" } else { " " },
+            pt.factors,
+            pt.regularization,
+            pt.alpha,
+            s.ndcg,
+            s.precision,
+            s.recall,
+            s.map,
+            s.hit_rate,
+            s.catalog_coverage,
+            pt.seconds
+        );
+    }
+    let p = &r.popularity;
+    println!(
+        "  {:<30} {:>9.4} {:>9.4} {:>7.4} {:>7.4} {:>8.4} {:>8.4}",
+        "popularity (unseen, per user)",
+        p.ndcg,
+        p.precision,
+        p.recall,
+        p.map,
+        p.hit_rate,
+        p.catalog_coverage
+    );
+    if let Some(c) = r.choice() {
+        println!(
+            "chosen: factors {}, regularization {}, alpha {} (NDCG@{} {:.4}{}), recorded in {} \
+             (field \"tuning\")",
+            c.factors,
+            c.regularization,
+            c.alpha,
+            r.k,
+            c.scores.ndcg,
+            if p.ndcg > 0.0 {
+                format!(", {:.2}× popularity", c.scores.ndcg / p.ndcg)
+            } else {
+                String::new()
+            },
+            lake.url_of(&elastirec_core::layout::run_record(night))
+        );
+        println!(
+            "the configuration is unchanged; to use the choice set [model] factors = {}, \
+             regularization = {}, alpha = {} or pass --factors {} --regularization {} --alpha {} \
+             to `train` or `run`",
+            c.factors, c.regularization, c.alpha, c.factors, c.regularization, c.alpha
+        );
+    }
+}
+
 fn print_evaluation(r: &EvaluationReport) {
     println!(
         "night {} evaluated against days {} to {} (last day with events: {})",
@@ -920,16 +1080,25 @@ fn print_evaluation(r: &EvaluationReport) {
         r.last_event_day.map_or("none".into(), |d| d.to_string())
     );
     println!(
-        "users scored: {} (known at {}, with {} new relevant items in all)",
-        r.users_scored, r.night, r.relevant_items
+        "users scored: {} (known at {}, with {} new relevant items among the {} items known \
+         then); left out: {} later pairs on new items, {} new users",
+        r.users_scored,
+        r.night,
+        r.relevant_items,
+        r.catalog_items,
+        r.unknown_item_pairs,
+        r.unknown_users
     );
     println!(
-        "{:<12} {:>9} {:>12} {:>9} {:>9}",
+        "{:<12} {:>9} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8}",
         "",
         format!("NDCG@{}", r.k),
         "precision",
         "recall",
-        "hit rate"
+        "MAP",
+        "hit rate",
+        "coverage",
+        "no list"
     );
     for (name, s) in [
         ("model", &r.model),
@@ -937,8 +1106,15 @@ fn print_evaluation(r: &EvaluationReport) {
         ("most popular", &r.most_popular),
     ] {
         println!(
-            "{:<12} {:>9.4} {:>12.4} {:>9.4} {:>9.4}",
-            name, s.ndcg, s.precision, s.recall, s.hit_rate
+            "{:<12} {:>9.4} {:>10.4} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>8}",
+            name,
+            s.ndcg,
+            s.precision,
+            s.recall,
+            s.map,
+            s.hit_rate,
+            s.catalog_coverage,
+            s.users_without_list
         );
     }
     if r.popularity.ndcg > 0.0 && r.most_popular.ndcg > 0.0 {

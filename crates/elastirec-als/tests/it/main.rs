@@ -1,3 +1,6 @@
-//! Integration tests of the trainer: fast kernels against their slow references.
+//! Integration tests of the trainer: fast kernels against their slow references, explicit
+//! feedback, and models read back from a lake.
 
+mod explicit;
 mod kernels;
+mod model;

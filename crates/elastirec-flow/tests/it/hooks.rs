@@ -60,6 +60,7 @@ async fn the_webhook_gets_the_failed_nights_summary() {
         }],
         publish: None,
         cost: None,
+        tuning: None,
     };
     let config = HooksConfig {
         webhook_url: Some(format!("http://127.0.0.1:{port}/alerts/elastirec")),

@@ -232,6 +232,7 @@ pub async fn write_run(lake: &Lake, n: Night, last: StepState) {
         steps: vec![step("ingest", StepState::Succeeded), step("train", last)],
         publish: None,
         cost: None,
+        tuning: None,
     };
     lake.put_json(&layout::run_record(n), &record)
         .await
@@ -244,6 +245,7 @@ pub async fn write_evaluation(lake: &Lake, n: Night) {
         precision: 0.1,
         recall: 0.1,
         hit_rate: 0.5,
+        ..RankingScores::default()
     };
     let report = EvaluationReport {
         night: n,
@@ -256,6 +258,9 @@ pub async fn write_evaluation(lake: &Lake, n: Night) {
         model: scores(0.3),
         popularity: scores(0.2),
         most_popular: scores(0.1),
+        catalog_items: 0,
+        unknown_item_pairs: 0,
+        unknown_users: 0,
     };
     lake.put_json(&layout::evaluation(n, 7), &report)
         .await

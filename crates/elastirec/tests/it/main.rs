@@ -8,4 +8,5 @@ mod orchestrator;
 mod s3;
 mod serve;
 mod simulated;
+mod tune;
 mod warehouse;
