@@ -17,7 +17,10 @@
 //! Two baselines are scored beside the model: `popularity`, each user's most popular unseen
 //! items (what the fallback serves, the fair comparison), and `most_popular`, one list for
 //! everyone with seen items left in (the classic "MostPop", weaker since seen items can never
-//! be relevant). Metrics are defined in [`crate::metrics`].
+//! be relevant). When the stored lists had offer rules applied (`[rules]`), the model's own
+//! lists without them are rebuilt from the night's model and scored too
+//! (`model_without_rules`), so the cost of the business rules is visible. Metrics are defined
+//! in [`crate::metrics`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,7 +32,7 @@ use crate::Result;
 use crate::io;
 use crate::metrics::{UserScores, catalog_coverage, score_list};
 use crate::popularity::Popularity;
-use crate::stage::{SeenPairs, read_export_manifest, read_recommendations_manifest};
+use crate::stage::{SeenPairs, night_lists, read_export_manifest, read_recommendations_manifest};
 
 /// Later (user, item) pairs to score against, and the last day they cover.
 #[derive(Debug, Clone, Default)]
@@ -179,6 +182,20 @@ pub async fn evaluate_night(
     pop.catalog_coverage = catalog_coverage(pop_lists.values().map(Vec::as_slice), &catalog, k);
     let mut most_popular = truth.score(k, |_| Some(global.clone()));
     most_popular.catalog_coverage = catalog_coverage([global.as_slice()], &catalog, k);
+    // Stored lists that had offer rules applied are scored beside the model's own lists.
+    let model_without_rules = if recs_manifest.rules.is_some() {
+        let unruled: HashMap<i64, Vec<i64>> = night_lists(lake, night, &export, k, None)
+            .await?
+            .into_iter()
+            .map(|(u, l)| (u, l.iter().map(|r| r.item_id).collect()))
+            .collect();
+        let mut scores = truth.score(k, |u| unruled.get(&u).cloned());
+        scores.catalog_coverage =
+            catalog_coverage(unruled.values().map(Vec::as_slice), &catalog, k);
+        Some(scores)
+    } else {
+        None
+    };
 
     let report = EvaluationReport {
         night,
@@ -194,6 +211,7 @@ pub async fn evaluate_night(
         catalog_items: catalog.len() as u64,
         unknown_item_pairs: truth.unknown_item_pairs,
         unknown_users: truth.unknown_users,
+        model_without_rules,
     };
     lake.put_json(&layout::evaluation(night, horizon_days), &report)
         .await?;

@@ -15,12 +15,14 @@
 //!                               │  (model::Model::load reads them back to score)
 //!                               ▼
 //!          top_k (blocked GEMM + bounded heap, seen items excluded)
-//!                               │
+//!                               │  offer rules ([rules]: availability, exclusions, genre
+//!                               │  cap, promotions; fill from popularity)
 //!                               ▼
 //!  recommendations/D/part-*.parquet, _manifest.json, recommendations/_LATEST
 //! ```
 
 pub mod data;
+pub mod erase;
 pub mod evaluate;
 pub mod explicit;
 pub mod implicit;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod popularity;
 pub mod reference;
+pub mod rules;
 pub mod stage;
 pub mod topk;
 pub mod tune;

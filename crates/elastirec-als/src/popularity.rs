@@ -1,13 +1,15 @@
 //! The most-popular baseline and fallback: items ranked by how many users interacted with them
 //! in the training window, ties broken by the lower item id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Items ranked by popularity, most popular first.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Popularity {
     /// (item id, number of users), best first.
     ranked: Vec<(i64, u64)>,
+    /// The ranked item ids, for membership tests.
+    members: HashSet<i64>,
 }
 
 impl Popularity {
@@ -19,7 +21,8 @@ impl Popularity {
         }
         let mut ranked: Vec<(i64, u64)> = counts.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        Popularity { ranked }
+        let members = ranked.iter().map(|r| r.0).collect();
+        Popularity { ranked, members }
     }
 
     /// The best `n` items not in `seen`, with their user counts.
@@ -38,6 +41,16 @@ impl Popularity {
             .iter()
             .find(|(i, _)| *i == item)
             .map_or(0, |(_, c)| *c)
+    }
+
+    /// Every ranked (item id, user count), best first.
+    pub fn ranked(&self) -> &[(i64, u64)] {
+        &self.ranked
+    }
+
+    /// Whether `item` is ranked (someone interacted with it in the window).
+    pub fn contains(&self, item: i64) -> bool {
+        self.members.contains(&item)
     }
 
     /// Number of ranked items.

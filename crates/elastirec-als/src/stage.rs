@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, SolverKind};
+use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, columns,
@@ -16,6 +16,7 @@ use crate::implicit::{Confidence, Factors, ImplicitAls, Solver};
 use crate::io::{self, RecommendationRow};
 use crate::model::Model;
 use crate::popularity::Popularity;
+use crate::rules::OfferRules;
 use crate::{Error, Result};
 
 /// Reads a night's JSON document that an earlier step writes, or says which command makes it.
@@ -227,68 +228,44 @@ pub async fn recommend_night(
     night: Night,
     k: usize,
 ) -> Result<RecommendationsManifest> {
+    recommend_night_with(lake, night, k, None).await
+}
+
+/// The `recommend` step with offer rules (`[rules]`, see [`crate::rules`]): the model's lists
+/// filtered, promoted and filled from popularity; the manifest records the rules applied.
+pub async fn recommend_night_with(
+    lake: &Lake,
+    night: Night,
+    k: usize,
+    rules: Option<&RulesConfig>,
+) -> Result<RecommendationsManifest> {
     let export = read_export_manifest(lake, night).await?;
     let model = Model::load(lake, night).await?;
-    let seen = SeenPairs::read(lake, &export).await?;
-    let popularity = seen.popularity();
     let table_versions = model.info.table_versions.clone();
-
-    let rows = tokio::task::spawn_blocking(move || {
-        let triples: Vec<(u32, u32, f32)> = seen
-            .iter()
-            .filter_map(|(u, i)| Some((model.users.index(u)?, model.items.index(i)?, 1.0)))
-            .collect();
-        let seen_csr = Csr::from_triples(model.users.len(), &triples);
-        drop(triples);
-        let lists = model.recommend_all(&seen_csr, k);
-        let user_ids = model.users.ids();
-        let item_ids = model.items.ids();
-        let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
-        for (u, list) in lists.into_iter().enumerate() {
-            let user_id = user_ids[u];
-            rows.insert(
-                user_id,
-                list.into_iter()
-                    .enumerate()
-                    .map(|(r, (item, score))| RecommendationRow {
-                        user_id,
-                        item_id: item_ids[item as usize],
-                        rank: r as i32 + 1,
-                        score,
-                        source: sources::ALS,
-                    })
-                    .collect(),
-            );
-        }
-        // Users seen up to the night whom the model does not cover get the popular items.
-        for (user_id, items) in seen.by_user() {
-            if rows.contains_key(&user_id) {
-                continue;
-            }
-            let list = crate::model::popular(k, &items, &popularity);
-            rows.insert(
-                user_id,
-                list.into_iter()
-                    .enumerate()
-                    .map(|(r, s)| RecommendationRow {
-                        user_id,
-                        item_id: s.item_id,
-                        rank: r as i32 + 1,
-                        score: s.score,
-                        source: s.source,
-                    })
-                    .collect(),
-            );
-        }
-        rows
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("recommend task failed: {e}")))?;
+    let offer = match rules {
+        Some(config) => OfferRules::load(lake, &export, night, config).await?,
+        None => None,
+    };
+    let applied = offer
+        .as_ref()
+        .map(|o| serde_json::to_value(o.config()))
+        .transpose()
+        .map_err(|e| Error::Internal(format!("rules: {e}")))?;
+    let rows = model_lists(lake, &export, model, k, offer).await?;
 
     let mut users_by_source: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
     for list in rows.values() {
-        let source = list.first().map_or(sources::POPULAR, |r| r.source);
+        // A user counts under the model when it placed any item of their list.
+        let source = if list.iter().any(|r| r.source == sources::ALS) {
+            sources::ALS
+        } else {
+            list.first().map_or(sources::POPULAR, |r| r.source)
+        };
         *users_by_source.entry(source.to_string()).or_default() += 1;
+        for r in list {
+            *rows_by_source.entry(r.source.to_string()).or_default() += 1;
+        }
     }
     let flat: Vec<RecommendationRow> = rows.values().flatten().cloned().collect();
     lake.clear_output(
@@ -315,11 +292,122 @@ pub async fn recommend_night(
         users_by_source,
         model: layout::model_info(night).to_string(),
         table_versions,
+        rules: applied,
+        rows_by_source,
     };
     elastirec_core::failpoint::hit("recommend.after-parts");
     lake.put_json(&layout::recommendations_manifest(night), &manifest)
         .await?;
     Ok(manifest)
+}
+
+/// Every user's list of night `night`, as the recommend step makes it (without writing it):
+/// the model's top-K of unseen items, popularity for users seen up to the night whom the model
+/// does not cover, and `rules` applied when given. Evaluation uses it to score the model's own
+/// lists beside stored lists that had rules applied.
+pub async fn night_lists(
+    lake: &Lake,
+    night: Night,
+    export: &ExportManifest,
+    k: usize,
+    rules: Option<OfferRules>,
+) -> Result<BTreeMap<i64, Vec<RecommendationRow>>> {
+    let model = Model::load(lake, night).await?;
+    model_lists(lake, export, model, k, rules).await
+}
+
+/// [`night_lists`] with the night's model already loaded.
+async fn model_lists(
+    lake: &Lake,
+    export: &ExportManifest,
+    model: Model,
+    k: usize,
+    rules: Option<OfferRules>,
+) -> Result<BTreeMap<i64, Vec<RecommendationRow>>> {
+    let seen = SeenPairs::read(lake, export).await?;
+    let popularity = seen.popularity();
+
+    tokio::task::spawn_blocking(move || {
+        let triples: Vec<(u32, u32, f32)> = seen
+            .iter()
+            .filter_map(|(u, i)| Some((model.users.index(u)?, model.items.index(i)?, 1.0)))
+            .collect();
+        let seen_csr = Csr::from_triples(model.users.len(), &triples);
+        drop(triples);
+        // With rules, score more candidates than K so that K usually survive them.
+        let n = rules
+            .as_ref()
+            .map_or(k, |r| r.candidates(k).min(model.items.len().max(k)));
+        let lists = model.recommend_all(&seen_csr, n);
+        let user_ids = model.users.ids();
+        let item_ids = model.items.ids();
+        let seen_by_user = seen.by_user();
+        let no_history = HashSet::new();
+        let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
+        for (u, list) in lists.into_iter().enumerate() {
+            let user_id = user_ids[u];
+            let placed: Vec<(i64, f32, &'static str)> = match &rules {
+                None => list
+                    .into_iter()
+                    .map(|(item, score)| (item_ids[item as usize], score, sources::ALS))
+                    .collect(),
+                Some(r) => {
+                    let candidates: Vec<(i64, f32)> = list
+                        .into_iter()
+                        .map(|(item, score)| (item_ids[item as usize], score))
+                        .collect();
+                    let score = |item: i64| model.score(user_id, item);
+                    let history = seen_by_user.get(&user_id).unwrap_or(&no_history);
+                    r.apply(
+                        k,
+                        &candidates,
+                        &score,
+                        &|i| history.contains(&i),
+                        &popularity,
+                    )
+                    .into_iter()
+                    .map(|p| (p.item_id, p.score, p.source))
+                    .collect()
+                }
+            };
+            rows.insert(user_id, ranked_rows(user_id, placed));
+        }
+        // Users seen up to the night whom the model does not cover get the popular items.
+        for (user_id, items) in &seen_by_user {
+            if rows.contains_key(user_id) {
+                continue;
+            }
+            let placed: Vec<(i64, f32, &'static str)> = match &rules {
+                None => crate::model::popular(k, items, &popularity)
+                    .into_iter()
+                    .map(|s| (s.item_id, s.score, s.source))
+                    .collect(),
+                Some(r) => r
+                    .apply(k, &[], &|_| None, &|i| items.contains(&i), &popularity)
+                    .into_iter()
+                    .map(|p| (p.item_id, p.score, p.source))
+                    .collect(),
+            };
+            rows.insert(*user_id, ranked_rows(*user_id, placed));
+        }
+        rows
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("recommend task failed: {e}")))
+}
+
+fn ranked_rows(user_id: i64, placed: Vec<(i64, f32, &'static str)>) -> Vec<RecommendationRow> {
+    placed
+        .into_iter()
+        .enumerate()
+        .map(|(r, (item_id, score, source))| RecommendationRow {
+            user_id,
+            item_id,
+            rank: r as i32 + 1,
+            score,
+            source,
+        })
+        .collect()
 }
 
 /// The night `recommendations/_LATEST` names, if any.

@@ -22,6 +22,7 @@ pub struct Config {
     pub prepare: PrepareConfig,
     pub model: ModelConfig,
     pub recommend: RecommendConfig,
+    pub rules: RulesConfig,
     pub evaluate: EvaluateConfig,
     pub publish: PublishConfig,
     pub run: RunConfig,
@@ -176,9 +177,9 @@ pub struct PrepareConfig {
     /// an event's value is multiplied by its type's weight before aggregation. Types not listed,
     /// and events without a type, weigh 1.
     pub event_weights: BTreeMap<String, f32>,
-    /// A folder whose `training.sql`, `seen.sql` or `items.sql` replace the built-in queries
-    /// (`elastirec sql-files --write DIR` writes them to start from). Relative to the config
-    /// file's folder.
+    /// A folder whose `training.sql`, `seen.sql`, `items.sql` or `availability.sql` replace the
+    /// built-in queries (`elastirec sql-files --write DIR` writes them to start from). Relative
+    /// to the config file's folder.
     pub sql_dir: Option<PathBuf>,
 }
 
@@ -292,6 +293,62 @@ pub struct RecommendConfig {
 impl Default for RecommendConfig {
     fn default() -> Self {
         RecommendConfig { k: 10 }
+    }
+}
+
+/// How promoted items enter a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteMode {
+    /// First in the list, in the configured order (up to `max_promoted`).
+    Pin,
+    /// Their model score is raised by `boost`; they compete with the other items.
+    Boost,
+}
+
+/// `[rules]`: business rules the recommend step applies to every list; the model is unchanged.
+/// Rules only remove or reorder items; a list they leave shorter than K is filled from the
+/// popularity ranking (`source = popular`), under the same rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Leave out items that `warehouse/availability` (from `raw/availability/*.csv`) says are
+    /// not available on the day the lists go live (the night after D). Items without any
+    /// availability row are available.
+    pub exclude_unavailable: bool,
+    /// Availability rows of this region apply besides rows without a region (unset: only rows
+    /// without a region apply).
+    pub region: Option<String>,
+    /// Availability rows of this segment apply besides rows without a segment.
+    pub segment: Option<String>,
+    /// Items never recommended.
+    pub exclude_items: Vec<i64>,
+    /// At most this many items of one genre in a list (genres of `warehouse/items`,
+    /// `|`-separated; an item counts once for each of its genres); 0: no cap.
+    pub max_per_genre: usize,
+    /// Items the business promotes (`source = promoted` when a rule placed them).
+    pub promoted_items: Vec<i64>,
+    /// How promoted items enter a list.
+    pub promote: PromoteMode,
+    /// Added to a promoted item's score with `promote = "boost"`.
+    pub boost: f32,
+    /// Promoted items per list at most with `promote = "pin"`.
+    pub max_promoted: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            exclude_unavailable: true,
+            region: None,
+            segment: None,
+            exclude_items: Vec::new(),
+            max_per_genre: 0,
+            promoted_items: Vec::new(),
+            promote: PromoteMode::Pin,
+            boost: 1.0,
+            max_promoted: 1,
+        }
     }
 }
 
@@ -612,6 +669,9 @@ impl Config {
                     "[prepare] event_weights: the weight of '{kind}' must be a finite number >= 0"
                 ));
             }
+        }
+        if !self.rules.boost.is_finite() {
+            return fail("[rules] boost must be a finite number".into());
         }
         if self.prepare.window_days == 0 {
             return fail("[prepare] window_days must be at least 1".into());

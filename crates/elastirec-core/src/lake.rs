@@ -62,6 +62,18 @@ pub struct LakeMarker {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// The program that created it.
     pub created_by: String,
+    /// Upgrades by `elastirec migrate`, oldest first (absent from lakes never migrated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+}
+
+/// One upgrade of a lake's layout, as recorded in `lake.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Migration {
+    pub from: u32,
+    pub to: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub by: String,
 }
 
 /// A remote lake's coordinates, for the preflight check and its messages.
@@ -112,8 +124,23 @@ impl Lake {
     pub async fn open_config(config: &LakeConfig) -> Result<Lake> {
         let lake = Lake::connect_config(config)?;
         lake.preflight().await?;
-        lake.check_marker().await?;
+        lake.check_marker(false).await?;
         Ok(lake)
+    }
+
+    /// Opens a lake for `elastirec migrate`: like [`Lake::open_config`], but a lake written by
+    /// an older layout is opened (and left as it is) instead of refused.
+    pub async fn open_for_migrate(config: &LakeConfig) -> Result<Lake> {
+        let lake = Lake::connect_config(config)?;
+        lake.preflight().await?;
+        lake.check_marker(true).await?;
+        Ok(lake)
+    }
+
+    /// What `lake.json` says, if the lake has one.
+    pub async fn marker(&self) -> Result<Option<LakeMarker>> {
+        self.get_json::<LakeMarker>(&layout::lake_marker(), "lake marker")
+            .await
     }
 
     /// Builds the handle without touching storage, with default timeouts and retries.
@@ -248,7 +275,7 @@ impl Lake {
         }
     }
 
-    async fn check_marker(&self) -> Result<()> {
+    async fn check_marker(&self, allow_older: bool) -> Result<()> {
         let path = layout::lake_marker();
         match self.get_json::<LakeMarker>(&path, "lake marker").await? {
             Some(marker) if marker.layout_version > layout::LAYOUT_VERSION => {
@@ -260,12 +287,24 @@ impl Lake {
                     layout::LAYOUT_VERSION
                 )))
             }
+            Some(marker) if marker.layout_version < layout::LAYOUT_VERSION && !allow_older => {
+                Err(Error::Config(format!(
+                    "the lake at {} has layout version {}, older than this elastirec writes ({}): \
+                     run `elastirec migrate --lake {}` once to upgrade it in place (see \
+                     docs/lake-layout.md, \"Layout versions\")",
+                    self.url,
+                    marker.layout_version,
+                    layout::LAYOUT_VERSION,
+                    self.url
+                )))
+            }
             Some(_) => Ok(()),
             None => {
                 let marker = LakeMarker {
                     layout_version: layout::LAYOUT_VERSION,
                     created_at: chrono::Utc::now(),
                     created_by: format!("elastirec {}", env!("CARGO_PKG_VERSION")),
+                    migrations: Vec::new(),
                 };
                 // Create-only: two processes opening a new lake at once both succeed.
                 self.put_json_create(&path, &marker).await.map(|_| ())
@@ -789,6 +828,28 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("upgrade elastirec"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn refuses_an_older_layout_but_migrate_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lake.json"),
+            r#"{"layout_version": 1, "created_at": "2024-01-01T00:00:00Z", "created_by": "x"}"#,
+        )
+        .unwrap();
+        let root = dir.path().to_str().unwrap();
+        let err = Lake::open(root, HashMap::new()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("elastirec migrate"), "{err}");
+        let config = LakeConfig {
+            root: root.into(),
+            ..LakeConfig::default()
+        };
+        let lake = Lake::open_for_migrate(&config).await.unwrap();
+        let marker = lake.marker().await.unwrap().unwrap();
+        assert_eq!(marker.layout_version, 1);
+        assert!(marker.migrations.is_empty());
     }
 
     fn s3_config(root: &str, options: &[(&str, &str)]) -> LakeConfig {

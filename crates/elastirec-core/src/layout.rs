@@ -8,8 +8,15 @@ use object_store::path::Path;
 
 use crate::night::Night;
 
-/// Version of the layout written into `lake.json`. Bump it when a path or schema changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version of the layout written into `lake.json`. Bump it when a path or schema changes, and
+/// teach `elastirec migrate` (`elastirec_flow::migrate`) the step from the previous one.
+///
+/// - 1: the first released layout: `warehouse/{events,items,loads,rejects}`, exports, models,
+///   recommendations, runs, snapshots.
+/// - 2: adds `warehouse/erasures` (erasure requests, ids kept only as salted hashes),
+///   `governance/salt.json` (the salt), `warehouse/availability` (item availability windows
+///   for offer rules) and `exports/training/…/availability-*.parquet`.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `lake.json`: the layout version of this lake.
 pub fn lake_marker() -> Path {
@@ -44,6 +51,18 @@ pub fn raw_items_root() -> Path {
     Path::from("raw/items")
 }
 
+/// `raw/availability/`: item availability files (item_id, available_from, available_to and
+/// optional region, segment), CSV with a header.
+pub fn raw_availability_root() -> Path {
+    Path::from("raw/availability")
+}
+
+/// `governance/salt.json`: the lake's secret salt of erased-user hashes (layout 2). Restrict
+/// who may read it: with the salt, a hash can be checked against a guessed id.
+pub fn erasure_salt() -> Path {
+    Path::from("governance/salt.json")
+}
+
 /// The warehouse's Delta tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -55,11 +74,28 @@ pub enum Table {
     Loads,
     /// Rows rejected by loads, with file, line and reason.
     Rejects,
+    /// Erasure requests: salted hashes of forgotten users, what was removed (layout 2).
+    Erasures,
+    /// Item availability windows, for offer rules (layout 2).
+    Availability,
 }
 
 impl Table {
     /// All tables, in creation order.
-    pub const ALL: [Table; 4] = [Table::Events, Table::Items, Table::Loads, Table::Rejects];
+    pub const ALL: [Table; 6] = [
+        Table::Events,
+        Table::Items,
+        Table::Loads,
+        Table::Rejects,
+        Table::Erasures,
+        Table::Availability,
+    ];
+
+    /// Whether `warehouse restore` brings the table back to a snapshot's version. Erasure
+    /// requests are never rolled back: a restore must not bring a forgotten user back.
+    pub fn restorable(self) -> bool {
+        !matches!(self, Table::Erasures)
+    }
 
     /// The table's name, as registered for SQL.
     pub fn name(self) -> &'static str {
@@ -68,6 +104,8 @@ impl Table {
             Table::Items => "items",
             Table::Loads => "loads",
             Table::Rejects => "rejects",
+            Table::Erasures => "erasures",
+            Table::Availability => "availability",
         }
     }
 
@@ -95,6 +133,29 @@ pub fn training_export_seen_part(night: Night, part: usize) -> Path {
 /// `exports/training/YYYY/MM/DD/items-NNNNN.parquet`: item titles and genres, for serving.
 pub fn training_export_items_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("items-{part:05}.parquet").as_str())
+}
+
+/// `exports/training/YYYY/MM/DD/availability-NNNNN.parquet`: item availability windows, for the
+/// offer rules of the recommend step.
+pub fn training_export_availability_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("availability-{part:05}.parquet").as_str())
+}
+
+/// The path of a data file rewritten by erasure `tag`: `part-00000.parquet` becomes
+/// `part-00000.TAG.parquet` (an earlier tag is replaced), in the same folder. New names let a
+/// rewrite put every new file before its manifest names them.
+pub fn erased_copy(path: &Path, tag: &str) -> Path {
+    let text = path.as_ref();
+    let (dir, file) = match text.rsplit_once('/') {
+        Some((d, f)) => (Some(d), f),
+        None => (None, text),
+    };
+    let stem = file.split('.').next().unwrap_or(file);
+    let name = format!("{stem}.{tag}.parquet");
+    match dir {
+        Some(d) => Path::from(format!("{d}/{name}")),
+        None => Path::from(name),
+    }
 }
 
 /// `exports/training/YYYY/MM/DD/_manifest.json`, written last.
@@ -271,6 +332,18 @@ mod tests {
             training_export_items_part(n, 0).as_ref(),
             "exports/training/1998/03/05/items-00000.parquet"
         );
+        let part = training_export_part(n, 2);
+        let once = erased_copy(&part, "e1a2b");
+        assert_eq!(
+            once.as_ref(),
+            "exports/training/1998/03/05/part-00002.e1a2b.parquet"
+        );
+        assert_eq!(
+            erased_copy(&once, "e9").as_ref(),
+            "exports/training/1998/03/05/part-00002.e9.parquet"
+        );
+        assert_eq!(Table::Erasures.path().as_ref(), "warehouse/erasures");
+        assert!(!Table::Erasures.restorable() && Table::Events.restorable());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub mod columns {
     pub const SOURCE: &str = "source";
     pub const TITLE: &str = "title";
     pub const GENRES: &str = "genres";
+    pub const AVAILABLE_FROM: &str = "available_from";
+    pub const AVAILABLE_TO: &str = "available_to";
+    pub const REGION: &str = "region";
+    pub const SEGMENT: &str = "segment";
 }
 
 /// `exports/training/…/part-*.parquet`: one row per (user, item) pair in the training window.
@@ -59,6 +63,19 @@ pub fn items_schema() -> SchemaRef {
     ]))
 }
 
+/// `exports/training/…/availability-*.parquet` and `warehouse/availability`: an item is available
+/// from `available_from` to `available_to` (both days included; null: open-ended), in `region`
+/// and `segment` (null: everywhere). See `[rules]` for how rows combine.
+pub fn availability_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::ITEM_ID, DataType::Int64, false),
+        Field::new(columns::AVAILABLE_FROM, DataType::Date32, true),
+        Field::new(columns::AVAILABLE_TO, DataType::Date32, true),
+        Field::new(columns::REGION, DataType::Utf8, true),
+        Field::new(columns::SEGMENT, DataType::Utf8, true),
+    ]))
+}
+
 /// `models/…/{user,item}_factors.parquet`: an id and its factor vector.
 pub fn factors_schema(id_column: &str, factors: usize) -> SchemaRef {
     let item = Arc::new(Field::new("item", DataType::Float32, false));
@@ -87,8 +104,11 @@ pub fn recommendations_schema() -> SchemaRef {
 pub mod sources {
     /// Scored by the collaborative filtering model.
     pub const ALS: &str = "als";
-    /// The popularity fallback, for users the model does not cover.
+    /// The popularity ranking: the fallback for users the model does not cover, and the fill
+    /// of lists that offer rules left shorter than K.
     pub const POPULAR: &str = "popular";
+    /// Placed by an offer rule (`[rules] promoted_items`).
+    pub const PROMOTED: &str = "promoted";
 }
 
 /// One data file listed by a manifest; `path` is relative to the lake root.
@@ -140,6 +160,9 @@ pub struct ExportManifest {
     pub item_files: Vec<FileEntry>,
     #[serde(default)]
     pub item_rows: u64,
+    /// Item availability windows (`availability-*.parquet`, layout 2); absent before.
+    #[serde(default)]
+    pub availability_files: Vec<FileEntry>,
     pub users: u64,
     pub items: u64,
     /// Version of each warehouse table that was read, by table name.
@@ -190,6 +213,12 @@ pub struct RecommendationsManifest {
     pub users_by_source: BTreeMap<String, u64>,
     pub model: String,
     pub table_versions: BTreeMap<String, i64>,
+    /// The `[rules]` applied, when any rule was active (absent: the model's lists as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<serde_json::Value>,
+    /// Rows per source (`als`, `popular`, `promoted`).
+    #[serde(default)]
+    pub rows_by_source: BTreeMap<String, u64>,
 }
 
 /// `recommendations/_LATEST`: the newest published night.
@@ -386,6 +415,10 @@ pub struct EvaluationReport {
     /// Users with later events who were unknown at the night (not scored).
     #[serde(default)]
     pub unknown_users: u64,
+    /// The model's own lists before `[rules]` (only when the stored lists had rules applied),
+    /// so the cost of the business rules can be read beside `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_without_rules: Option<RankingScores>,
 }
 
 /// One point of a tuning grid and what it scored on the validation days.

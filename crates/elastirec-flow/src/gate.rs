@@ -105,6 +105,8 @@ mod tests {
             users_by_source: BTreeMap::new(),
             model: String::new(),
             table_versions: BTreeMap::new(),
+            rules: None,
+            rows_by_source: BTreeMap::new(),
         }
     }
 
@@ -138,6 +140,7 @@ mod tests {
             catalog_items: 0,
             unknown_item_pairs: 0,
             unknown_users: 0,
+            model_without_rules: None,
         };
         let input = |c, events, e| GateInput {
             night: "2024-01-05".parse().unwrap(),

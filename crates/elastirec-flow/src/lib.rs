@@ -16,6 +16,7 @@
 pub mod cost;
 pub mod cron;
 pub mod gate;
+pub mod governance;
 pub mod hooks;
 pub mod lease;
 mod ledger;

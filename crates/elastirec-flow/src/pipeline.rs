@@ -10,7 +10,7 @@ use chrono::Utc;
 use elastirec_als::evaluate::{Holdout, evaluate_night};
 use elastirec_als::stage::{
     publish_latest, read_export_manifest, read_latest, read_model_info,
-    read_recommendations_manifest, recommend_night, train_night,
+    read_recommendations_manifest, recommend_night_with, train_night,
 };
 use elastirec_core::manifest::{
     EvaluationReport, ExportManifest, FileEntry, ModelInfo, PublishDecision,
@@ -549,7 +549,10 @@ impl Pipeline {
             night,
             Step::Recommend,
             record,
-            || async { Ok(recommend_night(&self.lake, night, self.config.recommend.k).await?) },
+            || async {
+                let (k, rules) = (self.config.recommend.k, Some(&self.config.rules));
+                Ok(recommend_night_with(&self.lake, night, k, rules).await?)
+            },
             |m: &RecommendationsManifest| {
                 Outcome::ok(
                     Some(m.users),
@@ -841,7 +844,10 @@ impl Pipeline {
                 let versions = self.warehouse().await?.versions().await?;
                 let params = serde_json::to_value(&self.config.prepare).ok();
                 let sql = self.prepare_sql()?.render(night, &self.config.prepare)?;
+                // Offer rules read the export's availability windows: a new availability
+                // load makes the export stale too.
                 (m.table_versions.get("events") == versions.get("events")
+                    && m.table_versions.get("availability") == versions.get("availability")
                     && Some(&m.params) == params.as_ref()
                     && m.sql_hash.as_deref() == Some(sql.hash.as_str()))
                 .then(|| {
@@ -1082,8 +1088,20 @@ impl Pipeline {
     }
 
     /// `warehouse restore`: brings every table back to snapshot `name`.
+    /// Erasure requests are not rolled back: the rows of erased users that the restored
+    /// versions hold are deleted again at once.
     pub async fn restore(&self, name: &str) -> Result<Vec<elastirec_warehouse::TableRestore>> {
-        Ok(self.warehouse().await?.restore(name).await?)
+        let wh = self.warehouse().await?;
+        let done = wh.restore(name).await?;
+        let id = format!("r{:x}", Utc::now().timestamp_micros());
+        let erased = wh.reapply_erasures(&id, &self.config.events).await?;
+        if erased > 0 {
+            tracing::warn!(
+                events = erased,
+                "the restored versions held events of erased users; deleted them again"
+            );
+        }
+        Ok(done)
     }
 
     /// `warehouse vacuum`: keeps the newest `keep` snapshots and deletes the data files that
@@ -1178,6 +1196,15 @@ fn describe_ingest(r: &IngestReport) -> String {
                 .map(|x| x.to_string())
                 .unwrap_or_default()
         ));
+    }
+    if r.rows_erased > 0 {
+        s.push_str(&format!(
+            "; {} events of erased users dropped (elastirec forget)",
+            r.rows_erased
+        ));
+    }
+    if let Some(n) = r.availability_loaded {
+        s.push_str(&format!("; {n} availability rows"));
     }
     if r.files_recovered > 0 {
         s.push_str(&format!(

@@ -20,7 +20,8 @@ pub enum OutputFormat {
 
 impl Warehouse {
     /// Runs one read-only statement (`SELECT`, `WITH`, `SHOW`, `DESCRIBE`, `EXPLAIN`) over
-    /// `events`, `items`, `loads` and `rejects`. DDL, DML and session statements are refused.
+    /// `events`, `items`, `loads`, `rejects`, `erasures` and `availability`. DDL, DML and
+    /// session statements are refused.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let ctx = self.session().await?;
         let options = SQLOptions::new()

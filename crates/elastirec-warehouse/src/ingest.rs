@@ -61,6 +61,10 @@ pub struct IngestReport {
     pub items_loaded: Option<u64>,
     /// Version of `warehouse/events` after the load.
     pub events_version: i64,
+    /// Events of erased users (`elastirec forget`) in the new files, dropped instead of loaded.
+    pub rows_erased: u64,
+    /// Availability rows loaded, when availability files changed (layout 2).
+    pub availability_loaded: Option<u64>,
     /// Events up to the night whose item is not in `warehouse/items` (loaded, not rejected),
     /// and how many such items; `None` when there is no item dimension at all.
     pub unknown_items: Option<UnknownItems>,
@@ -90,9 +94,9 @@ const REJECTS_SHOWN: usize = 5;
 
 /// A raw file as the ledger remembers it.
 #[derive(Debug, Clone)]
-struct LedgerEntry {
-    size: i64,
-    e_tag: Option<String>,
+pub(crate) struct LedgerEntry {
+    pub(crate) size: i64,
+    pub(crate) e_tag: Option<String>,
 }
 
 impl Warehouse {
@@ -190,7 +194,8 @@ impl Warehouse {
 
         report.events_version = events_version;
         if !new_files.is_empty() {
-            let parsed = self.fetch_and_parse(new_files, events).await?;
+            let mut parsed = self.fetch_and_parse(new_files, events).await?;
+            report.rows_erased = self.drop_erased_parsed(&mut parsed).await?;
             let rejects: Vec<Reject> = parsed
                 .iter()
                 .flat_map(|(_, _, p)| p.rejects.iter().cloned())
@@ -268,6 +273,9 @@ impl Warehouse {
 
         report.items_loaded = self
             .ingest_items(night, ledger.get("items").map(|(m, _)| m), load)
+            .await?;
+        report.availability_loaded = self
+            .ingest_availability(night, ledger.get("availability").map(|(m, _)| m), load)
             .await?;
         report.unknown_items = self.unknown_items(night).await?;
         Ok(report)
@@ -455,7 +463,12 @@ impl Warehouse {
         Ok(out)
     }
 
-    async fn append_ledger(&self, rows: Vec<LedgerRow>, night: Night, load: i64) -> Result<()> {
+    pub(crate) async fn append_ledger(
+        &self,
+        rows: Vec<LedgerRow>,
+        night: Night,
+        load: i64,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -590,7 +603,7 @@ impl LedgerEntry {
     }
 }
 
-struct LedgerRow {
+pub(crate) struct LedgerRow {
     path: String,
     target: &'static str,
     day: Option<Night>,
@@ -608,7 +621,7 @@ impl LedgerRow {
         self
     }
 
-    fn of(
+    pub(crate) fn of(
         meta: &ObjectMeta,
         target: &'static str,
         day: Option<Night>,

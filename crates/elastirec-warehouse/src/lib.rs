@@ -14,6 +14,8 @@
 //! ```
 
 mod access;
+mod availability;
+mod erasure;
 mod ingest;
 mod pgwire;
 mod prepare;
@@ -23,6 +25,7 @@ pub mod sql;
 mod tables;
 
 pub use access::{OutputFormat, format_batches};
+pub use erasure::{ErasedUser, ErasureVacuum, EventErasure, RawPurge, user_hash};
 pub use ingest::{INGEST_APP, IngestOptions, IngestReport, Reject, UnknownItems};
 pub use pgwire::REFRESH as PG_REFRESH;
 pub use prepare::PrepareOptions;

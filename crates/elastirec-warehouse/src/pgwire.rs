@@ -1,11 +1,12 @@
 //! `warehouse serve`: the warehouse tables over the PostgreSQL wire protocol, read-only.
 //!
 //! `psql` and BI tools connect to it like to PostgreSQL (no password; TLS off) and query
-//! `events`, `items`, `loads` and `rejects` with DataFusion SQL (`datafusion-postgres`), with a
-//! `pg_catalog` so that tools can list tables. Every statement is planned first and refused if
-//! it would write (INSERT, UPDATE, DELETE, COPY, CREATE, DROP, ...): the tables change only
-//! through elastirec's own commands. Before a statement runs, the server re-reads the tables'
-//! versions (at most once per [`REFRESH`]) and swaps in any table a nightly run committed to.
+//! `events`, `items`, `loads`, `rejects`, `erasures` and `availability` with DataFusion SQL
+//! (`datafusion-postgres`), with a `pg_catalog` so that tools can list tables. Every statement
+//! is planned first and refused if it would write (INSERT, UPDATE, DELETE, COPY, CREATE, DROP,
+//! ...): the tables change only through elastirec's own commands. Before a statement runs, the
+//! server re-reads the tables' versions (at most once per [`REFRESH`]) and swaps in any table a
+//! nightly run committed to.
 
 use std::collections::BTreeMap;
 use std::future::Future;

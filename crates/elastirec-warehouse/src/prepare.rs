@@ -5,9 +5,11 @@
 //! the strongest value and the number of events. Pairs seen up to D but not in that set (older
 //! than the window or filtered out) go to `seen-*.parquet`, so the recommender can exclude every
 //! item a user has already seen, whatever the window. The item dimension (id, title, genres) is
-//! unloaded beside them as `items-*.parquet`, so serving can show titles without the warehouse.
+//! unloaded beside them as `items-*.parquet`, so serving can show titles without the warehouse,
+//! and the item availability windows (`warehouse/availability`) as `availability-*.parquet`, for
+//! the offer rules of the recommend step.
 //!
-//! The three queries are SQL files users can read and override (see [`crate::sql`]); the
+//! The four queries are SQL files users can read and override (see [`crate::sql`]); the
 //! manifest records a hash of their rendered text. An existing export is replaced only when
 //! asked ([`PrepareOptions::overwrite`]).
 //!
@@ -89,7 +91,12 @@ impl Warehouse {
         let sql = options.sql.render(night, params)?;
         let events = self.table(Table::Events).await?;
         let items = self.table(Table::Items).await?;
+        let availability = self.table(Table::Availability).await?;
         let mut table_versions = BTreeMap::new();
+        table_versions.insert(
+            "availability".to_string(),
+            availability.version().map_or(-1, |v| v as i64),
+        );
         table_versions.insert(
             "events".to_string(),
             events.version().map_or(-1, |v| v as i64),
@@ -99,7 +106,11 @@ impl Warehouse {
             items.version().map_or(-1, |v| v as i64),
         );
         let ctx = self
-            .session_over([(Table::Events, events), (Table::Items, items)])
+            .session_over([
+                (Table::Events, events),
+                (Table::Items, items),
+                (Table::Availability, availability),
+            ])
             .await?;
         // `seen.sql` and the counts read the training query as the view `training`.
         let training_view = ctx
@@ -142,6 +153,17 @@ impl Warehouse {
         )
         .await?;
 
+        // Offer rules of the recommend step read the availability windows from here.
+        let availability_files = unload(
+            &ctx,
+            lake,
+            &sql.availability,
+            &options.sql.availability,
+            manifest::availability_schema(),
+            |i| layout::training_export_availability_part(night, i),
+        )
+        .await?;
+
         let counts_sql = "SELECT COUNT(DISTINCT user_id) AS users, \
                           COUNT(DISTINCT item_id) AS items FROM training";
         let counts = collect(&ctx, counts_sql).await?;
@@ -156,6 +178,7 @@ impl Warehouse {
             seen_files,
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
+            availability_files,
             users: first("users")?,
             items: first("items")?,
             table_versions,

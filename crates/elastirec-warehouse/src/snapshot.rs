@@ -5,12 +5,15 @@
 //! replaying the log. Delta keeps every version readable until a vacuum removes its files.
 //! Restoring a snapshot commits, on each table that moved since, a Delta restore to the recorded
 //! version: history is kept (the restore is itself a new version), and the tables read exactly
-//! as they did when the snapshot was taken.
+//! as they did when the snapshot was taken. `warehouse/erasures` is never restored (a restore
+//! must not bring a forgotten user back; see `erasure`).
 //!
 //! `vacuum --keep N` keeps the newest N snapshots and the current state: it deletes the other
 //! snapshot records first (so nothing restores a snapshot whose files are going), then, per
 //! table, every data file that neither the current version nor a kept snapshot's version reads
-//! (a Delta vacuum with those versions kept and no time-based retention).
+//! (a Delta vacuum with those versions kept and no time-based retention). It keeps the log, so
+//! the statistics of old versions stay; erased users' history goes with `vacuum --erasures`
+//! (`Warehouse::vacuum_erased`), which the command runs first when both are asked.
 
 use chrono::Utc;
 
@@ -121,7 +124,7 @@ impl Warehouse {
             })
         })?;
         let mut out = Vec::new();
-        for table in Table::ALL {
+        for table in Table::ALL.into_iter().filter(|t| t.restorable()) {
             let Some(&to) = record.table_versions.get(table.name()) else {
                 continue;
             };

@@ -1,12 +1,12 @@
 //! The SQL of `prepare`, kept in files that users can read and override.
 //!
 //! The built-in queries live in this crate's `sql/` folder (`training.sql`, `seen.sql`,
-//! `items.sql`) and are compiled into the binary. `[prepare] sql_dir` names a folder whose files
-//! of the same names replace them one by one; `elastirec sql-files --write DIR` writes the
-//! built-in ones there to start from. Each file is a template: `${name}` is replaced by the
-//! night's parameter of that name (see the header of each file), and an unknown name is an error
-//! that names the file. The rendered text of all three, hashed, goes into the export manifest,
-//! so a changed query is visible in every export it made.
+//! `items.sql`, `availability.sql`) and are compiled into the binary. `[prepare] sql_dir` names
+//! a folder whose files of the same names replace them one by one; `elastirec sql-files --write
+//! DIR` writes the built-in ones there to start from. Each file is a template: `${name}` is
+//! replaced by the night's parameter of that name (see the header of each file), and an unknown
+//! name is an error that names the file. The rendered text of all four, hashed, goes into the
+//! export manifest, so a changed query is visible in every export it made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// One query of `prepare`: its file name, where its text came from, and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlFile {
-    /// `training.sql`, `seen.sql` or `items.sql`.
+    /// `training.sql`, `seen.sql`, `items.sql` or `availability.sql`.
     pub name: &'static str,
     /// `built-in` or the path of the overriding file.
     pub origin: String,
@@ -39,13 +39,14 @@ impl SqlFile {
 const BUILTIN: &str = "built-in";
 
 /// The built-in queries, by file name.
-pub const BUILTIN_FILES: [(&str, &str); 3] = [
+pub const BUILTIN_FILES: [(&str, &str); 4] = [
     ("training.sql", include_str!("../sql/training.sql")),
     ("seen.sql", include_str!("../sql/seen.sql")),
     ("items.sql", include_str!("../sql/items.sql")),
+    ("availability.sql", include_str!("../sql/availability.sql")),
 ];
 
-/// The three queries of `prepare`.
+/// The four queries of `prepare`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrepareSql {
     /// One row per (user, item) pair of the window: the training data.
@@ -54,6 +55,8 @@ pub struct PrepareSql {
     pub seen: SqlFile,
     /// The item dimension unloaded beside the training data.
     pub items: SqlFile,
+    /// Item availability windows unloaded beside the training data (for offer rules).
+    pub availability: SqlFile,
 }
 
 /// The queries of one night with their parameters filled in.
@@ -62,7 +65,8 @@ pub struct RenderedSql {
     pub training: String,
     pub seen: String,
     pub items: String,
-    /// SHA-256 of the three rendered queries, hex.
+    pub availability: String,
+    /// SHA-256 of the four rendered queries, hex.
     pub hash: String,
 }
 
@@ -84,6 +88,7 @@ impl PrepareSql {
             training: file(0),
             seen: file(1),
             items: file(2),
+            availability: file(3),
         }
     }
 
@@ -99,7 +104,12 @@ impl PrepareSql {
             });
         }
         let mut sql = Self::builtin();
-        for file in [&mut sql.training, &mut sql.seen, &mut sql.items] {
+        for file in [
+            &mut sql.training,
+            &mut sql.seen,
+            &mut sql.items,
+            &mut sql.availability,
+        ] {
             let path = dir.join(file.name);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
@@ -124,8 +134,9 @@ impl PrepareSql {
         let training = render(&self.training, &values)?;
         let seen = render(&self.seen, &values)?;
         let items = render(&self.items, &values)?;
+        let availability = render(&self.availability, &values)?;
         let mut hasher = Sha256::new();
-        for text in [&training, &seen, &items] {
+        for text in [&training, &seen, &items, &availability] {
             hasher.update(text.as_bytes());
             hasher.update([0u8]);
         }
@@ -138,6 +149,7 @@ impl PrepareSql {
             training,
             seen,
             items,
+            availability,
             hash,
         })
     }
@@ -282,7 +294,7 @@ mod tests {
         assert!(r.training.contains("DATE '2024-01-10'"));
         assert!(r.training.contains("value >= 3.5e0"));
         assert!(r.training.contains("WHEN 'cart' THEN CAST(3e0 AS REAL)"));
-        for text in [&r.training, &r.seen, &r.items] {
+        for text in [&r.training, &r.seen, &r.items, &r.availability] {
             assert!(!text.contains("${"), "{text}");
         }
         assert_eq!(r.hash.len(), 64);
@@ -313,7 +325,7 @@ mod tests {
         let missing = dir.path().join("nope");
         assert!(PrepareSql::with_overrides(&missing).is_err());
         let written = write_builtin(&missing, false).expect("writes");
-        assert_eq!(written.len(), 3);
+        assert_eq!(written.len(), 4);
         assert!(
             write_builtin(&missing, false).is_err(),
             "refuses to replace"

@@ -59,6 +59,26 @@ pub(crate) fn schema(table: Table) -> SchemaRef {
             f("night", DataType::Date32, false),
             f("rejected_at", utc_micros(), false),
         ],
+        Table::Erasures => vec![
+            f("erasure_id", DataType::Utf8, false),
+            f("id_hash", DataType::Utf8, false),
+            f("requested_at", utc_micros(), false),
+            f("completed_at", utc_micros(), true),
+            f("events_deleted", DataType::Int64, false),
+            f("rejects_deleted", DataType::Int64, false),
+            f("events_version", DataType::Int64, false),
+            f("rejects_version", DataType::Int64, false),
+            f("details", DataType::Utf8, true),
+            f("vacuumed_at", utc_micros(), true),
+        ],
+        Table::Availability => vec![
+            f("item_id", DataType::Int64, false),
+            f("available_from", DataType::Date32, true),
+            f("available_to", DataType::Date32, true),
+            f("region", DataType::Utf8, true),
+            f("segment", DataType::Utf8, true),
+            f("source_file", DataType::Utf8, false),
+        ],
     }))
 }
 
@@ -126,7 +146,8 @@ impl Warehouse {
         builder.load().await.map_err(Error::delta(table.name()))
     }
 
-    async fn ensure(&self, table: Table) -> Result<()> {
+    /// Creates `table` if it does not exist yet (`migrate` creates the tables a layout adds).
+    pub(crate) async fn ensure(&self, table: Table) -> Result<()> {
         let url = self.table_url(table);
         if self.lake.is_local() {
             // delta-rs needs the folder of a local table to exist before creating it.

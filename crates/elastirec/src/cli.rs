@@ -146,6 +146,39 @@ pub enum Command {
 
     /// Copy a night's lists into Redis or PostgreSQL ([sink] in the config)
     Sink(SinkArgs),
+
+    /// Erase users everywhere: warehouse events and rejects, every night's exports, models and
+    /// recommendations (serving drops them at its next poll), and with --purge-raw the raw files
+    ///
+    /// The request is recorded in warehouse/erasures by salted hash only, never the id; later
+    /// loads drop the users' events. Older Delta versions and the snapshots naming them keep
+    /// the rows until `elastirec warehouse vacuum --erasures`; forget lists those snapshots.
+    /// A forget that was killed is finished by running it again.
+    Forget(ForgetArgs),
+
+    /// Upgrade a lake written by an older elastirec to this one's layout, in place
+    ///
+    /// Other commands refuse an older lake until it is migrated, and every command refuses a
+    /// newer one. Migration steps are rerunnable; lake.json is rewritten last.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// A user id to erase; repeat for several users
+    #[arg(
+        long = "user",
+        value_name = "ID",
+        required_unless_present = "users_file"
+    )]
+    pub users: Vec<i64>,
+    /// A file of user ids, one per line (blank lines and lines starting with # are skipped)
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Also rewrite the raw event files that hold the users' events, without those lines (the
+    /// load ledger follows, so the files are neither reported as changed nor loaded again)
+    #[arg(long)]
+    pub purge_raw: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,8 +242,9 @@ pub struct PrepareArgs {
 
 #[derive(Debug, Args)]
 pub struct SqlFilesArgs {
-    /// Folder to write training.sql, seen.sql and items.sql into (created if missing); without
-    /// it, the queries in effect (built-in or from [prepare] sql_dir) are printed
+    /// Folder to write training.sql, seen.sql, items.sql and availability.sql into (created if
+    /// missing); without it, the queries in effect (built-in or from [prepare] sql_dir) are
+    /// printed
     #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
     /// Replace files that already exist in DIR
@@ -397,11 +431,18 @@ pub enum WarehouseCommand {
     Snapshots,
     /// Bring every table back to snapshot NAME (a Delta restore: history is kept)
     Restore(RestoreArgs),
-    /// Keep the newest N snapshots and delete data files that neither they nor the current
-    /// tables read (older snapshot records are deleted first; they can no longer be restored)
+    /// Delete what old table versions keep: with --keep N, data files that neither the newest N
+    /// snapshots nor the current tables read; with --erasures, every snapshot, Delta file and
+    /// log entry that still holds rows of users erased by `elastirec forget`
+    ///
+    /// Give --keep, --erasures or both. With both, the erasure vacuum runs first and --keep N
+    /// then keeps the newest N of the snapshots left. Snapshot records are deleted before the
+    /// files they need (a deleted snapshot can no longer be restored). With --dry-run each part
+    /// reports on the lake as it is now and nothing is deleted.
     Vacuum(VacuumArgs),
-    /// Serve the tables (events, items, loads, rejects) read-only over the PostgreSQL wire
-    /// protocol, for psql and BI tools: `psql -h 127.0.0.1 -p 5433 -c 'SELECT ...'`
+    /// Serve the tables (events, items, loads, rejects, erasures, availability) read-only over
+    /// the PostgreSQL wire protocol, for psql and BI tools: `psql -h 127.0.0.1 -p 5433 -c
+    /// 'SELECT ...'`
     ///
     /// Stops on SIGTERM or Ctrl-C. Statements that would write are refused. Tables are
     /// reloaded within seconds when a nightly run commits to them.
@@ -410,9 +451,14 @@ pub enum WarehouseCommand {
 
 #[derive(Debug, Args)]
 pub struct VacuumArgs {
-    /// Snapshots to keep, newest first (by the time they were taken)
-    #[arg(long, value_name = "N")]
-    pub keep: usize,
+    /// Snapshots to keep, newest first (by the time they were taken); older snapshot records
+    /// and the data files only they read are deleted
+    #[arg(long, value_name = "N", required_unless_present = "erasures")]
+    pub keep: Option<usize>,
+    /// The erasure policy: remove the snapshots naming table versions older than an erasure,
+    /// the Delta files its deletes replaced and the log entries before it
+    #[arg(long)]
+    pub erasures: bool,
     /// Say what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -237,6 +237,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 r.files_for_later_nights,
                 r.events_version
             );
+            if r.rows_erased > 0 {
+                println!(
+                    "dropped {} events of users erased by `elastirec forget`",
+                    r.rows_erased
+                );
+            }
             for reject in &r.first_rejects {
                 println!("rejected: {reject}");
             }
@@ -506,34 +512,69 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                     }
                 }
                 WarehouseCommand::Vacuum(args) => {
-                    let r = leased(&p, &format!("vacuum keep {}", args.keep), || async {
-                        Ok(p.vacuum(args.keep, args.dry_run).await?)
+                    let mut purpose = vec!["vacuum".to_string()];
+                    if args.erasures {
+                        purpose.push("erasures".into());
+                    }
+                    if let Some(n) = args.keep {
+                        purpose.push(format!("keep {n}"));
+                    }
+                    let (erased, kept) = leased(&p, &purpose.join(" "), || async {
+                        // The erasure vacuum first: --keep N then keeps N of the snapshots it
+                        // left (and needs no version it deleted the log of).
+                        let mut erased = None;
+                        if args.erasures {
+                            erased = Some(p.vacuum_erasures(args.dry_run).await?);
+                        }
+                        let mut kept = None;
+                        if let Some(keep) = args.keep {
+                            kept = Some(p.vacuum(keep, args.dry_run).await?);
+                        }
+                        Ok((erased, kept))
                     })
                     .await?;
-                    let verb = if r.dry_run { "would delete" } else { "deleted" };
-                    println!(
-                        "snapshots kept: {}",
-                        if r.snapshots_kept.is_empty() {
-                            "none".to_string()
+                    if let Some(v) = erased {
+                        let verb = if v.dry_run { "would remove" } else { "removed" };
+                        if v.erasures == 0 {
+                            println!("no erasure waits for a vacuum");
                         } else {
-                            r.snapshots_kept.join(", ")
+                            println!(
+                                "erasures: {verb} {} snapshots ({}), {} Delta data files and {} \
+                                 Delta log entries holding rows of {} erasure requests",
+                                v.snapshots_removed.len(),
+                                v.snapshots_removed.join(", "),
+                                v.files_deleted,
+                                v.log_entries_deleted,
+                                v.erasures
+                            );
                         }
-                    );
-                    if !r.snapshots_dropped.is_empty() {
-                        println!(
-                            "snapshot records {verb}: {}",
-                            r.snapshots_dropped.join(", ")
-                        );
                     }
-                    for t in &r.tables {
-                        let versions: Vec<String> =
-                            t.kept_versions.iter().map(|v| v.to_string()).collect();
+                    if let Some(r) = kept {
+                        let verb = if r.dry_run { "would delete" } else { "deleted" };
                         println!(
-                            "{}: {verb} {} data files (kept the files of versions {})",
-                            t.table,
-                            t.files_deleted,
-                            versions.join(", ")
+                            "snapshots kept: {}",
+                            if r.snapshots_kept.is_empty() {
+                                "none".to_string()
+                            } else {
+                                r.snapshots_kept.join(", ")
+                            }
                         );
+                        if !r.snapshots_dropped.is_empty() {
+                            println!(
+                                "snapshot records {verb}: {}",
+                                r.snapshots_dropped.join(", ")
+                            );
+                        }
+                        for t in &r.tables {
+                            let versions: Vec<String> =
+                                t.kept_versions.iter().map(|v| v.to_string()).collect();
+                            println!(
+                                "{}: {verb} {} data files (kept the files of versions {})",
+                                t.table,
+                                t.files_deleted,
+                                versions.join(", ")
+                            );
+                        }
                     }
                 }
                 WarehouseCommand::Serve(args) => {
@@ -644,6 +685,41 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let lake = Lake::open_config(&config.lake).await?;
             show(&lake, args).await?;
         }
+        Command::Forget(args) => {
+            let users = forget_users(&args.users, args.users_file.as_deref())?;
+            let p = pipeline(finish_config(config)?).await?;
+            let r = leased(&p, "forget", || async {
+                Ok(p.forget(&users, args.purge_raw).await?)
+            })
+            .await?;
+            print_forget(&r, users.len());
+        }
+        Command::Migrate => {
+            let lake_config = config.lake.clone();
+            let lake = Lake::open_for_migrate(&lake_config).await?;
+            let ttl = Duration::from_secs(config.run.lease_seconds);
+            let lease = Lease::acquire(&lake, "migrate", ttl).await?;
+            let result = elastirec_flow::governance::migrate(&lake_config).await;
+            lease.release().await?;
+            let m = result?;
+            if m.steps.is_empty() {
+                println!(
+                    "{}: layout version {} is current, nothing to do",
+                    lake.url(),
+                    m.to
+                );
+            } else {
+                println!(
+                    "{}: migrated layout version {} to {}",
+                    lake.url(),
+                    m.from,
+                    m.to
+                );
+                for s in &m.steps {
+                    println!("  {s}");
+                }
+            }
+        }
         Command::Sink(args) => {
             if let Some(t) = &args.target {
                 config.sink.target = match t.as_str() {
@@ -708,7 +784,8 @@ async fn sql(p: &Pipeline, args: &SqlArgs) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!(
-            "elastirec sql: tables events, items, loads, rejects; end statements with ';', \
+            "elastirec sql: tables events, items, loads, rejects, erasures, availability; end \
+             statements with ';', \
              \\q or Ctrl-D to quit"
         );
     }
@@ -1347,6 +1424,7 @@ fn sql_files(config: &Config, args: &SqlFilesArgs) -> Result<()> {
                 (&sql.training, &r.training),
                 (&sql.seen, &r.seen),
                 (&sql.items, &r.items),
+                (&sql.availability, &r.availability),
             ] {
                 println!(
                     "-- {} ({}), night {night}\n{}\n",
@@ -1358,7 +1436,7 @@ fn sql_files(config: &Config, args: &SqlFilesArgs) -> Result<()> {
             println!("-- sql hash {}", r.hash);
         }
         None => {
-            for file in [&sql.training, &sql.seen, &sql.items] {
+            for file in [&sql.training, &sql.seen, &sql.items, &sql.availability] {
                 println!(
                     "-- {} ({})\n{}\n",
                     file.name,
@@ -1369,4 +1447,84 @@ fn sql_files(config: &Config, args: &SqlFilesArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ids of `forget`: `--user` flags and the lines of `--users-file`.
+fn forget_users(flags: &[i64], file: Option<&std::path::Path>) -> Result<Vec<i64>> {
+    let mut users = flags.to_vec();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            elastirec_core::Error::Config(format!(
+                "--users-file {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let id = line.parse::<i64>().map_err(|_| {
+                elastirec_core::Error::Config(format!(
+                    "--users-file {}:{}: '{line}' is not an integer user id",
+                    path.display(),
+                    i + 1
+                ))
+            })?;
+            users.push(id);
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Err(elastirec_core::Error::Config(
+            "forget: no user ids given (--user ID or a --users-file with ids)".into(),
+        )
+        .into());
+    }
+    Ok(users)
+}
+
+fn print_forget(r: &elastirec_flow::governance::ForgetReport, users: usize) {
+    let w = &r.warehouse;
+    println!(
+        "erasure {}: {users} users; deleted {} events and {} reject rows (events table version {})",
+        r.erasure_id, w.events_deleted, w.rejects_deleted, w.events_version
+    );
+    for f in &r.outputs.folders {
+        println!(
+            "  {} of night {}: removed {} rows ({} files rewritten)",
+            f.what, f.night, f.rows_removed, f.files_rewritten
+        );
+    }
+    if r.outputs.latest_touched {
+        println!("  recommendations/_LATEST rewritten: serving reloads without them");
+    }
+    for raw in &r.raw_files {
+        println!(
+            "  {}: removed {} lines{}",
+            raw.path,
+            raw.lines_removed,
+            if raw.ledger_updated {
+                " (load ledger updated)"
+            } else {
+                ""
+            }
+        );
+    }
+    if r.snapshots_holding.is_empty() {
+        println!("no snapshot holds their rows");
+    } else {
+        println!(
+            "snapshots still holding their rows until `elastirec warehouse vacuum --erasures`: {}",
+            r.snapshots_holding.join(", ")
+        );
+    }
+    if !w.replaced_files.is_empty() {
+        println!(
+            "{} replaced Delta files keep their rows in table history until `elastirec warehouse \
+             vacuum --erasures`",
+            w.replaced_files.len()
+        );
+    }
 }

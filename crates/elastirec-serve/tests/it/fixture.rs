@@ -147,6 +147,7 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
         seen_files,
         item_rows: 6,
         item_files,
+        availability_files: Vec::new(),
         users: 3,
         items: 4,
         table_versions: BTreeMap::new(),
@@ -190,6 +191,8 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
         users_by_source: BTreeMap::new(),
         model: layout::model_info(n).to_string(),
         table_versions: BTreeMap::new(),
+        rules: None,
+        rows_by_source: BTreeMap::new(),
     };
     lake.put_json(&layout::recommendations_manifest(n), &manifest)
         .await
@@ -261,6 +264,7 @@ pub async fn write_evaluation(lake: &Lake, n: Night) {
         catalog_items: 0,
         unknown_item_pairs: 0,
         unknown_users: 0,
+        model_without_rules: None,
     };
     lake.put_json(&layout::evaluation(n, 7), &report)
         .await

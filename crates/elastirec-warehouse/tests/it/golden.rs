@@ -2,7 +2,8 @@
 //!
 //! `tests/golden/CASE/` holds `case.toml` (the night, and `[events]` / `[prepare]` settings
 //! over the defaults), raw event files `raw/YYYY-MM-DD/NAME.csv` (loaded by the real `ingest`
-//! into a temporary lake), an optional `items.csv`, and `expected/{training,seen,items}.csv`:
+//! into a temporary lake), optional `items.csv` and `availability.csv` (raw item and availability
+//! files), and `expected/{training,seen,items,availability}.csv`:
 //! the rows of each unloaded output, sorted, as CSV. Regenerate the expected files after a
 //! deliberate change of the SQL, then review them as a diff:
 //!
@@ -89,6 +90,14 @@ async fn run_case(dir: &Path) -> Vec<(&'static str, String)> {
             .await
             .unwrap();
     }
+    if let Ok(windows) = std::fs::read(dir.join("availability.csv")) {
+        lake.put(
+            &layout::raw_availability_root().join("availability.csv"),
+            windows,
+        )
+        .await
+        .unwrap();
+    }
     let wh = Warehouse::open(&lake).await.unwrap();
     let report = wh
         .ingest(night, &case.events, IngestOptions::default())
@@ -101,6 +110,7 @@ async fn run_case(dir: &Path) -> Vec<(&'static str, String)> {
         ("training", csv_of(&lake, &m.files).await),
         ("seen", csv_of(&lake, &m.seen_files).await),
         ("items", csv_of(&lake, &m.item_files).await),
+        ("availability", csv_of(&lake, &m.availability_files).await),
     ]
 }
 
@@ -143,7 +153,7 @@ async fn every_sql_file_gives_its_expected_rows() {
     // Every SQL file is pinned by at least one case with rows.
     assert_eq!(
         outputs_with_rows.into_iter().collect::<Vec<_>>(),
-        ["items", "seen", "training"]
+        ["availability", "items", "seen", "training"]
     );
     assert!(
         failures.is_empty(),

@@ -17,7 +17,7 @@ use crate::harness::{bin, ok, read_json};
 const TOKEN: &str = "demo-token-123";
 
 /// Kills a child process when dropped (a failing test must not leave a server running).
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -27,7 +27,7 @@ impl Drop for Killed {
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`: (status, body).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,

@@ -1,0 +1,827 @@
+//! Erasure in the warehouse: forgetting users (the right to be forgotten).
+//!
+//! ```text
+//!  forget --user ID ──▶ warehouse/erasures (salted hash of ID, pending)
+//!                   ──▶ warehouse/events: Delta delete of ID's rows (files rewritten without them)
+//!                   ──▶ warehouse/rejects: rows whose raw line names ID
+//!                   ──▶ (outputs rewritten by the caller, raw files purged if asked)
+//!                   ──▶ warehouse/erasures: completed, with what was removed
+//!  ingest           ──▶ drops events of every hashed user before loading (counted)
+//!  restore          ──▶ deletes them again from the restored versions
+//!  vacuum --erasures──▶ deletes the Delta files the deletes replaced, the log entries that
+//!                       name them and the snapshots that need them
+//! ```
+//!
+//! A user id is never stored in clear: `warehouse/erasures` keeps `SHA-256(salt ":" id)` in
+//! hex, with the lake's salt in `governance/salt.json` (created on first use, never changed).
+//! The hash lets ingest recognise the user's events in files that arrive later; whoever can read
+//! the salt can check a guessed id, so the salt's object should be readable only by elastirec.
+//!
+//! Until `warehouse vacuum --erasures` runs, the user's rows remain in Delta history (older table
+//! versions) and in the snapshots that name them; `forget` says which.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::logical_expr::conditional_expressions::CaseBuilder;
+use deltalake::datafusion::logical_expr::when;
+use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::protocol::SaveMode;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use elastirec_core::config::EventsConfig;
+use elastirec_core::layout::{self, Table};
+use elastirec_core::manifest::SnapshotRecord;
+
+use crate::ingest::ParsedEvents;
+use crate::query::{i64s, strings};
+use crate::tables::{Warehouse, schema};
+use crate::{Error, Result};
+
+/// `governance/salt.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SaltRecord {
+    salt: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The hash `warehouse/erasures` keeps of a user id: hex SHA-256 of `salt:id`.
+pub fn user_hash(salt: &str, user_id: i64) -> String {
+    let digest = Sha256::digest(format!("{salt}:{user_id}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh random salt: 32 bytes from the operating system, in hex.
+fn new_salt() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom")
+        .map_err(|e| Error::Internal(format!("cannot read /dev/urandom for a salt: {e}")))?;
+    std::io::Read::read_exact(&mut f, &mut bytes)
+        .map_err(|e| Error::Internal(format!("cannot read /dev/urandom for a salt: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What the warehouse part of an erasure removed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EventErasure {
+    pub erasure_id: String,
+    /// Hash of each forgotten user, with their events and reject rows removed.
+    pub users: Vec<ErasedUser>,
+    pub events_deleted: u64,
+    pub rejects_deleted: u64,
+    /// Versions of `warehouse/events` and `warehouse/rejects` after the deletes: older versions
+    /// (and snapshots naming them) still hold the rows until vacuumed.
+    pub events_version: i64,
+    pub rejects_version: i64,
+    /// Delta data files (lake paths) the deletes replaced; they still hold the rows.
+    pub replaced_files: Vec<String>,
+}
+
+/// One forgotten user, as recorded.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ErasedUser {
+    pub id_hash: String,
+    pub events_deleted: u64,
+    pub rejects_deleted: u64,
+}
+
+/// A raw event file rewritten without forgotten users' lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawPurge {
+    pub path: String,
+    pub lines_removed: u64,
+    /// Whether the load ledger's row of the file was updated to its new size and ETag.
+    pub ledger_updated: bool,
+}
+
+/// What `warehouse vacuum --erasures` did (or would do).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErasureVacuum {
+    /// Completed erasures not vacuumed before.
+    pub erasures: u64,
+    /// Snapshot records that named table versions holding erased rows, now deleted.
+    pub snapshots_removed: Vec<String>,
+    /// Delta data files deleted.
+    pub files_deleted: u64,
+    /// Delta log entries (commits, checkpoints) older than the erasures, deleted.
+    pub log_entries_deleted: u64,
+    pub dry_run: bool,
+}
+
+fn micros_now() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A timestamp literal of the tables' type (µs, UTC).
+fn utc_micros(micros: i64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+}
+
+impl Warehouse {
+    /// The lake's salt, created on first use (create-only: two processes agree on one).
+    pub async fn erasure_salt(&self) -> Result<String> {
+        let path = layout::erasure_salt();
+        if let Some(r) = self
+            .lake()
+            .get_json::<SaltRecord>(&path, "erasure salt")
+            .await?
+        {
+            return Ok(r.salt);
+        }
+        let record = SaltRecord {
+            salt: new_salt()?,
+            created_at: chrono::Utc::now(),
+        };
+        self.lake().put_json_create(&path, &record).await?;
+        let r = self
+            .lake()
+            .get_json::<SaltRecord>(&path, "erasure salt")
+            .await?
+            .ok_or_else(|| Error::Internal(format!("{path} vanished after it was written")))?;
+        Ok(r.salt)
+    }
+
+    /// Hashes of every user an erasure request named (pending or completed).
+    pub async fn erased_hashes(&self) -> Result<HashSet<String>> {
+        let batches = self.sql("SELECT DISTINCT id_hash FROM erasures").await?;
+        let mut out = HashSet::new();
+        for b in &batches {
+            out.extend(strings(b, "id_hash")?.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    /// Lake paths of the data files of a table's current version.
+    fn data_files(&self, table: &DeltaTable) -> Result<HashSet<String>> {
+        let root = self.lake().url().as_str().to_string();
+        // delta-rs names local files by plain absolute path, remote ones by URL.
+        let folder = self
+            .lake()
+            .url()
+            .to_file_path()
+            .ok()
+            .map(|p| p.to_string_lossy().trim_end_matches('/').to_string());
+        let uris = table
+            .get_file_uris()
+            .map_err(Error::delta("files"))?
+            .collect::<Vec<_>>();
+        let mut out = HashSet::new();
+        for uri in uris {
+            let path = if let Some(rest) = uri.strip_prefix(&root) {
+                Path::from_url_path(rest).unwrap_or_else(|_| Path::from(rest))
+            } else if let Some(rest) = folder
+                .as_deref()
+                .and_then(|f| uri.strip_prefix(f))
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Path::from(rest)
+            } else {
+                return Err(Error::Internal(format!(
+                    "delta file {uri} is not under the lake {root}"
+                )));
+            };
+            out.insert(path.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Deletes `users`' rows from `warehouse/events` and `warehouse/rejects`, after recording
+    /// the request (pending) in `warehouse/erasures` under `erasure_id`; the caller rewrites the
+    /// outputs and then calls [`Warehouse::complete_erasure`]. Rerunning it after a crash is
+    /// safe: it finds nothing more to delete.
+    pub async fn erase_events(
+        &self,
+        erasure_id: &str,
+        users: &[i64],
+        events: &EventsConfig,
+    ) -> Result<EventErasure> {
+        if users.is_empty() {
+            return Err(Error::Lake(elastirec_core::Error::Config(
+                "forget: name at least one user (--user ID or --users-file FILE)".into(),
+            )));
+        }
+        let salt = self.erasure_salt().await?;
+        let list = users
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let counts = self
+            .sql(&format!(
+                "SELECT user_id, COUNT(*) AS n FROM events WHERE user_id IN ({list}) GROUP BY user_id"
+            ))
+            .await?;
+        let mut per_user: HashMap<i64, u64> = HashMap::new();
+        for b in &counts {
+            for (u, n) in i64s(b, "user_id")?.into_iter().zip(i64s(b, "n")?) {
+                if let (Some(u), Some(n)) = (u, n) {
+                    per_user.insert(u, n as u64);
+                }
+            }
+        }
+        let reject_rows = self.reject_rows_of(users, events).await?;
+        let mut rejects_per_user: HashMap<i64, u64> = HashMap::new();
+        for (_, _, u) in &reject_rows {
+            *rejects_per_user.entry(*u).or_default() += 1;
+        }
+        let mut erased: Vec<ErasedUser> = users
+            .iter()
+            .map(|&u| ErasedUser {
+                id_hash: user_hash(&salt, u),
+                events_deleted: per_user.get(&u).copied().unwrap_or(0),
+                rejects_deleted: rejects_per_user.get(&u).copied().unwrap_or(0),
+            })
+            .collect();
+        erased.sort_by(|a, b| a.id_hash.cmp(&b.id_hash));
+        erased.dedup_by(|a, b| a.id_hash == b.id_hash);
+        // The request first: from here on, ingest drops the users' events.
+        self.append_erasures(erasure_id, &erased).await?;
+
+        let ids: Vec<Expr> = users.iter().map(|&u| lit(u)).collect();
+        let table = self.table(Table::Events).await?;
+        let before = self.data_files(&table)?;
+        let events_deleted: u64 = erased.iter().map(|u| u.events_deleted).sum();
+        let table = if events_deleted > 0 {
+            let (t, _) = table
+                .delete()
+                .with_predicate(col("user_id").in_list(ids, false))
+                .await
+                .map_err(Error::delta("events"))?;
+            self.scrub_predicate(Table::Events, &t).await?;
+            t
+        } else {
+            table
+        };
+        let after = self.data_files(&table)?;
+        let mut replaced: Vec<String> = before.difference(&after).cloned().collect();
+
+        let rejects = self.table(Table::Rejects).await?;
+        let rejects_before = self.data_files(&rejects)?;
+        let rejects = if reject_rows.is_empty() {
+            rejects
+        } else {
+            let mut predicate: Option<Expr> = None;
+            for (file, line, _) in &reject_rows {
+                let one = col("file")
+                    .eq(lit(file.clone()))
+                    .and(col("line").eq(lit(*line)));
+                predicate = Some(match predicate {
+                    Some(p) => p.or(one),
+                    None => one,
+                });
+            }
+            let mut delete = rejects.delete();
+            if let Some(p) = predicate {
+                delete = delete.with_predicate(p);
+            }
+            delete.await.map_err(Error::delta("rejects"))?.0
+        };
+        let rejects_after = self.data_files(&rejects)?;
+        replaced.extend(rejects_before.difference(&rejects_after).cloned());
+        replaced.sort();
+        Ok(EventErasure {
+            erasure_id: erasure_id.to_string(),
+            events_deleted,
+            rejects_deleted: reject_rows.len() as u64,
+            users: erased,
+            events_version: table.version().map_or(-1, |v| v as i64),
+            rejects_version: rejects.version().map_or(-1, |v| v as i64),
+            replaced_files: replaced,
+        })
+    }
+
+    /// Rewrites the commit that `table` is at so that its `commitInfo` no longer quotes the
+    /// delete's predicate, which names the erased ids in clear: the predicate becomes
+    /// `"<erased users>"`. Readers never use `commitInfo` (it is provenance only), and the
+    /// commit's actions are kept byte for byte; the rewrite is one put of the whole object.
+    async fn scrub_predicate(&self, table: Table, handle: &DeltaTable) -> Result<()> {
+        let Some(version) = handle.version() else {
+            return Ok(());
+        };
+        let path = table
+            .path()
+            .join("_delta_log")
+            .join(format!("{:020}.json", version as i64).as_str());
+        let body = self.lake().get(&path).await?;
+        let text = String::from_utf8_lossy(&body);
+        let mut out = String::with_capacity(text.len());
+        let mut changed = false;
+        for line in text.lines() {
+            let mut action: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(_) => {
+                    out.push_str(line);
+                    out.push('\n');
+                    continue;
+                }
+            };
+            if let Some(p) = action
+                .get_mut("commitInfo")
+                .and_then(|c| c.get_mut("operationParameters"))
+                .and_then(|o| o.get_mut("predicate"))
+            {
+                *p = serde_json::Value::String("<erased users>".into());
+                changed = true;
+                out.push_str(&action.to_string());
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        if changed {
+            self.lake().put(&path, out.into_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    /// Reject rows (file, line, user) whose raw line has one of `users` in its user column
+    /// (read with the file's header, when the raw file is still there) or, when the column
+    /// cannot be told, in any field.
+    async fn reject_rows_of(
+        &self,
+        users: &[i64],
+        events: &EventsConfig,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let wanted: HashSet<i64> = users.iter().copied().collect();
+        let batches = self.sql("SELECT file, line, raw_line FROM rejects").await?;
+        let mut headers: HashMap<String, Option<usize>> = HashMap::new();
+        let mut out = Vec::new();
+        for b in &batches {
+            let files = strings(b, "file")?;
+            let lines = i64s(b, "line")?;
+            let raws = strings(b, "raw_line")?;
+            for i in 0..b.num_rows() {
+                let (Some(file), Some(line)) = (files[i].clone(), lines[i]) else {
+                    continue;
+                };
+                let raw = raws[i].clone().unwrap_or_default();
+                if !headers.contains_key(&file) {
+                    let column = match self.lake().get_opt(&Path::from(file.as_str())).await? {
+                        Some(body) => user_column_index(&body, events),
+                        None => None,
+                    };
+                    headers.insert(file.clone(), column);
+                }
+                let fields: Vec<&str> = raw.split(events.delimiter).map(str::trim).collect();
+                let hit = match headers.get(&file).copied().flatten() {
+                    Some(c) => fields
+                        .get(c)
+                        .and_then(|f| f.parse::<i64>().ok())
+                        .filter(|u| wanted.contains(u)),
+                    None => fields
+                        .iter()
+                        .filter_map(|f| f.parse::<i64>().ok())
+                        .find(|u| wanted.contains(u)),
+                };
+                if let Some(u) = hit {
+                    out.push((file, line, u));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn append_erasures(&self, erasure_id: &str, users: &[ErasedUser]) -> Result<()> {
+        let n = users.len();
+        let now = micros_now();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![erasure_id; n])),
+            Arc::new(StringArray::from_iter_values(
+                users.iter().map(|u| u.id_hash.as_str()),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+            Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+            Arc::new(Int64Array::from_iter_values(
+                users.iter().map(|u| u.events_deleted as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                users.iter().map(|u| u.rejects_deleted as i64),
+            )),
+            Arc::new(Int64Array::from(vec![-1i64; n])),
+            Arc::new(Int64Array::from(vec![-1i64; n])),
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+        ];
+        let batch = RecordBatch::try_new(schema(Table::Erasures), columns)
+            .map_err(|e| Error::Internal(format!("erasures batch: {e}")))?;
+        self.table(Table::Erasures)
+            .await?
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(Error::delta("erasures"))?;
+        Ok(())
+    }
+
+    /// Marks erasure `erasure_id` complete, with the table versions after its deletes and
+    /// `details` (JSON: what was removed from the warehouse, the outputs and raw files).
+    pub async fn complete_erasure(
+        &self,
+        erasure: &EventErasure,
+        details: &serde_json::Value,
+    ) -> Result<()> {
+        let text = serde_json::to_string(details)
+            .map_err(|e| Error::Internal(format!("erasure details: {e}")))?;
+        self.table(Table::Erasures)
+            .await?
+            .update()
+            .with_predicate(col("erasure_id").eq(lit(erasure.erasure_id.clone())))
+            .with_update("completed_at", lit(utc_micros(micros_now())))
+            .with_update("events_version", lit(erasure.events_version))
+            .with_update("rejects_version", lit(erasure.rejects_version))
+            .with_update("details", lit(text))
+            .await
+            .map_err(Error::delta("erasures"))?;
+        Ok(())
+    }
+
+    /// Snapshot records that name a version of `warehouse/events` or `warehouse/rejects` older
+    /// than an erasure's deletes: restoring them would bring erased rows back, and they keep
+    /// the files holding them from being vacuumed.
+    pub async fn snapshots_holding(
+        &self,
+        events_version: i64,
+        rejects_version: i64,
+    ) -> Result<Vec<SnapshotRecord>> {
+        Ok(self
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|s| {
+                let older = |t: &str, v: i64| s.table_versions.get(t).is_some_and(|&x| x < v);
+                older("events", events_version) || older("rejects", rejects_version)
+            })
+            .collect())
+    }
+
+    /// Deletes again the rows of every erased user from `warehouse/events` and `rejects` (after
+    /// `warehouse restore` to a version older than an erasure), as a new erasure `erasure_id`
+    /// of those users, so that `vacuum --erasures` also removes the files the restore brought
+    /// back. Returns the events removed.
+    pub async fn reapply_erasures(&self, erasure_id: &str, events: &EventsConfig) -> Result<u64> {
+        let hashes = self.erased_hashes().await?;
+        if hashes.is_empty() {
+            return Ok(0);
+        }
+        let salt = self.erasure_salt().await?;
+        let batches = self.sql("SELECT DISTINCT user_id FROM events").await?;
+        let mut users = Vec::new();
+        for b in &batches {
+            for u in i64s(b, "user_id")?.into_iter().flatten() {
+                if hashes.contains(&user_hash(&salt, u)) {
+                    users.push(u);
+                }
+            }
+        }
+        if users.is_empty() {
+            return Ok(0);
+        }
+        let erasure = self.erase_events(erasure_id, &users, events).await?;
+        let details = serde_json::json!({
+            "reason": "warehouse restore brought back rows of erased users",
+            "warehouse": {
+                "events_deleted": erasure.events_deleted,
+                "rejects_deleted": erasure.rejects_deleted,
+                "events_version": erasure.events_version,
+                "rejects_version": erasure.rejects_version,
+                "replaced_files": erasure.replaced_files,
+            },
+        });
+        self.complete_erasure(&erasure, &details).await?;
+        Ok(erasure.events_deleted)
+    }
+
+    /// Drops the rows of erased users from parsed raw files (their rejects stay: a reject row
+    /// keeps the raw line only until `forget` runs for its user); returns the rows dropped.
+    pub(crate) async fn drop_erased_parsed(
+        &self,
+        parsed: &mut [(
+            elastirec_core::Night,
+            object_store::ObjectMeta,
+            ParsedEvents,
+        )],
+    ) -> Result<u64> {
+        let hashes = self.erased_hashes().await?;
+        if hashes.is_empty() {
+            return Ok(0);
+        }
+        let salt = self.erasure_salt().await?;
+        let mut verdict: HashMap<i64, bool> = HashMap::new();
+        let mut dropped = 0u64;
+        for (_, _, p) in parsed.iter_mut() {
+            let users = i64s(&p.batch, "user_id")?;
+            let keep: BooleanArray = users
+                .iter()
+                .map(|u| {
+                    let u = u.unwrap_or_default();
+                    let erased = *verdict
+                        .entry(u)
+                        .or_insert_with(|| hashes.contains(&user_hash(&salt, u)));
+                    Some(!erased)
+                })
+                .collect();
+            let n = (keep.len() - keep.true_count()) as u64;
+            if n > 0 {
+                dropped += n;
+                p.batch = deltalake::arrow::compute::filter_record_batch(&p.batch, &keep)
+                    .map_err(|e| Error::Internal(format!("dropping erased users' events: {e}")))?;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Rewrites every raw event file holding lines of `users` without those lines (one put per
+    /// file: a reader sees the old file or the new one), then updates the load ledger's row of
+    /// each loaded file to its new size and ETag in one Delta commit, so the next ingest neither
+    /// reports the file as changed nor loads it again. A crash between the two leaves the file
+    /// reported as changed; `forget --purge-raw` again, or `ingest --reload FILE`, settles it.
+    pub async fn purge_raw(&self, users: &[i64], events: &EventsConfig) -> Result<Vec<RawPurge>> {
+        let wanted: HashSet<i64> = users.iter().copied().collect();
+        let loaded = self.loaded_files().await?;
+        let mut purged = Vec::new();
+        let mut ledger_updates: Vec<(String, i64, Option<String>, i64)> = Vec::new();
+        for meta in self.lake().list(&layout::raw_events_root()).await? {
+            if layout::raw_event_file_day(&meta.location).is_none() {
+                continue;
+            }
+            let body = self.lake().get(&meta.location).await?;
+            let Some((kept, removed)) = without_users(&body, &wanted, events) else {
+                continue;
+            };
+            if removed == 0 {
+                continue;
+            }
+            self.lake().put(&meta.location, kept).await?;
+            let path = meta.location.to_string();
+            let is_loaded = loaded.contains(&path);
+            if is_loaded {
+                let head = self
+                    .lake()
+                    .store()
+                    .head(&meta.location)
+                    .await
+                    .map_err(|e| elastirec_core::Error::Store {
+                        path: self.lake().display_path(&meta.location),
+                        source: e,
+                    })?;
+                ledger_updates.push((
+                    path.clone(),
+                    head.size as i64,
+                    head.e_tag.clone(),
+                    head.last_modified.timestamp_micros(),
+                ));
+            }
+            purged.push(RawPurge {
+                path,
+                lines_removed: removed,
+                ledger_updated: is_loaded,
+            });
+        }
+        if !ledger_updates.is_empty() {
+            let case = |value: &dyn Fn(&(String, i64, Option<String>, i64)) -> Expr| {
+                let mut builder: Option<CaseBuilder> = None;
+                for u in &ledger_updates {
+                    let (w, t) = (col("path").eq(lit(u.0.clone())), value(u));
+                    builder = Some(match builder {
+                        None => when(w, t),
+                        Some(mut b) => b.when(w, t),
+                    });
+                }
+                builder
+                    .ok_or_else(|| Error::Internal("no ledger rows to update".into()))?
+                    .end()
+                    .map_err(Error::query("ledger update"))
+            };
+            let paths: Vec<Expr> = ledger_updates.iter().map(|u| lit(u.0.clone())).collect();
+            let size = case(&|u| lit(u.1))?;
+            let tag = case(&|u| lit(ScalarValue::Utf8(u.2.clone())))?;
+            let modified = case(&|u| lit(utc_micros(u.3)))?;
+            self.table(Table::Loads)
+                .await?
+                .update()
+                .with_predicate(
+                    col("path")
+                        .in_list(paths, false)
+                        .and(col("target").eq(lit("events"))),
+                )
+                .with_update("size", size)
+                .with_update("e_tag", tag)
+                .with_update("last_modified", modified)
+                .await
+                .map_err(Error::delta("loads"))?;
+        }
+        Ok(purged)
+    }
+
+    /// `warehouse vacuum --erasures`: for every completed erasure not vacuumed yet, deletes the
+    /// snapshot records naming table versions that hold its rows, the Delta data files its
+    /// deletes replaced, and the log entries before its deletes (after a checkpoint at that
+    /// version, so every later version stays readable); then marks the erasures vacuumed.
+    /// After it, no file of the lake holds the erased users' rows.
+    pub async fn vacuum_erased(&self, dry_run: bool) -> Result<ErasureVacuum> {
+        let batches = self
+            .sql(
+                "SELECT erasure_id, MAX(events_version) AS ev, MAX(rejects_version) AS rv, \
+                 MAX(details) AS details FROM erasures \
+                 WHERE completed_at IS NOT NULL AND vacuumed_at IS NULL GROUP BY erasure_id",
+            )
+            .await?;
+        let mut report = ErasureVacuum {
+            dry_run,
+            ..ErasureVacuum::default()
+        };
+        let mut ids = Vec::new();
+        let mut events_version = -1i64;
+        let mut rejects_version = -1i64;
+        let mut files: BTreeMap<String, ()> = BTreeMap::new();
+        for b in &batches {
+            let erasure_ids = strings(b, "erasure_id")?;
+            let evs = i64s(b, "ev")?;
+            let rvs = i64s(b, "rv")?;
+            let details = strings(b, "details")?;
+            for i in 0..b.num_rows() {
+                let Some(id) = erasure_ids[i].clone() else {
+                    continue;
+                };
+                ids.push(id);
+                events_version = events_version.max(evs[i].unwrap_or(-1));
+                rejects_version = rejects_version.max(rvs[i].unwrap_or(-1));
+                let d: serde_json::Value = details[i]
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default();
+                for f in d["warehouse"]["replaced_files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(f) = f.as_str() {
+                        files.insert(f.to_string(), ());
+                    }
+                }
+            }
+        }
+        report.erasures = ids.len() as u64;
+        if ids.is_empty() {
+            return Ok(report);
+        }
+        let holding = self
+            .snapshots_holding(events_version, rejects_version)
+            .await?;
+        report.snapshots_removed = holding.iter().map(|s| s.name.clone()).collect();
+        report.files_deleted = files.len() as u64;
+        if dry_run {
+            return Ok(report);
+        }
+        for s in &holding {
+            self.lake().delete(&layout::snapshot(&s.name)).await?;
+        }
+        for f in files.keys() {
+            self.lake().delete(&Path::from(f.as_str())).await?;
+        }
+        for (table, version) in [
+            (Table::Events, events_version),
+            (Table::Rejects, rejects_version),
+        ] {
+            if version > 0 {
+                report.log_entries_deleted += self.drop_history_before(table, version).await?;
+            }
+        }
+        let list: Vec<Expr> = ids.iter().map(|i| lit(i.clone())).collect();
+        self.table(Table::Erasures)
+            .await?
+            .update()
+            .with_predicate(col("erasure_id").in_list(list, false))
+            .with_update("vacuumed_at", lit(utc_micros(micros_now())))
+            .await
+            .map_err(Error::delta("erasures"))?;
+        Ok(report)
+    }
+
+    /// Checkpoints `table` at `version` and deletes its log entries before it: versions older
+    /// than `version` can no longer be read (their add actions named erased rows' files, and
+    /// their statistics could name the ids).
+    async fn drop_history_before(&self, table: Table, version: i64) -> Result<u64> {
+        let current = self.table(table).await?;
+        let mut at = current.clone();
+        at.load_version(version as _)
+            .await
+            .map_err(Error::delta(table.name()))?;
+        deltalake::checkpoints::create_checkpoint(&at, None)
+            .await
+            .map_err(Error::delta(table.name()))?;
+        // Everything before the checkpoint, whatever its age.
+        let cutoff = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let deleted = deltalake::checkpoints::cleanup_expired_logs_for(
+            version as _,
+            current.log_store().as_ref(),
+            cutoff,
+            None,
+        )
+        .await
+        .map_err(Error::delta(table.name()))?;
+        Ok(deleted as u64)
+    }
+}
+
+/// The index of the configured user column in a raw file's header.
+fn user_column_index(body: &[u8], events: &EventsConfig) -> Option<usize> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(events.delimiter as u8)
+        .has_headers(true)
+        .from_reader(body);
+    let header = reader.headers().ok()?;
+    header.iter().position(|h| h.trim() == events.user_column)
+}
+
+/// A raw event file without the lines of `users` (byte for byte otherwise), and how many lines
+/// were removed; `None` when the file has no configured user column.
+fn without_users(
+    body: &[u8],
+    users: &HashSet<i64>,
+    events: &EventsConfig,
+) -> Option<(Vec<u8>, u64)> {
+    let column = user_column_index(body, events)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(events.delimiter as u8)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    // Bytes up to the first record: the header line.
+    let mut record = csv::ByteRecord::new();
+    let mut starts: Vec<(usize, bool)> = Vec::new();
+    loop {
+        let pos = reader.position().byte() as usize;
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {
+                let start = record.position().map_or(pos, |p| p.byte() as usize);
+                let user = record
+                    .get(column)
+                    .and_then(|f| std::str::from_utf8(f).ok())
+                    .and_then(|f| f.trim().parse::<i64>().ok());
+                starts.push((start, user.is_some_and(|u| users.contains(&u))));
+            }
+            Ok(false) => break,
+            // A line the CSV reader cannot read is kept as it is, with everything after it.
+            Err(_) => break,
+        }
+    }
+    let header_end = starts.first().map_or(body.len(), |s| s.0);
+    let mut out = body[..header_end].to_vec();
+    let mut removed = 0u64;
+    for (i, &(start, drop)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(body.len(), |s| s.0);
+        if drop {
+            removed += 1;
+        } else {
+            out.extend_from_slice(&body[start..end]);
+        }
+    }
+    // A record the loop stopped at (unreadable) and what follows stay.
+    Some((out, removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_salted_hex_sha256() {
+        let a = user_hash("s1", 42);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, user_hash("s2", 42));
+        assert_ne!(a, user_hash("s1", 43));
+        assert_eq!(a, user_hash("s1", 42));
+        // SHA-256("abc:1"), computed independently with coreutils' sha256sum.
+        assert_eq!(
+            user_hash("abc", 1),
+            "bfcf0b9cbe9d8208b2cddd9a01c31a9a60698a106a0e4fc1664233a15f16acec"
+        );
+    }
+
+    #[test]
+    fn raw_files_lose_exactly_the_users_lines() {
+        let cfg = EventsConfig::default();
+        let body = b"userId,movieId,rating,timestamp\n1,10,4.0,5\n2,11,3.0,6\n1,12,2.0,7\n3,1,1,8";
+        let users: HashSet<i64> = [1].into_iter().collect();
+        let (kept, removed) = without_users(body, &users, &cfg).unwrap();
+        assert_eq!(removed, 2);
+        assert_eq!(
+            String::from_utf8(kept).unwrap(),
+            "userId,movieId,rating,timestamp\n2,11,3.0,6\n3,1,1,8"
+        );
+        let none: HashSet<i64> = [9].into_iter().collect();
+        let (same, removed) = without_users(body, &none, &cfg).unwrap();
+        assert_eq!((same.as_slice(), removed), (&body[..], 0));
+        assert!(without_users(b"a,b\n1,2\n", &users, &cfg).is_none());
+    }
+}

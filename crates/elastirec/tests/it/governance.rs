@@ -1,0 +1,571 @@
+//! Customer data governance through the binary: `forget` erases a user from every table,
+//! export, model, recommendation file and the serving API, and no later night brings them back;
+//! `warehouse vacuum --erasures` removes what history kept; offer rules shape the lists;
+//! `migrate` upgrades a lake written by the first released layout.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use serde_json::Value;
+
+use elastirec_core::{Lake, layout};
+
+use crate::harness::{bin, fixtures, ok};
+use crate::orchestrator::elastirec;
+use crate::serve::{Killed, http};
+
+/// The orchestrator tests' settings, and room for a few rejects.
+fn gov(lake: &Path, args: &[&str]) -> Command {
+    let mut c = elastirec(lake, args);
+    c.env("ELASTIREC_EVENTS__MAX_ERRORS", "10");
+    c
+}
+
+fn gov_ok(lake: &Path, args: &[&str]) -> String {
+    let out = gov(lake, args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "elastirec {args:?}: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn count(lake: &Path, query: &str) -> u64 {
+    let out = gov_ok(lake, &["sql", query, "--format", "json"]);
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    row["n"].as_u64().unwrap()
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path(), suffix));
+        } else if e.file_name().to_string_lossy().ends_with(suffix) {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Rows of `user` in every Parquet file under `dir` that has a `user_id` column (every file,
+/// named by a manifest or not), and the number of such files read.
+fn user_rows_in_parquet(root: &Path, dir: &str, user: i64) -> (u64, usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = Lake::open(root.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let mut rows = 0;
+        let mut files = 0;
+        for file in files_under(&root.join(dir), ".parquet") {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let batches = elastirec_als::io::read_parquet(&lake, &rel.as_str().into())
+                .await
+                .unwrap();
+            for b in batches {
+                let Some(ids) = b.column_by_name("user_id") else {
+                    continue;
+                };
+                files += 1;
+                let ids = ids.as_primitive::<Int64Type>();
+                rows += ids.iter().flatten().filter(|&u| u == user).count() as u64;
+            }
+        }
+        (rows, files)
+    })
+}
+
+/// Rows of every Parquet file under `warehouse/rejects` whose raw line contains `text`.
+fn reject_lines_with(root: &Path, text: &str) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = Lake::open(root.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let mut n = 0;
+        for file in files_under(&root.join("warehouse/rejects"), ".parquet") {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            for b in elastirec_als::io::read_parquet(&lake, &rel.as_str().into())
+                .await
+                .unwrap()
+            {
+                if let Some(lines) = b.column_by_name("raw_line") {
+                    n += lines
+                        .as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .filter(|l| l.contains(text))
+                        .count();
+                }
+            }
+        }
+        n
+    })
+}
+
+/// Lines of `user` in the raw event files.
+fn raw_lines_of(root: &Path, user: i64) -> usize {
+    files_under(&root.join("raw/events"), ".csv")
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .filter(|l| l.split(',').next() == Some(user.to_string().as_str()))
+                .count()
+        })
+        .sum()
+}
+
+/// A user with events on every simulated day.
+fn user_of_every_day(root: &Path, days: &[&str]) -> i64 {
+    let users_of = |day: &str| -> HashSet<i64> {
+        let dir = root.join("raw/events").join(day.replace('-', "/"));
+        files_under(&dir, ".csv")
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split(',').next()?.parse().ok())
+                    .collect::<Vec<i64>>()
+            })
+            .collect()
+    };
+    let mut common = users_of(days[0]);
+    for d in &days[1..] {
+        let other = users_of(d);
+        common.retain(|u| other.contains(u));
+    }
+    *common.iter().min().expect("a user active every day")
+}
+
+fn get(addr: &str, path: &str) -> (u16, Value) {
+    let (status, body) = http(addr, "GET", path, &[], "");
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn start_server(lake: &Path) -> (Killed, String) {
+    let mut child = bin()
+        .arg("--lake")
+        .arg(lake)
+        .args(["serve", "--port", "0", "--poll-seconds", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Killed(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    (guard, addr)
+}
+
+#[test]
+fn forget_erases_a_user_everywhere_and_no_later_night_brings_them_back() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "3",
+            "--users",
+            "60",
+            "--items",
+            "40",
+            "--events-per-day",
+            "900",
+        ],
+    );
+    let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
+    let user = user_of_every_day(&lake, &days);
+    // A malformed row of the user: its reject keeps their raw line.
+    let day1 = files_under(&lake.join("raw/events/2024/01/01"), ".csv")[0].clone();
+    let mut text = std::fs::read_to_string(&day1).unwrap();
+    text.push_str(&format!("{user},not-an-item,4.0,1704067300\n"));
+    std::fs::write(&day1, text).unwrap();
+    gov_ok(
+        &lake,
+        &["run", "--from", days[0], "--to", days[1], "--force-publish"],
+    );
+    let of_user = format!("SELECT COUNT(*) AS n FROM events WHERE user_id = {user}");
+    let events_before = count(&lake, &of_user);
+    assert!(events_before > 0);
+    let rejects_of_user =
+        format!("SELECT COUNT(*) AS n FROM rejects WHERE raw_line LIKE '{user},%'");
+    assert_eq!(count(&lake, &rejects_of_user), 1);
+    for dir in ["exports", "models", "recommendations"] {
+        assert!(user_rows_in_parquet(&lake, dir, user).0 > 0, "{dir}");
+    }
+    let (_server, addr) = start_server(&lake);
+    let recs = format!("/v1/users/{user}/recommendations?k=5");
+    let (status, body) = get(&addr, &recs);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fallback"], false, "{body}");
+
+    let out = gov_ok(&lake, &["forget", "--user", &user.to_string()]);
+    assert!(
+        out.contains(&format!("deleted {events_before} events and 1 reject rows")),
+        "{out}"
+    );
+    assert!(
+        out.contains("snapshots still holding their rows") && out.contains("2024-01-02"),
+        "{out}"
+    );
+    // No table holds the user; the erasure is recorded by hash only.
+    assert_eq!(count(&lake, &of_user), 0);
+    assert_eq!(count(&lake, &rejects_of_user), 0);
+    let erasures = gov_ok(
+        &lake,
+        &[
+            "sql",
+            "SELECT id_hash, events_deleted, rejects_deleted, completed_at, details FROM erasures",
+            "--format",
+            "json",
+        ],
+    );
+    let rows: Vec<Value> = erasures
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{erasures}");
+    let hash = rows[0]["id_hash"].as_str().unwrap();
+    assert!(
+        hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    assert_eq!(rows[0]["events_deleted"], events_before);
+    assert_eq!(rows[0]["rejects_deleted"], 1);
+    assert!(!rows[0]["completed_at"].is_null());
+    let details: Value = serde_json::from_str(rows[0]["details"].as_str().unwrap()).unwrap();
+    assert!(details["export_rows"].as_u64().unwrap() > 0, "{details}");
+    assert!(
+        details["recommendation_rows"].as_u64().unwrap() > 0,
+        "{details}"
+    );
+    // The delete's commit does not quote its predicate (the ids) in the Delta log.
+    for f in files_under(&lake.join("warehouse/events/_delta_log"), ".json") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("user_id IN"), "{}: {text}", f.display());
+    }
+    // No export, model or recommendation file holds them, named by a manifest or not.
+    for dir in ["exports", "models", "recommendations"] {
+        let (rows, files) = user_rows_in_parquet(&lake, dir, user);
+        assert_eq!(rows, 0, "{dir}");
+        assert!(files > 0, "{dir}");
+    }
+    // Manifests were rewritten with the new files and counts.
+    let m: Value = crate::harness::read_json(
+        &lake,
+        &layout::recommendations_manifest(days[1].parse().unwrap()),
+    );
+    let listed: u64 = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(m["rows"].as_u64(), Some(listed));
+    // Serving reloads and answers for them as for a stranger: the generic fallback, no history.
+    let started = Instant::now();
+    loop {
+        let (status, body) = get(&addr, &recs);
+        if status == 200 && body["fallback"] == true {
+            let (_, stranger) = get(&addr, "/v1/users/987654321/recommendations?k=5");
+            let ids = |v: &Value| -> Vec<Value> {
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["item_id"].clone())
+                    .collect()
+            };
+            assert_eq!(ids(&body), ids(&stranger));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serving still answers for the user: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = get(&addr, &format!("/v1/users/{user}/history"));
+    assert_eq!(status, 404);
+
+    // A later night loads the user's new raw events: they are dropped and counted.
+    let out = gov_ok(&lake, &["run", "--date", days[2], "--force-publish"]);
+    let record = crate::harness::read_json(&lake, &layout::run_record(days[2].parse().unwrap()));
+    let ingest = record["steps"][0]["outcome"].as_str().unwrap().to_string();
+    assert!(
+        ingest.contains("events of erased users dropped"),
+        "{ingest}\n{out}"
+    );
+    // Rerunning an earlier night does not bring them back either.
+    gov_ok(
+        &lake,
+        &["run", "--date", days[1], "--rerun", "--force-publish"],
+    );
+    assert_eq!(count(&lake, &of_user), 0);
+    for dir in ["exports", "models", "recommendations"] {
+        assert_eq!(user_rows_in_parquet(&lake, dir, user).0, 0, "{dir}");
+    }
+
+    // --purge-raw: the raw files lose the user's lines; the ledger follows, so nothing is
+    // reported as changed and nothing loads again.
+    assert!(raw_lines_of(&lake, user) > 0);
+    let out = gov_ok(
+        &lake,
+        &["forget", "--user", &user.to_string(), "--purge-raw"],
+    );
+    assert!(out.contains("(load ledger updated)"), "{out}");
+    assert_eq!(raw_lines_of(&lake, user), 0);
+    let events_now = count(&lake, "SELECT COUNT(*) AS n FROM events");
+    let out = gov_ok(&lake, &["ingest", "--date", days[2]]);
+    assert!(!out.contains("changed after it was loaded"), "{out}");
+    assert!(out.contains("loaded 0 rows from 0 files"), "{out}");
+    assert_eq!(count(&lake, "SELECT COUNT(*) AS n FROM events"), events_now);
+
+    // Restoring a snapshot from before the erasure does not resurrect them.
+    gov_ok(&lake, &["warehouse", "restore", days[0]]);
+    assert_eq!(count(&lake, &of_user), 0);
+
+    // Until the vacuum, table history still holds the rows (files the deletes replaced).
+    assert!(user_rows_in_parquet(&lake, "warehouse/events", user).0 > 0);
+    assert!(reject_lines_with(&lake, "not-an-item") > 0);
+    // The vacuum removes every snapshot, Delta file and log entry that still held them.
+    let out = gov_ok(&lake, &["warehouse", "vacuum", "--erasures"]);
+    assert!(out.contains("erasures: removed"), "{out}");
+    assert!(out.contains(days[0]), "{out}");
+    let snapshots = gov_ok(&lake, &["warehouse", "snapshots"]);
+    assert!(!snapshots.contains(days[0]), "{snapshots}");
+    let (rows, files) = user_rows_in_parquet(&lake, "warehouse", user);
+    assert_eq!(rows, 0, "a warehouse file still holds the user");
+    assert!(files > 0);
+    assert_eq!(reject_lines_with(&lake, "not-an-item"), 0);
+    let again = gov_ok(&lake, &["warehouse", "vacuum", "--erasures"]);
+    assert!(again.contains("no erasure waits"), "{again}");
+    // The tables still read, and the next night runs.
+    assert_eq!(count(&lake, &of_user), 0);
+    gov_ok(
+        &lake,
+        &["run", "--date", days[2], "--rerun", "--force-publish"],
+    );
+    assert_eq!(count(&lake, &of_user), 0);
+}
+
+#[test]
+fn offer_rules_shape_every_list_and_evaluation_reports_both() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "2",
+            "--users",
+            "60",
+            "--items",
+            "120",
+            "--events-per-day",
+            "500",
+        ],
+    );
+    // Items 1 and 2 are out of stock from 2024-01-02 on; item 3 only in another region.
+    let dir = lake.join("raw/availability");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("stock.csv"),
+        "item_id,available_from,available_to,region\n\
+         1,2023-01-01,2024-01-01,\n2,,2024-01-01,\n3,2023-01-01,,us\n3,2030-01-01,,\n",
+    )
+    .unwrap();
+    let config = root.path().join("rules.toml");
+    std::fs::write(
+        &config,
+        "[rules]\nexclude_items = [4, 5]\nmax_per_genre = 1\npromoted_items = [6]\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    gov_ok(
+        &lake,
+        &[
+            "--config",
+            cfg,
+            "run",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+            "--force-publish",
+        ],
+    );
+    assert_eq!(count(&lake, "SELECT COUNT(*) AS n FROM availability"), 4);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let night: elastirec_core::Night = "2024-01-02".parse().unwrap();
+    let (lists, manifest) = rt.block_on(async {
+        let l = Lake::open(lake.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let m = elastirec_als::stage::read_recommendations_manifest(&l, night)
+            .await
+            .unwrap();
+        let lists = elastirec_als::io::read_recommendations(&l, &m.files)
+            .await
+            .unwrap();
+        (lists, m)
+    });
+    assert!(manifest.rules.is_some());
+    assert!(!lists.is_empty());
+    let mut promoted_first = 0;
+    for (user, list) in &lists {
+        let items: Vec<i64> = list.iter().map(|r| r.0).collect();
+        for banned in [1, 2, 3, 4, 5] {
+            assert!(!items.contains(&banned), "user {user}: {items:?}");
+        }
+        // Simulated item i has genre `Genre (i % 12)`: at most one of each.
+        let genres: HashSet<i64> = items.iter().map(|i| i % 12).collect();
+        assert_eq!(genres.len(), items.len(), "user {user}: {items:?}");
+        // Lists of K = 10 from 120 items in 12 genres under the rules: always full.
+        assert_eq!(items.len(), 10, "user {user}: {items:?}");
+        for r in list {
+            assert!(
+                ["als", "popular", "promoted"].contains(&r.3.as_str()),
+                "{r:?}"
+            );
+            assert_eq!(r.0 == 6, r.3 == "promoted", "user {user}: {r:?}");
+        }
+        if list[0].0 == 6 {
+            promoted_first += 1;
+        }
+    }
+    assert!(promoted_first > 0);
+    assert_eq!(manifest.rows_by_source.values().sum::<u64>(), manifest.rows);
+    let out = gov_ok(
+        &lake,
+        &[
+            "--config",
+            cfg,
+            "evaluate",
+            "--date",
+            "2024-01-01",
+            "--horizon-days",
+            "1",
+        ],
+    );
+    let report = crate::harness::evaluation(&lake, "2024-01-01".parse().unwrap(), 1);
+    assert!(
+        report["model_without_rules"]["ndcg"].is_number(),
+        "{report}\n{out}"
+    );
+    assert!(report["model"]["ndcg"].is_number());
+}
+
+/// The fixture lake written by elastirec's first released layout (version 1).
+fn v1_lake(root: &Path) -> PathBuf {
+    let to = root.join("v1-lake");
+    copy(&fixtures().join("lake-v1"), &to);
+    to
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn migrate_upgrades_a_first_layout_lake_and_newer_lakes_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = v1_lake(root.path());
+    let marker = |lake: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(lake.join("lake.json")).unwrap()).unwrap()
+    };
+    assert_eq!(marker(&lake)["layout_version"], 1);
+    // Every command but migrate refuses the old lake, saying what to run.
+    let out = gov(&lake, &["runs"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("layout version 1") && err.contains("elastirec migrate"),
+        "{err}"
+    );
+    let out = gov_ok(&lake, &["migrate"]);
+    assert!(out.contains("migrated layout version 1 to 2"), "{out}");
+    assert!(out.contains("warehouse/erasures"), "{out}");
+    let m = marker(&lake);
+    assert_eq!(m["layout_version"], 2);
+    assert_eq!(m["migrations"][0]["from"], 1);
+    assert!(lake.join("warehouse/availability/_delta_log").is_dir());
+    assert!(lake.join("governance/salt.json").is_file());
+    let out = gov_ok(&lake, &["migrate"]);
+    assert!(out.contains("nothing to do"), "{out}");
+    // The migrated lake works: its history reads, the next night runs, a user can be forgotten.
+    let runs = gov_ok(&lake, &["runs"]);
+    assert!(runs.contains("2024-01-01"), "{runs}");
+    let before = count(&lake, "SELECT COUNT(*) AS n FROM events");
+    gov_ok(&lake, &["run", "--date", "2024-01-02", "--force-publish"]);
+    assert!(count(&lake, "SELECT COUNT(*) AS n FROM events") > before);
+    let user = count(&lake, "SELECT MIN(user_id) AS n FROM events") as i64;
+    gov_ok(&lake, &["forget", "--user", &user.to_string()]);
+    assert_eq!(
+        count(
+            &lake,
+            &format!("SELECT COUNT(*) AS n FROM events WHERE user_id = {user}")
+        ),
+        0
+    );
+
+    // A lake from a newer elastirec is refused by every command, migrate included.
+    let mut newer = marker(&lake);
+    newer["layout_version"] = 3.into();
+    std::fs::write(lake.join("lake.json"), newer.to_string()).unwrap();
+    for args in [&["runs"][..], &["migrate"][..]] {
+        let out = gov(&lake, args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("newer") && err.contains("upgrade elastirec"),
+            "{err}"
+        );
+    }
+}
