@@ -31,6 +31,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub serve: ServeConfig,
     pub sink: SinkConfig,
+    pub spark: SparkConfig,
 }
 
 /// `[lake]`: where the lake lives and how patiently elastirec talks to it.
@@ -229,6 +230,27 @@ pub enum ConfidenceKind {
     Log,
 }
 
+/// Which engine trains the model and writes the lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// elastirec's own ALS, in this process (the default and the fastest on one machine).
+    #[default]
+    Als,
+    /// One Apache Spark job (MLlib ALS) does the train and recommend steps (`[spark]`).
+    Spark,
+}
+
+impl Engine {
+    /// The engine's name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Als => "als",
+            Engine::Spark => "spark",
+        }
+    }
+}
+
 /// `[model]`: the ALS model: implicit feedback (Hu, Koren, Volinsky 2008) or explicit ratings
 /// (ALS-WR, Zhou et al. 2008).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +282,8 @@ pub struct ModelConfig {
     pub tolerance: f64,
     /// Explicit feedback: learn a global mean and user and item biases beside the factors.
     pub biases: bool,
+    /// `als` (in process) or `spark` (one Spark job for train and recommend, see `[spark]`).
+    pub engine: Engine,
 }
 
 impl Default for ModelConfig {
@@ -278,6 +302,7 @@ impl Default for ModelConfig {
             epsilon: 1.0,
             tolerance: 0.0,
             biases: true,
+            engine: Engine::Als,
         }
     }
 }
@@ -557,6 +582,39 @@ impl Default for SinkConfig {
     }
 }
 
+/// `[spark]`: how the Spark engine (`[model] engine = "spark"`) submits its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SparkConfig {
+    /// The submit command, split on whitespace; the job's settings, the program file and its
+    /// argument follow. `spark-submit` not on `PATH` is looked up in pip's `pyspark`.
+    pub submit: String,
+    /// Spark properties, each passed as `--conf KEY=VALUE`.
+    pub conf: BTreeMap<String, String>,
+    /// More arguments for the submit command, before the program (one per element, so they may
+    /// hold spaces).
+    pub args: Vec<String>,
+    /// Seconds the job may run before it is killed (a timeout counts as transient: retried).
+    pub timeout_seconds: u64,
+    /// Parquet files the job writes the lists into (one recommendations part file each).
+    pub output_files: usize,
+    /// Lines of the job's log kept in the run record.
+    pub log_tail_lines: usize,
+}
+
+impl Default for SparkConfig {
+    fn default() -> Self {
+        SparkConfig {
+            submit: "spark-submit --master local[2]".into(),
+            conf: BTreeMap::new(),
+            args: Vec::new(),
+            timeout_seconds: 3600,
+            output_files: 1,
+            log_tail_lines: 40,
+        }
+    }
+}
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "ELASTIREC_";
 
@@ -730,6 +788,62 @@ impl Config {
                  digits and _"
             ));
         }
+        if self.spark.submit.split_whitespace().next().is_none() {
+            return fail(
+                "[spark] submit is empty: give the submit command, such as \"spark-submit \
+                 --master local[2]\""
+                    .into(),
+            );
+        }
+        if self.spark.timeout_seconds == 0 || self.spark.timeout_seconds > 7 * 24 * 3600 {
+            return fail(format!(
+                "[spark] timeout_seconds = {} is out of range: use 1 to 604800",
+                self.spark.timeout_seconds
+            ));
+        }
+        if self.spark.output_files == 0 || self.spark.output_files > 10_000 {
+            return fail(format!(
+                "[spark] output_files = {} is out of range: use 1 to 10000",
+                self.spark.output_files
+            ));
+        }
+        for (key, value) in &self.spark.conf {
+            if key.trim().is_empty() || key.contains(['=', ' ', '\n']) || value.contains('\n') {
+                return fail(format!(
+                    "[spark] conf: '{key}' = '{value}' is not a Spark property: use keys such \
+                     as \"spark.sql.shuffle.partitions\" without '=' or spaces"
+                ));
+            }
+        }
+        if self.model.engine == Engine::Spark {
+            // What MLlib's ALS cannot do is refused here rather than silently trained otherwise
+            // (docs/spark.md, "Parameters").
+            if self.model.feedback == FeedbackKind::Implicit
+                && self.model.confidence != ConfidenceKind::Linear
+            {
+                return fail(
+                    "[model] confidence = \"log\" is not available with engine = \"spark\": \
+                     MLlib's implicit ALS only has c = 1 + alpha·value; set confidence = \
+                     \"linear\", or engine = \"als\""
+                        .into(),
+                );
+            }
+            if self.model.feedback == FeedbackKind::Explicit && self.model.biases {
+                return fail(
+                    "[model] biases = true is not available with engine = \"spark\": MLlib's \
+                     explicit ALS (ALS-WR) has no global mean or user and item biases; set \
+                     biases = false, or engine = \"als\""
+                        .into(),
+                );
+            }
+            if self.model.tolerance > 0.0 {
+                return fail(format!(
+                    "[model] tolerance = {} is not available with engine = \"spark\": MLlib \
+                     runs every iteration; set tolerance = 0, or engine = \"als\"",
+                    self.model.tolerance
+                ));
+            }
+        }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());
         }
@@ -800,6 +914,45 @@ mod tests {
         let e =
             Config::load(None, env(&[("ELASTIREC_SINK__POSTGRES_TABLE", "x; drop")])).unwrap_err();
         assert!(e.to_string().contains("postgres_table"), "{e}");
+    }
+
+    #[test]
+    fn the_engine_and_spark_settings_are_read_and_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("ELASTIREC_MODEL__ENGINE", "spark"),
+                ("ELASTIREC_SPARK__TIMEOUT_SECONDS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.model.engine, Engine::Spark);
+        assert_eq!(c.spark.timeout_seconds, 60);
+        assert_eq!(Config::default().model.engine, Engine::Als);
+        let e = Config::load(None, env(&[("ELASTIREC_MODEL__ENGINE", "flink")])).unwrap_err();
+        assert!(e.to_string().contains("flink"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_SPARK__SUBMIT", " ")])).unwrap_err();
+        assert!(e.to_string().contains("[spark] submit"), "{e}");
+        let e = Config::load(None, env(&[("ELASTIREC_SPARK__OUTPUT_FILES", "0")])).unwrap_err();
+        assert!(e.to_string().contains("[spark] output_files"), "{e}");
+        // What MLlib cannot do is refused with the spark engine, and only with it.
+        let spark = ("ELASTIREC_MODEL__ENGINE", "spark");
+        let explicit = ("ELASTIREC_MODEL__FEEDBACK", "explicit");
+        let e = Config::load(None, env(&[spark, explicit])).unwrap_err();
+        assert!(e.to_string().contains("biases"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[spark, explicit, ("ELASTIREC_MODEL__BIASES", "false")]),
+        )
+        .unwrap();
+        assert_eq!(c.model.feedback, FeedbackKind::Explicit);
+        let log = ("ELASTIREC_MODEL__CONFIDENCE", "log");
+        let e = Config::load(None, env(&[spark, log])).unwrap_err();
+        assert!(e.to_string().contains("confidence"), "{e}");
+        let e =
+            Config::load(None, env(&[spark, ("ELASTIREC_MODEL__TOLERANCE", "0.01")])).unwrap_err();
+        assert!(e.to_string().contains("tolerance"), "{e}");
+        Config::load(None, env(&[log, explicit])).unwrap();
     }
 
     #[test]

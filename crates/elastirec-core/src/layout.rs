@@ -15,7 +15,8 @@ use crate::night::Night;
 ///   recommendations, runs, snapshots.
 /// - 2: adds `warehouse/erasures` (erasure requests, ids kept only as salted hashes),
 ///   `governance/salt.json` (the salt), `warehouse/availability` (item availability windows
-///   for offer rules) and `exports/training/…/availability-*.parquet`.
+///   for offer rules), `exports/training/…/availability-*.parquet` and `staging/spark/`
+///   (the Spark engine's transient output; nothing to migrate).
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// `lake.json`: the layout version of this lake.
@@ -203,6 +204,19 @@ pub fn recommendations_latest() -> Path {
     Path::from("recommendations/_LATEST")
 }
 
+/// `staging/spark/`: the Spark engine's staging folders (layout 2), one per night.
+pub fn spark_staging_root() -> Path {
+    Path::from("staging/spark")
+}
+
+/// `staging/spark/YYYY/MM/DD/`: what the Spark engine's job writes for night D before elastirec
+/// checks it and publishes it into `models/` and `recommendations/`; deleted afterwards (and
+/// whole by `forget`, which must not leave a forgotten user in a failed job's output).
+/// Nothing else reads it.
+pub fn spark_staging_dir(night: Night) -> Path {
+    Path::from(format!("staging/spark/{}", night.path_segment()))
+}
+
 /// `evaluations/YYYY/MM/DD/horizon-Hd.json`: offline scores of night D's recommendations.
 pub fn evaluation(night: Night, horizon_days: u32) -> Path {
     Path::from(format!(
@@ -317,6 +331,8 @@ mod tests {
             "recommendations/1998/03/05/_manifest.json"
         );
         assert_eq!(model_info(n).as_ref(), "models/1998/03/05/model.json");
+        assert_eq!(spark_staging_dir(n).as_ref(), "staging/spark/1998/03/05");
+        assert!(spark_staging_dir(n).prefix_matches(&spark_staging_root()));
         assert_eq!(run_record(n).as_ref(), "runs/1998-03-05.json");
         assert_eq!(Table::Events.path().as_ref(), "warehouse/events");
         let lease = run_lease_epoch(42);

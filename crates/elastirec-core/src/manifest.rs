@@ -269,6 +269,29 @@ pub struct StepRecord {
     /// the process started, so it includes earlier steps run by the same process.
     #[serde(default)]
     pub peak_memory_bytes: Option<u64>,
+    /// The external job that did the step's work (`[model] engine = "spark"`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRecord>,
+}
+
+/// An external job run by a step (the Spark engine's `spark-submit`), as the run ledger keeps it.
+/// One job may do the work of several steps (train and recommend); each step records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Which engine ran it (`spark`).
+    pub engine: String,
+    /// The command line, with the job's JSON argument shortened.
+    pub command: String,
+    /// The exit status, when the process exited by itself.
+    pub exit_status: Option<i32>,
+    /// The signal that ended it, when one did (a timeout ends it with SIGKILL).
+    pub signal: Option<i32>,
+    /// Whether elastirec ended it because it ran past `[spark] timeout_seconds`.
+    pub timed_out: bool,
+    /// Wall-clock seconds from start to exit.
+    pub seconds: f64,
+    /// The last lines of its standard output and error, together.
+    pub log_tail: String,
 }
 
 fn one() -> u32 {

@@ -48,6 +48,7 @@ mod tests {
             bytes_out: None,
             cpu_seconds: Some(cpu),
             peak_memory_bytes: None,
+            job: None,
         };
         let mut record = RunRecord {
             night: "2024-01-05".parse().unwrap(),

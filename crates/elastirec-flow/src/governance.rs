@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  forget --user ID ─▶ warehouse: erasures (pending) → events, rejects (Delta deletes)
-//!                   ─▶ outputs: exports, models, recommendations of every night rewritten
+//!                   ─▶ outputs: exports, models, recommendations of every night rewritten;
+//!                      staging/spark/ (a failed Spark job's leftovers) deleted
 //!                   ─▶ raw files purged (--purge-raw), load ledger kept in step
 //!                   ─▶ warehouse: erasures (complete, with what was removed)
 //!                   ─▶ _LATEST rewritten: serving reloads without the users
@@ -56,6 +57,9 @@ impl Pipeline {
         let warehouse = wh.erase_events(&id, users, events).await?;
         let set: HashSet<i64> = users.iter().copied().collect();
         let outputs = erase_outputs(self.lake(), &set, &id).await?;
+        // What a failed or interrupted Spark job staged (factors and lists of every user) is
+        // never published nor read: delete it whole rather than rewrite it.
+        let spark_staging_deleted = elastirec_spark::clear_all_staging(self.lake()).await?;
         let raw_files = if purge_raw {
             wh.purge_raw(users, events).await?
         } else {
@@ -79,6 +83,7 @@ impl Pipeline {
             "export_rows": outputs.rows("export"),
             "model_rows": outputs.rows("model"),
             "recommendation_rows": outputs.rows("recommendations"),
+            "spark_staging_objects_deleted": spark_staging_deleted,
             "raw_files": raw_files,
             "snapshots_holding": snapshots_holding,
         });

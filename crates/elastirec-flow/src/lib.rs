@@ -11,7 +11,9 @@
 //! Each step reads and writes only lake files; a step whose outputs exist and are current is
 //! skipped, so `run` after a crash continues where the night stopped. The run record
 //! `runs/YYYY-MM-DD.json` is rewritten whole after every state change. Only transient failures
-//! are retried. A lease (`runs/_lease/`) keeps two runners off one lake.
+//! are retried. A lease (`runs/_lease/`) keeps two runners off one lake. With `[model] engine =
+//! "spark"`, one Spark job (crate `elastirec-spark`) does the train and recommend steps, and both
+//! records carry it.
 
 pub mod cost;
 pub mod cron;
@@ -24,6 +26,7 @@ mod pipeline;
 pub mod resources;
 pub mod retention;
 pub mod schedule;
+mod spark_steps;
 pub mod tune;
 
 pub use elastirec_warehouse::sql as prepare_sql;
@@ -47,6 +50,9 @@ pub enum Error {
     Lake(#[from] elastirec_core::Error),
     #[error(transparent)]
     Serve(#[from] elastirec_serve::Error),
+    /// The Spark engine's job or its output.
+    #[error(transparent)]
+    Spark(#[from] elastirec_spark::Error),
     /// A step failed; wraps its error with the night and step (the cause follows in `{:#}`).
     #[error("night {night}, step {step}")]
     Step {
@@ -87,9 +93,19 @@ impl Error {
             Error::Als(e) => e.kind(),
             Error::Lake(e) => e.kind(),
             Error::Serve(e) => e.kind(),
+            Error::Spark(e) => e.kind(),
             Error::Step { source, .. } => source.kind(),
             Error::Busy { .. } | Error::Interrupted { .. } => ErrorKind::Transient,
             Error::Config(_) => ErrorKind::InvalidInput,
+        }
+    }
+
+    /// The external job behind the error (the Spark engine's), for the step's record.
+    pub fn job(&self) -> Option<&elastirec_core::manifest::JobRecord> {
+        match self {
+            Error::Spark(e) => e.job(),
+            Error::Step { source, .. } => source.job(),
+            _ => None,
         }
     }
 

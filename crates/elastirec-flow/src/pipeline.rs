@@ -12,8 +12,9 @@ use elastirec_als::stage::{
     publish_latest, read_export_manifest, read_latest, read_model_info,
     read_recommendations_manifest, recommend_night_with, train_night,
 };
+use elastirec_core::config::Engine;
 use elastirec_core::manifest::{
-    EvaluationReport, ExportManifest, FileEntry, ModelInfo, PublishDecision,
+    EvaluationReport, ExportManifest, FileEntry, JobRecord, ModelInfo, PublishDecision,
     RecommendationsManifest, RunRecord, StepRecord, StepState,
 };
 use elastirec_core::{Config, Lake, Night, failpoint, layout};
@@ -159,6 +160,9 @@ pub struct Pipeline {
     ledger: RunLedger,
     progress: ProgressFn,
     stop: StopFlag,
+    /// The lists the Spark engine's job of the train step published, for the recommend step
+    /// to record (one job does both steps).
+    pub(crate) spark_lists: Arc<std::sync::Mutex<Option<crate::spark_steps::SparkLists>>>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -170,26 +174,29 @@ impl fmt::Debug for Pipeline {
 }
 
 /// What a finished step reports for its record.
-struct Outcome {
-    state: StepState,
-    rows_in: Option<u64>,
-    rows_out: Option<u64>,
-    bytes_out: Option<u64>,
-    message: String,
+pub(crate) struct Outcome {
+    pub(crate) state: StepState,
+    pub(crate) rows_in: Option<u64>,
+    pub(crate) rows_out: Option<u64>,
+    pub(crate) bytes_out: Option<u64>,
+    pub(crate) message: String,
+    /// The external job that did the work (the Spark engine's).
+    pub(crate) job: Option<JobRecord>,
 }
 
 impl Outcome {
-    fn ok(rows_in: Option<u64>, rows_out: Option<u64>, message: String) -> Outcome {
+    pub(crate) fn ok(rows_in: Option<u64>, rows_out: Option<u64>, message: String) -> Outcome {
         Outcome {
             state: StepState::Succeeded,
             rows_in,
             rows_out,
             bytes_out: None,
             message,
+            job: None,
         }
     }
 
-    fn bytes(mut self, files: &[FileEntry]) -> Outcome {
+    pub(crate) fn bytes(mut self, files: &[FileEntry]) -> Outcome {
         self.bytes_out = Some(files.iter().map(|f| f.bytes).sum());
         self
     }
@@ -209,6 +216,7 @@ fn new_step_record(step: Step, attempt: u32) -> StepRecord {
         bytes_out: None,
         cpu_seconds: None,
         peak_memory_bytes: None,
+        job: None,
     }
 }
 
@@ -227,6 +235,7 @@ impl Pipeline {
             config,
             progress: Arc::new(|_| {}),
             stop: StopFlag::new(),
+            spark_lists: Arc::default(),
         }
     }
 
@@ -261,7 +270,7 @@ impl Pipeline {
     /// Runs one step under the run record of `night`: marks it running, retries transient
     /// failures with exponential backoff, then records it succeeded (or skipped, or held) or
     /// failed, with its CPU time and the process's peak memory.
-    async fn recorded<T, F, Fut>(
+    pub(crate) async fn recorded<T, F, Fut>(
         &self,
         night: Night,
         step: Step,
@@ -303,11 +312,13 @@ impl Pipeline {
                     step_record.rows_out = o.rows_out;
                     step_record.bytes_out = o.bytes_out;
                     step_record.outcome = Some(o.message);
+                    step_record.job = o.job;
                 }
                 Err(e) => {
                     step_record.state = StepState::Failed;
                     step_record.outcome = Some(error_chain(e));
                     step_record.error_kind = Some(e.kind().as_str().into());
+                    step_record.job = e.job().cloned();
                 }
             }
             self.ledger.update_step(record, step_record.clone()).await?;
@@ -496,6 +507,9 @@ impl Pipeline {
     }
 
     async fn train_in(&self, night: Night, record: &mut RunRecord) -> Result<ModelInfo> {
+        if self.config.model.engine == Engine::Spark {
+            return self.spark_train_in(night, record).await;
+        }
         let iterations = self.config.model.iterations;
         self.recorded(
             night,
@@ -545,6 +559,9 @@ impl Pipeline {
         night: Night,
         record: &mut RunRecord,
     ) -> Result<RecommendationsManifest> {
+        if self.config.model.engine == Engine::Spark {
+            return self.spark_recommend_in(night, record).await;
+        }
         self.recorded(
             night,
             Step::Recommend,
@@ -764,6 +781,7 @@ impl Pipeline {
                         rows_out: None,
                         bytes_out: None,
                         message,
+                        job: None,
                     }
                 },
             )
@@ -998,7 +1016,9 @@ impl Pipeline {
                     reason,
                 });
             }
-            let current = if options.rerun {
+            // The lists the train step's Spark job just published are this step's work: record it.
+            let from_job = step == Step::Recommend && self.spark_lists_of(night).is_some();
+            let current = if options.rerun || from_job {
                 None
             } else {
                 // A check that cannot read its inputs says "not current": the step itself then

@@ -280,6 +280,19 @@ pub struct ModelArgs {
     /// Worker threads, 0 for one per core [config: model.threads]
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Who trains and recommends: als (in this process) or spark (one Spark MLlib job, submitted
+    /// with [spark] submit; see docs/spark.md) [config: model.engine, default als]
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+}
+
+/// Values of `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// elastirec's own ALS, in this process
+    Als,
+    /// One Spark job (MLlib ALS) for the train and recommend steps
+    Spark,
 }
 
 /// Load settings.

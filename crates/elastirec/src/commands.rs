@@ -14,8 +14,8 @@ use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention, tune};
 use elastirec_sources::{movielens, simulate};
 
 use crate::cli::{
-    Cli, Command, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFilesArgs, SqlFormat,
-    WarehouseCommand,
+    Cli, Command, EngineArg, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFilesArgs,
+    SqlFormat, WarehouseCommand,
 };
 use crate::progress::NightProgress;
 
@@ -63,6 +63,12 @@ fn apply_model_args(config: &mut Config, args: &ModelArgs) -> Result<()> {
     }
     if let Some(v) = args.threads {
         config.model.threads = v;
+    }
+    if let Some(e) = args.engine {
+        config.model.engine = match e {
+            EngineArg::Als => elastirec_core::config::Engine::Als,
+            EngineArg::Spark => elastirec_core::config::Engine::Spark,
+        };
     }
     Ok(())
 }
@@ -280,21 +286,25 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 Ok(p.train(night).await?)
             })
             .await?;
+            let loss = if m.loss.is_empty() {
+                format!("{} reports no loss", m.algorithm)
+            } else {
+                let steps: Vec<String> = m.loss.iter().map(|l| format!("{l:.5}")).collect();
+                format!("loss {}", steps.join(" → "))
+            };
             println!(
                 "night {}: trained {} factors for {} users and {} items on {} pairs in {:.1} s; \
-                 loss {}",
-                args.date.date,
-                m.factors,
-                m.users,
-                m.items,
-                m.interactions,
-                m.train_seconds,
-                m.loss
-                    .iter()
-                    .map(|l| format!("{l:.5}"))
-                    .collect::<Vec<_>>()
-                    .join(" → ")
+                 {loss}",
+                args.date.date, m.factors, m.users, m.items, m.interactions, m.train_seconds,
             );
+            if p.config().model.engine == elastirec_core::config::Engine::Spark {
+                println!(
+                    "night {night}: the spark job also wrote the top-{} lists \
+                     (recommendations/{}/); `elastirec publish --date {night}` makes them live",
+                    p.config().recommend.k,
+                    night.path_segment()
+                );
+            }
         }
         Command::Recommend(args) => {
             if let Some(k) = args.k {

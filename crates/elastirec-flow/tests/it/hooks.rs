@@ -57,6 +57,7 @@ async fn the_webhook_gets_the_failed_nights_summary() {
             bytes_out: None,
             cpu_seconds: None,
             peak_memory_bytes: None,
+            job: None,
         }],
         publish: None,
         cost: None,

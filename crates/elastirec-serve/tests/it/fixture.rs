@@ -226,6 +226,7 @@ pub async fn write_run(lake: &Lake, n: Night, last: StepState) {
         bytes_out: None,
         cpu_seconds: None,
         peak_memory_bytes: None,
+        job: None,
     };
     let record = RunRecord {
         night: n,

@@ -9,5 +9,6 @@ mod orchestrator;
 mod s3;
 mod serve;
 mod simulated;
+mod spark;
 mod tune;
 mod warehouse;
