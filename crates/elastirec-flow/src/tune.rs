@@ -62,7 +62,7 @@ pub async fn tune(
     match read_export_manifest(lake, train_night).await {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            p.prepare(train_night).await?;
+            p.prepare(train_night, false).await?;
         }
         Err(e) => return Err(e.into()),
     }

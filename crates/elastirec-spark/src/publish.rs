@@ -79,7 +79,7 @@ async fn staged_files(lake: &Lake, dir: &Path, extension: &str) -> Result<Vec<Pa
 
 /// The job's report (`report/part-*.json`, one JSON line), which it writes last.
 pub async fn read_report(lake: &Lake, staging: &Path) -> Result<JobReport> {
-    let dir = staging.child("report");
+    let dir = staging.clone().join("report");
     for file in staged_files(lake, &dir, ".json").await? {
         let body = lake.get(&file).await?;
         let text = String::from_utf8_lossy(&body);
@@ -188,9 +188,9 @@ pub async fn publish_model(
 ) -> Result<ModelInfo> {
     let k = config.factors;
     let (user_ids, user_rows) =
-        read_staged_factors(lake, &staging.child("user_factors"), columns::USER_ID, k).await?;
+        read_staged_factors(lake, &staging.clone().join("user_factors"), columns::USER_ID, k).await?;
     let (item_ids, item_rows) =
-        read_staged_factors(lake, &staging.child("item_factors"), columns::ITEM_ID, k).await?;
+        read_staged_factors(lake, &staging.clone().join("item_factors"), columns::ITEM_ID, k).await?;
     if user_ids.len() as u64 != report.users || item_ids.len() as u64 != report.items {
         return Err(bad(
             lake.display_path(staging),
@@ -264,7 +264,7 @@ pub async fn publish_recommendations(
     let mut parts: Vec<Vec<RecordBatch>> = Vec::new();
     // With rules: per user, (rank, item, score, scored by the model) of every staged row.
     let mut staged = StagedLists::new();
-    for file in staged_files(lake, &staging.child("recommendations"), ".parquet").await? {
+    for file in staged_files(lake, &staging.clone().join("recommendations"), ".parquet").await? {
         let name = lake.display_path(&file);
         let mut batches = Vec::new();
         for batch in io::read_parquet(lake, &file).await? {

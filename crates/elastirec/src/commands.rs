@@ -14,8 +14,8 @@ use elastirec_flow::{Pipeline, RunOptions, StopFlag, cost, retention, tune};
 use elastirec_sources::{movielens, simulate};
 
 use crate::cli::{
-    Cli, Command, EngineArg, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFilesArgs,
-    SqlFormat, WarehouseCommand,
+    Cli, Command, EngineArg, ImportCommand, ModelArgs, NightsArg, SqlArgs, SqlFilesArgs, SqlFormat,
+    WarehouseCommand,
 };
 use crate::progress::NightProgress;
 
