@@ -50,6 +50,11 @@ def main(spec):
     spark = SparkSession.builder.appName(f"elastirec-{spec['night']}").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     out = spec["output"].rstrip("/")
+    # ALS builds an RDD lineage that grows with every iteration; past about ten iterations its
+    # task closures overflow the JVM stack when they are deserialized (StackOverflowError, exit
+    # status 50). Checkpointing every few iterations cuts the lineage; the folder is inside the
+    # staging folder, so cluster executors reach it and elastirec deletes it after publishing.
+    spark.sparkContext.setCheckpointDir(f"{out}/checkpoints")
     k = int(spec["k"])
     started = time.time()
 
@@ -87,6 +92,7 @@ def main(spec):
         ratingCol="value",
         nonnegative=False,
         coldStartStrategy="drop",
+        checkpointInterval=5,
     )
     model = als.fit(data)
 

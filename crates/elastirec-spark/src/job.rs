@@ -376,17 +376,29 @@ pub fn classify(run: &JobRun, spark: &SparkConfig) -> (ErrorKind, String) {
         "ExecutorLostFailure",
         "FetchFailedException",
     ];
-    let last = log
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .trim()
-        .to_string();
+    let last = cause_line(log);
     if TRANSIENT.iter().any(|t| log.contains(t)) {
         return (ErrorKind::Transient, last);
     }
     (ErrorKind::Internal, last)
+}
+
+/// The line of the log that says what went wrong: the last line naming an exception or error
+/// that is not a stack frame (a JVM stack trace ends with frames, not with its cause), else the
+/// last non-empty line.
+fn cause_line(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let is_frame = |l: &str| l.starts_with("at ") || l.starts_with("... ");
+    lines
+        .iter()
+        .rev()
+        .find(|l| !is_frame(l) && (l.contains("Exception") || l.contains("Error")))
+        .or_else(|| lines.last())
+        .map_or_else(|| "no output".to_string(), |l| l.to_string())
 }
 
 #[cfg(test)]
@@ -477,6 +489,16 @@ mod tests {
         );
         let (k, m) = classify(&run(Some(1), None, false, "a\nlast words\n\n"), &spark);
         assert_eq!((k, m.as_str()), (ErrorKind::Internal, "last words"));
+        // A JVM stack trace: the message names the error, not its last frame.
+        let trace = "INFO starting\nException in thread \"main\" java.lang.StackOverflowError\n\tat java.io.ObjectInputStream.readObject0(ObjectInputStream.java:1733)\n\tat java.io.ObjectInputStream.readObject(ObjectInputStream.java:509)\n";
+        let (k, m) = classify(&run(Some(50), None, false, trace), &spark);
+        assert_eq!(
+            (k, m.as_str()),
+            (
+                ErrorKind::Internal,
+                "Exception in thread \"main\" java.lang.StackOverflowError"
+            )
+        );
     }
 
     #[test]

@@ -187,10 +187,20 @@ pub async fn publish_model(
     report: &JobReport,
 ) -> Result<ModelInfo> {
     let k = config.factors;
-    let (user_ids, user_rows) =
-        read_staged_factors(lake, &staging.clone().join("user_factors"), columns::USER_ID, k).await?;
-    let (item_ids, item_rows) =
-        read_staged_factors(lake, &staging.clone().join("item_factors"), columns::ITEM_ID, k).await?;
+    let (user_ids, user_rows) = read_staged_factors(
+        lake,
+        &staging.clone().join("user_factors"),
+        columns::USER_ID,
+        k,
+    )
+    .await?;
+    let (item_ids, item_rows) = read_staged_factors(
+        lake,
+        &staging.clone().join("item_factors"),
+        columns::ITEM_ID,
+        k,
+    )
+    .await?;
     if user_ids.len() as u64 != report.users || item_ids.len() as u64 != report.items {
         return Err(bad(
             lake.display_path(staging),
