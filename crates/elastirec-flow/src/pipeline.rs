@@ -116,7 +116,8 @@ pub enum Progress {
     },
     StepFinished {
         night: Night,
-        record: StepRecord,
+        /// Boxed: a record (with a Spark job's log tail) is far larger than the other variants.
+        record: Box<StepRecord>,
     },
     /// A step was not run: its outputs are current (`already` says whether the record already
     /// said so).
@@ -324,7 +325,7 @@ impl Pipeline {
             self.ledger.update_step(record, step_record.clone()).await?;
             (self.progress)(&Progress::StepFinished {
                 night,
-                record: step_record.clone(),
+                record: Box::new(step_record.clone()),
             });
             match result {
                 Ok(value) => return Ok(value),

@@ -93,6 +93,14 @@ pub struct ErasedUser {
     pub rejects_deleted: u64,
 }
 
+/// A purged raw file's new object metadata, for its load-ledger row.
+struct LedgerUpdate {
+    path: String,
+    size: i64,
+    e_tag: Option<String>,
+    modified_micros: i64,
+}
+
 /// A raw event file rewritten without forgotten users' lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawPurge {
@@ -547,7 +555,7 @@ impl Warehouse {
         let wanted: HashSet<i64> = users.iter().copied().collect();
         let loaded = self.loaded_files().await?;
         let mut purged = Vec::new();
-        let mut ledger_updates: Vec<(String, i64, Option<String>, i64)> = Vec::new();
+        let mut ledger_updates: Vec<LedgerUpdate> = Vec::new();
         for meta in self.lake().list(&layout::raw_events_root()).await? {
             if layout::raw_event_file_day(&meta.location).is_none() {
                 continue;
@@ -572,12 +580,12 @@ impl Warehouse {
                         path: self.lake().display_path(&meta.location),
                         source: e,
                     })?;
-                ledger_updates.push((
-                    path.clone(),
-                    head.size as i64,
-                    head.e_tag.clone(),
-                    head.last_modified.timestamp_micros(),
-                ));
+                ledger_updates.push(LedgerUpdate {
+                    path: path.clone(),
+                    size: head.size as i64,
+                    e_tag: head.e_tag.clone(),
+                    modified_micros: head.last_modified.timestamp_micros(),
+                });
             }
             purged.push(RawPurge {
                 path,
@@ -586,10 +594,10 @@ impl Warehouse {
             });
         }
         if !ledger_updates.is_empty() {
-            let case = |value: &dyn Fn(&(String, i64, Option<String>, i64)) -> Expr| {
+            let case = |value: &dyn Fn(&LedgerUpdate) -> Expr| {
                 let mut builder: Option<CaseBuilder> = None;
                 for u in &ledger_updates {
-                    let (w, t) = (col("path").eq(lit(u.0.clone())), value(u));
+                    let (w, t) = (col("path").eq(lit(u.path.clone())), value(u));
                     builder = Some(match builder {
                         None => when(w, t),
                         Some(mut b) => b.when(w, t),
@@ -600,10 +608,10 @@ impl Warehouse {
                     .end()
                     .map_err(Error::query("ledger update"))
             };
-            let paths: Vec<Expr> = ledger_updates.iter().map(|u| lit(u.0.clone())).collect();
-            let size = case(&|u| lit(u.1))?;
-            let tag = case(&|u| lit(ScalarValue::Utf8(u.2.clone())))?;
-            let modified = case(&|u| lit(utc_micros(u.3)))?;
+            let paths: Vec<Expr> = ledger_updates.iter().map(|u| lit(u.path.clone())).collect();
+            let size = case(&|u| lit(u.size))?;
+            let tag = case(&|u| lit(ScalarValue::Utf8(u.e_tag.clone())))?;
+            let modified = case(&|u| lit(utc_micros(u.modified_micros)))?;
             self.table(Table::Loads)
                 .await?
                 .update()
