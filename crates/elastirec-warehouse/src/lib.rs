@@ -90,7 +90,7 @@ pub enum Error {
     BadSql { file: String, reason: String },
     /// The night's training export exists and replacing it was not asked for.
     #[error(
-        "the training export of {night} already exists ({path}, written {created_at}); pass          --overwrite to replace it"
+        "the training export of {night} already exists ({path}, written {created_at}); pass --overwrite to replace it"
     )]
     ExportExists {
         night: String,

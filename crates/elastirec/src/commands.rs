@@ -317,7 +317,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             })
             .await?;
             println!(
-                "night {night}: wrote top-{} for {} users ({} rows); `elastirec publish --date                  {night}` makes them live",
+                "night {night}: wrote top-{} for {} users ({} rows); `elastirec publish --date {night}` makes them live",
                 m.k, m.users, m.rows
             );
         }
@@ -589,7 +589,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 }
                 WarehouseCommand::Serve(args) => {
                     eprintln!(
-                        "serving the warehouse read-only on postgresql://{}:{}/ (psql -h {} -p                          {}); Ctrl-C stops",
+                        "serving the warehouse read-only on postgresql://{}:{}/ (psql -h {} -p {}); Ctrl-C stops",
                         args.host, args.port, args.host, args.port
                     );
                     p.serve_postgres(&args.host, args.port).await?;
