@@ -137,6 +137,42 @@ pub async fn read_pairs(
     Ok(out)
 }
 
+/// Writes a night's model factor files (`models/D/user_factors.parquet`, `item_factors.parquet`)
+/// from row-major factors with their external ids, clearing the folder's old files first, and
+/// returns their entries for `model.json` (written by the caller, last).
+#[allow(clippy::too_many_arguments)]
+pub async fn write_model_factors(
+    lake: &Lake,
+    night: elastirec_core::Night,
+    user_ids: &[i64],
+    users: &[f32],
+    item_ids: &[i64],
+    items: &[f32],
+    k: usize,
+) -> Result<Vec<FileEntry>> {
+    use elastirec_core::layout;
+    lake.clear_output(&layout::model_info(night), &layout::model_dir(night))
+        .await?;
+    let user_batch = factors_batch(manifest::columns::USER_ID, user_ids, users, k)?;
+    let item_batch = factors_batch(manifest::columns::ITEM_ID, item_ids, items, k)?;
+    Ok(vec![
+        write_parquet(
+            lake,
+            &layout::model_user_factors(night),
+            user_batch.schema(),
+            &[user_batch],
+        )
+        .await?,
+        write_parquet(
+            lake,
+            &layout::model_item_factors(night),
+            item_batch.schema(),
+            &[item_batch],
+        )
+        .await?,
+    ])
+}
+
 /// A factor matrix as a batch: ids and fixed-size lists of f32.
 pub fn factors_batch(id_column: &str, ids: &[i64], rows: &[f32], k: usize) -> Result<RecordBatch> {
     let schema = manifest::factors_schema(id_column, k);

@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
-    self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, columns,
-    sources,
+    self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, sources,
 };
 use elastirec_core::{Lake, Night};
 
@@ -137,27 +136,17 @@ pub async fn train_night(
     .await
     .map_err(|e| Error::Internal(format!("training task failed: {e}")))??;
 
-    lake.clear_output(&layout::model_info(night), &layout::model_dir(night))
-        .await?;
     let k = factors.factors;
-    let user_batch = io::factors_batch(columns::USER_ID, data.users.ids(), &factors.users, k)?;
-    let item_batch = io::factors_batch(columns::ITEM_ID, data.items.ids(), &factors.items, k)?;
-    let files = vec![
-        io::write_parquet(
-            lake,
-            &layout::model_user_factors(night),
-            user_batch.schema(),
-            &[user_batch],
-        )
-        .await?,
-        io::write_parquet(
-            lake,
-            &layout::model_item_factors(night),
-            item_batch.schema(),
-            &[item_batch],
-        )
-        .await?,
-    ];
+    let files = io::write_model_factors(
+        lake,
+        night,
+        data.users.ids(),
+        &factors.users,
+        data.items.ids(),
+        &factors.items,
+        k,
+    )
+    .await?;
     let info = ModelInfo {
         night,
         created_at: chrono::Utc::now(),

@@ -213,26 +213,9 @@ pub async fn publish_model(
             ),
         ));
     }
-    lake.clear_output(&layout::model_info(night), &layout::model_dir(night))
-        .await?;
-    let user_batch = io::factors_batch(columns::USER_ID, &user_ids, &user_rows, k)?;
-    let item_batch = io::factors_batch(columns::ITEM_ID, &item_ids, &item_rows, k)?;
-    let files = vec![
-        io::write_parquet(
-            lake,
-            &layout::model_user_factors(night),
-            user_batch.schema(),
-            &[user_batch],
-        )
-        .await?,
-        io::write_parquet(
-            lake,
-            &layout::model_item_factors(night),
-            item_batch.schema(),
-            &[item_batch],
-        )
-        .await?,
-    ];
+    let files =
+        io::write_model_factors(lake, night, &user_ids, &user_rows, &item_ids, &item_rows, k)
+            .await?;
     let info = ModelInfo {
         night,
         created_at: chrono::Utc::now(),

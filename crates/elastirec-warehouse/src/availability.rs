@@ -16,7 +16,6 @@ use deltalake::arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray}
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use object_store::ObjectMeta;
 
 use elastirec_core::Night;
 use elastirec_core::layout::{self, Table};
@@ -45,29 +44,20 @@ impl Warehouse {
         load: i64,
     ) -> Result<Option<u64>> {
         let lake = self.lake();
-        let files: Vec<ObjectMeta> = lake
-            .list(&layout::raw_availability_root())
+        let Some(files) = self
+            .dimension_files(&layout::raw_availability_root(), known)
             .await?
-            .into_iter()
-            .filter(|m| m.location.as_ref().ends_with(".csv"))
-            .collect();
-        let unchanged = |m: &ObjectMeta| {
-            known
-                .and_then(|k| k.get(m.location.as_ref()))
-                .is_some_and(|e| {
-                    e.size == m.size as i64 && (e.e_tag.is_none() || e.e_tag == m.e_tag)
-                })
-        };
-        if files.iter().all(unchanged) {
+        else {
             return Ok(None);
-        }
+        };
         let mut rows: Vec<(Window, String)> = Vec::new();
         let mut per_file = Vec::new();
-        for meta in &files {
+        // The table is rewritten whole from every file; only new or changed ones get ledger rows.
+        for (meta, changed) in &files {
             let name = meta.location.to_string();
             let body = lake.get(&meta.location).await?;
             let parsed = parse_availability(&name, &body)?;
-            per_file.push((meta.clone(), parsed.len() as i64));
+            per_file.push((meta.clone(), *changed, parsed.len() as i64));
             rows.extend(parsed.into_iter().map(|w| (w, name.clone())));
         }
         let batch = RecordBatch::try_new(
@@ -116,8 +106,8 @@ impl Warehouse {
         let version = table.version().unwrap_or(0) as i64;
         let ledger = per_file
             .iter()
-            .filter(|(m, _)| !unchanged(m))
-            .map(|(m, n)| LedgerRow::of(m, "availability", None, *n, version))
+            .filter(|(_, changed, _)| *changed)
+            .map(|(m, _, n)| LedgerRow::of(m, "availability", None, *n, version))
             .collect();
         self.append_ledger(ledger, night, load).await?;
         Ok(Some(rows.len() as u64))

@@ -480,6 +480,33 @@ impl Warehouse {
         Ok(())
     }
 
+    /// The CSV files of a dimension folder (`raw/items/`, `raw/availability/`), each with
+    /// whether it is new or changed since the ledger (`known`) recorded it (another size, or
+    /// another ETag where the store gives one); `None` when no file is new or changed, so there
+    /// is nothing to load.
+    pub(crate) async fn dimension_files(
+        &self,
+        root: &object_store::path::Path,
+        known: Option<&HashMap<String, LedgerEntry>>,
+    ) -> Result<Option<Vec<(ObjectMeta, bool)>>> {
+        let files: Vec<(ObjectMeta, bool)> = self
+            .lake()
+            .list(root)
+            .await?
+            .into_iter()
+            .filter(|m| m.location.as_ref().ends_with(".csv"))
+            .map(|m| {
+                let unchanged = known
+                    .and_then(|k| k.get(m.location.as_ref()))
+                    .is_some_and(|e| {
+                        e.size == m.size as i64 && (e.e_tag.is_none() || e.e_tag == m.e_tag)
+                    });
+                (m, !unchanged)
+            })
+            .collect();
+        Ok(files.iter().any(|(_, changed)| *changed).then_some(files))
+    }
+
     /// Merges the rows of new or changed item files into `warehouse/items` (insert new ids,
     /// update changed titles or genres, keep the rest); returns the rows inserted or updated.
     async fn ingest_items(
@@ -489,27 +516,17 @@ impl Warehouse {
         load: i64,
     ) -> Result<Option<u64>> {
         let lake = self.lake();
-        let files: Vec<ObjectMeta> = lake
-            .list(&layout::raw_items_root())
+        let Some(files) = self
+            .dimension_files(&layout::raw_items_root(), known)
             .await?
-            .into_iter()
-            .filter(|m| m.location.as_ref().ends_with(".csv"))
-            .collect();
-        let unchanged = |m: &ObjectMeta| {
-            known
-                .and_then(|k| k.get(m.location.as_ref()))
-                .is_some_and(|e| {
-                    e.size == m.size as i64 && (e.e_tag.is_none() || e.e_tag == m.e_tag)
-                })
-        };
-        if files.iter().all(unchanged) {
+        else {
             return Ok(None);
-        }
+        };
         // Only new or changed files are merged; later files override earlier ones for the same
         // id (files are sorted by path). Items absent from them keep their rows.
         let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
         let mut per_file = Vec::new();
-        for meta in files.iter().filter(|m| !unchanged(m)) {
+        for (meta, _) in files.iter().filter(|(_, changed)| *changed) {
             let name = meta.location.to_string();
             let body = lake.get(&meta.location).await?;
             let parsed = parse_items(&name, &body)?;
