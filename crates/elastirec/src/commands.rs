@@ -549,7 +549,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                             println!("no erasure waits for a vacuum");
                         } else {
                             println!(
-                                "erasures: {verb} {} snapshots ({}), {} Delta data files and {} \
+                                "erasure vacuum: {verb} {} snapshots ({}), {} Delta data files and {} \
                                  Delta log entries holding rows of {} erasure requests",
                                 v.snapshots_removed.len(),
                                 v.snapshots_removed.join(", "),

@@ -367,7 +367,7 @@ fn forget_erases_a_user_everywhere_and_no_later_night_brings_them_back() {
     assert!(reject_lines_with(&lake, "not-an-item") > 0);
     // The vacuum removes every snapshot, Delta file and log entry that still held them.
     let out = gov_ok(&lake, &["warehouse", "vacuum", "--erasures"]);
-    assert!(out.contains("erasures: removed"), "{out}");
+    assert!(out.contains("erasure vacuum: removed"), "{out}");
     assert!(out.contains(days[0]), "{out}");
     let snapshots = gov_ok(&lake, &["warehouse", "snapshots"]);
     assert!(!snapshots.contains(days[0]), "{snapshots}");
