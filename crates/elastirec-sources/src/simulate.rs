@@ -402,13 +402,10 @@ impl PlantedModel {
     }
 }
 
-/// Writes a MovieLens-20M-shaped simulation (see [`ScaleOptions`]) into the lake's raw area.
-pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<SimulateReport> {
-    let shape = opts.shape()?;
-    let counts = user_event_counts(&shape, opts.seed)?;
-    let model = PlantedModel::new(shape.users as usize, shape.items as usize, opts.seed);
-    let days = (shape.last_day.days_since_epoch() - shape.first_day.days_since_epoch() + 1) as u32;
-    let movies: Vec<Movie> = (1..=i64::from(shape.items))
+/// Writes the simulated catalogue (`Item N`, `Genre N % 12` for ids 1..=items) as the raw
+/// items file.
+async fn write_items(lake: &Lake, items: u32) -> Result<()> {
+    let movies: Vec<Movie> = (1..=i64::from(items))
         .map(|id| Movie {
             item_id: id,
             title: format!("Item {id}"),
@@ -420,6 +417,16 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
         format_items_csv(&movies)?,
     )
     .await?;
+    Ok(())
+}
+
+/// Writes a MovieLens-20M-shaped simulation (see [`ScaleOptions`]) into the lake's raw area.
+pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<SimulateReport> {
+    let shape = opts.shape()?;
+    let counts = user_event_counts(&shape, opts.seed)?;
+    let model = PlantedModel::new(shape.users as usize, shape.items as usize, opts.seed);
+    let days = (shape.last_day.days_since_epoch() - shape.first_day.days_since_epoch() + 1) as u32;
+    write_items(lake, shape.items).await?;
 
     let mut events = vec![
         Event {
@@ -529,18 +536,7 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
         ));
     }
     let model = PlantedModel::new(opts.users as usize, opts.items as usize, opts.seed);
-    let movies: Vec<Movie> = (1..=i64::from(opts.items))
-        .map(|id| Movie {
-            item_id: id,
-            title: format!("Item {id}"),
-            genres: format!("Genre {}", id % 12),
-        })
-        .collect();
-    lake.put(
-        &layout::raw_items_root().join(ITEMS_FILE_NAME),
-        format_items_csv(&movies)?,
-    )
-    .await?;
+    write_items(lake, opts.items).await?;
     let mut events = 0u64;
     let last_day = opts.start.plus_days(u64::from(opts.days) - 1);
     for day in opts.start.through(last_day) {
