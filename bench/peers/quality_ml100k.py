@@ -189,9 +189,10 @@ def main():
     if lake is None:
         tmp = tempfile.TemporaryDirectory(prefix="quality-ml100k-")
         lake = os.path.join(tmp.name, "lake")
-    if not os.path.exists(os.path.join(lake, f"exports/training/{NIGHT_DIR}/_manifest.json")):
+    if not os.path.exists(lake):
         elastirec(["import", "movielens", "--ratings", ratings_csv,
                    "--items", os.path.join(p.data, "movies.csv")], lake, binary=p.bin)
+    if not os.path.exists(os.path.join(lake, f"exports/training/{NIGHT_DIR}/_manifest.json")):
         elastirec(["run", "--date", NIGHT], lake, binary=p.bin)
 
     # The training rows both sides use: elastirec's export of the night.

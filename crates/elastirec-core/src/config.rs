@@ -260,7 +260,7 @@ pub struct ModelConfig {
     pub feedback: FeedbackKind,
     /// Number of latent factors.
     pub factors: usize,
-    /// Alternating sweeps (users then items).
+    /// Alternating sweeps (implicit: items, then users; explicit: users, then items).
     pub iterations: usize,
     /// L2 regularization λ.
     pub regularization: f32,
