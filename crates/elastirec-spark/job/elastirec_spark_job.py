@@ -42,6 +42,16 @@ def dense_ids(df, column, index):
     return ids.toDF([column, index])
 
 
+def with_mapped(df, id_map, have, want, cast):
+    """Adds column `want` for column `have` through `id_map` (from `dense_ids`), or by casting
+    when the ids were used as they are (`id_map` is None). Works both ways: id to index and back."""
+    from pyspark.sql import functions as F
+
+    if id_map is None:
+        return df.withColumn(want, F.col(have).cast(cast))
+    return df.join(id_map, have)
+
+
 def main(spec):
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import SparkSession, Window
@@ -70,15 +80,8 @@ def main(spec):
 
     user_map = dense_ids(train, "user_id", "u")
     item_map = dense_ids(train, "item_id", "i")
-    data = train
-    if user_map is None:
-        data = data.withColumn("u", F.col("user_id").cast("int"))
-    else:
-        data = data.join(user_map, "user_id")
-    if item_map is None:
-        data = data.withColumn("i", F.col("item_id").cast("int"))
-    else:
-        data = data.join(item_map, "item_id")
+    data = with_mapped(train, user_map, "user_id", "u", "int")
+    data = with_mapped(data, item_map, "item_id", "i", "int")
 
     als = ALS(
         rank=int(spec["factors"]),
@@ -122,14 +125,8 @@ def main(spec):
         .select(F.col("u"), F.posexplode("recommendations").alias("pos", "rec"))
         .select("u", F.col("rec.i").alias("i"), F.col("rec.rating").alias("score"))
     )
-    if user_map is None:
-        ranked = ranked.withColumn("user_id", F.col("u").cast("bigint"))
-    else:
-        ranked = ranked.join(user_map, "u")
-    if item_map is None:
-        ranked = ranked.withColumn("item_id", F.col("i").cast("bigint"))
-    else:
-        ranked = ranked.join(item_map, "i")
+    ranked = with_mapped(ranked, user_map, "u", "user_id", "bigint")
+    ranked = with_mapped(ranked, item_map, "i", "item_id", "bigint")
     order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id").asc())
     als_lists = (
         ranked.select("user_id", "item_id", "score")

@@ -59,6 +59,23 @@ pub fn movielens_100k() -> PathBuf {
     dir
 }
 
+/// Imports MovieLens 100K (ratings and movies) into a local lake with `import movielens`;
+/// returns the command's output.
+pub fn import_movielens_100k(lake: &Path) -> String {
+    let data = movielens_100k();
+    ok(
+        lake,
+        &[
+            "import",
+            "movielens",
+            "--ratings",
+            data.join("ratings.csv").to_str().unwrap(),
+            "--items",
+            data.join("movies.csv").to_str().unwrap(),
+        ],
+    )
+}
+
 /// Opens a lake the binary wrote.
 pub async fn open_lake(dir: &Path) -> Lake {
     Lake::open(dir.to_str().unwrap(), Default::default())

@@ -8,7 +8,7 @@ use elastirec_core::manifest::RecommendationsManifest;
 use elastirec_core::{Night, layout};
 use elastirec_warehouse::Warehouse;
 
-use crate::harness::{evaluation, movielens_100k, ok, open_lake, read_json};
+use crate::harness::{evaluation, import_movielens_100k, movielens_100k, ok, open_lake, read_json};
 
 /// (user, item, day) of every rating, read straight from the source file.
 fn ratings() -> Vec<(i64, i64, Night)> {
@@ -30,18 +30,7 @@ fn ratings() -> Vec<(i64, i64, Night)> {
 async fn nightly_runs_on_movielens_100k() {
     let dir = tempfile::tempdir().unwrap();
     let lake_dir = dir.path().join("lake");
-    let data = movielens_100k();
-    let out = ok(
-        &lake_dir,
-        &[
-            "import",
-            "movielens",
-            "--ratings",
-            data.join("ratings.csv").to_str().unwrap(),
-            "--items",
-            data.join("movies.csv").to_str().unwrap(),
-        ],
-    );
+    let out = import_movielens_100k(&lake_dir);
     assert!(
         out.contains("imported 100000 ratings of 943 users"),
         "{out}"

@@ -17,7 +17,7 @@ use elastirec_core::config::LakeConfig;
 use elastirec_core::{Lake, Night, layout};
 use elastirec_warehouse::Warehouse;
 
-use crate::harness::{bin, movielens_100k, ok};
+use crate::harness::{bin, import_movielens_100k, movielens_100k, ok};
 
 const ACCESS_KEY: &str = "elastirec-test";
 const SECRET_KEY: &str = "elastirec-test-secret";
@@ -185,29 +185,13 @@ fn read_back(moto: &Moto, lake: &str, night: &str) -> serde_json::Value {
     serde_json::from_str(&moto.tool(&["recommendations", lake, night])).unwrap()
 }
 
-/// Imports MovieLens 100K into a local lake, as `import movielens` lays it out.
-fn import_local(lake: &Path) {
-    let data = movielens_100k();
-    ok(
-        lake,
-        &[
-            "import",
-            "movielens",
-            "--ratings",
-            data.join("ratings.csv").to_str().unwrap(),
-            "--items",
-            data.join("movies.csv").to_str().unwrap(),
-        ],
-    );
-}
-
 #[test]
 fn two_nights_on_s3_match_the_same_nights_on_a_local_lake() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let config = moto.config(dir.path());
     let local = dir.path().join("local");
-    import_local(&local);
+    import_movielens_100k(&local);
 
     // A producer uploads the raw daily files with boto3; no elastirec is involved.
     moto.tool(&["create-bucket", "elastirec"]);

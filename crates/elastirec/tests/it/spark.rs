@@ -15,7 +15,7 @@ use elastirec_als::stage::{SeenPairs, read_export_manifest, read_recommendations
 use elastirec_core::{Night, layout};
 use elastirec_serve::snapshot::Snapshot;
 
-use crate::harness::{evaluation, movielens_100k, ok, open_lake, read_json};
+use crate::harness::{evaluation, import_movielens_100k, ok, open_lake, read_json};
 
 /// A config file that keeps a local Spark job small and quick.
 fn spark_config(dir: &Path) -> String {
@@ -209,18 +209,7 @@ async fn spark_engine_nights_match_the_in_process_engine() {
 
     // MovieLens 100K: all history in one night, every user gets a list.
     let lake_dir = dir.path().join("ml");
-    let data = movielens_100k();
-    ok(
-        &lake_dir,
-        &[
-            "import",
-            "movielens",
-            "--ratings",
-            data.join("ratings.csv").to_str().unwrap(),
-            "--items",
-            data.join("movies.csv").to_str().unwrap(),
-        ],
-    );
+    import_movielens_100k(&lake_dir);
     let night: Night = "1998-04-22".parse().unwrap();
     let out = ok(
         &lake_dir,
