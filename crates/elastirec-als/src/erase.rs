@@ -32,7 +32,7 @@ use elastirec_core::manifest::{
 };
 use elastirec_core::{Lake, Night, layout};
 
-use crate::io::{read_parquet, write_parquet};
+use elastirec_lake::io::{read_parquet, write_parquet};
 use crate::{Error, Result};
 
 /// What the rewrite of one output folder removed.
@@ -323,7 +323,7 @@ async fn erase_recommendations(
         return Ok(None);
     }
     // Recount users, and users and rows by source, from what is left.
-    let lists = crate::io::read_recommendations(lake, &files).await?;
+    let lists = elastirec_lake::io::read_recommendations(lake, &files).await?;
     let mut users_by_source: BTreeMap<String, u64> = BTreeMap::new();
     let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
     for list in lists.values() {

@@ -29,10 +29,11 @@ use elastirec_core::manifest::{EvaluationReport, RankingScores};
 use elastirec_core::{Lake, Night};
 
 use crate::Result;
-use crate::io;
+use elastirec_lake::io;
 use crate::metrics::{UserScores, catalog_coverage, score_list};
 use crate::popularity::Popularity;
-use crate::stage::{SeenPairs, night_lists, read_export_manifest, read_recommendations_manifest};
+use crate::stage::night_lists;
+use elastirec_lake::{SeenPairs, read_export_manifest, read_recommendations_manifest};
 
 /// Later (user, item) pairs to score against, and the last day they cover.
 #[derive(Debug, Clone, Default)]
@@ -161,7 +162,7 @@ pub async fn evaluate_night(
     let lists = io::read_recommendations(lake, &recs_manifest.files).await?;
     let seen_pairs = SeenPairs::read(lake, &export).await?;
     let seen = seen_pairs.by_user();
-    let popularity = seen_pairs.popularity();
+    let popularity = Popularity::from_pairs(seen_pairs.training_items());
     let catalog: HashSet<i64> = seen_pairs.training.item_ids.iter().copied().collect();
     let truth = GroundTruth::new(holdout, &seen, &catalog);
 

@@ -39,6 +39,8 @@ use rayon::prelude::*;
 
 use std::borrow::Cow;
 
+use elastirec_core::rng::SplitMix64;
+
 use crate::data::{Csr, Interactions};
 use crate::kernels::{PassKind, RowKernel, axpy, dot};
 use crate::{Error, Result};
@@ -182,17 +184,10 @@ impl ImplicitAls {
 
     /// Small random initial factors, reproducible from the seed.
     pub fn initial_factors(&self, rows: usize, stream: u64) -> Vec<f32> {
-        let mut state = self.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = SplitMix64::new(self.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         (0..rows * self.factors)
-            .map(|_| {
-                // SplitMix64 step, then a uniform in [0, 0.01).
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32) * 0.01
-            })
+            // The top 24 bits as a uniform in [0, 0.01).
+            .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 0.01)
             .collect()
     }
 

@@ -26,7 +26,6 @@ pub mod erase;
 pub mod evaluate;
 pub mod explicit;
 pub mod implicit;
-pub mod io;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
@@ -42,43 +41,6 @@ pub use explicit::{ExplicitAls, ExplicitModel};
 pub use implicit::{Confidence, Factors, ImplicitAls, Solver};
 pub use model::Model;
 
-use elastirec_core::ErrorKind;
-
-/// Errors of the trainer.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An input the step needs is missing (such as the night's export).
-    #[error("{0}")]
-    Missing(String),
-    /// An input file does not have the expected shape.
-    #[error("{path}: {reason}")]
-    BadInput { path: String, reason: String },
-    /// Reading or writing Parquet failed.
-    #[error("parquet {path}: {source}")]
-    Parquet {
-        path: String,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    /// Lake access failed.
-    #[error(transparent)]
-    Lake(#[from] elastirec_core::Error),
-    /// A numerical or internal failure.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl Error {
-    /// Whose fault this error is.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::Missing(_) => ErrorKind::NotFound,
-            Error::BadInput { .. } => ErrorKind::InvalidInput,
-            Error::Parquet { .. } | Error::Internal(_) => ErrorKind::Internal,
-            Error::Lake(e) => e.kind(),
-        }
-    }
-}
-
-/// Result of the trainer.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// The trainer's errors are the artefact errors of `elastirec-lake` (missing input, bad file,
+/// Parquet, lake access, internal), so a missing export reads the same in every stage.
+pub use elastirec_lake::{Error, Result};

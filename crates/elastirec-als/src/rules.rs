@@ -29,7 +29,7 @@ use elastirec_core::config::{PromoteMode, RulesConfig};
 use elastirec_core::manifest::{ExportManifest, columns, sources};
 use elastirec_core::{Lake, Night};
 
-use crate::io::read_parquet;
+use elastirec_lake::io::read_parquet;
 use crate::popularity::Popularity;
 use crate::{Error, Result};
 

@@ -1,6 +1,6 @@
 //! The train and recommend steps of a night, from lake files to lake files.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
 use elastirec_core::layout;
@@ -12,48 +12,12 @@ use elastirec_core::{Lake, Night};
 use crate::data::{Csr, Interactions};
 use crate::explicit::ExplicitAls;
 use crate::implicit::{Confidence, Factors, ImplicitAls, Solver};
-use crate::io::{self, RecommendationRow};
+use elastirec_lake::io::{self, RecommendationRow};
+use elastirec_lake::{SeenPairs, read_export_manifest};
 use crate::model::Model;
 use crate::popularity::Popularity;
 use crate::rules::OfferRules;
 use crate::{Error, Result};
-
-/// Reads a night's JSON document that an earlier step writes, or says which command makes it.
-async fn read_step_output<T: serde::de::DeserializeOwned>(
-    lake: &Lake,
-    path: &object_store::path::Path,
-    what: &'static str,
-    command: &str,
-    night: Night,
-) -> Result<T> {
-    lake.get_json(path, what).await?.ok_or_else(|| {
-        Error::Missing(format!(
-            "no {what} for night {night} ({} is missing): run `elastirec {command} --date \
-             {night}` first",
-            lake.display_path(path)
-        ))
-    })
-}
-
-/// Reads the training export manifest of a night, or says which command makes it.
-pub async fn read_export_manifest(lake: &Lake, night: Night) -> Result<ExportManifest> {
-    let path = layout::training_export_manifest(night);
-    read_step_output(lake, &path, "training export", "prepare", night).await
-}
-
-/// Reads the model description of a night, or says which command makes it.
-pub async fn read_model_info(lake: &Lake, night: Night) -> Result<ModelInfo> {
-    read_step_output(lake, &layout::model_info(night), "model", "train", night).await
-}
-
-/// Reads the recommendations manifest of a night, or says which command makes it.
-pub async fn read_recommendations_manifest(
-    lake: &Lake,
-    night: Night,
-) -> Result<RecommendationsManifest> {
-    let path = layout::recommendations_manifest(night);
-    read_step_output(lake, &path, "recommendations", "recommend", night).await
-}
 
 /// The implicit-feedback fit a `[model]` section describes.
 pub fn implicit_als(config: &ModelConfig) -> ImplicitAls {
@@ -168,47 +132,6 @@ pub async fn train_night(
     Ok(info)
 }
 
-/// Everything a user has seen up to the night: training pairs plus older seen pairs.
-pub struct SeenPairs {
-    pub training: io::PairColumns,
-    pub older: io::PairColumns,
-}
-
-impl SeenPairs {
-    /// Reads both pair sets of an export.
-    pub async fn read(lake: &Lake, export: &ExportManifest) -> Result<SeenPairs> {
-        Ok(SeenPairs {
-            training: io::read_pairs(lake, &export.files, false).await?,
-            older: io::read_pairs(lake, &export.seen_files, false).await?,
-        })
-    }
-
-    /// Every (user, item) pair.
-    pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let t = &self.training;
-        let o = &self.older;
-        t.user_ids
-            .iter()
-            .copied()
-            .zip(t.item_ids.iter().copied())
-            .chain(o.user_ids.iter().copied().zip(o.item_ids.iter().copied()))
-    }
-
-    /// Seen items by user.
-    pub fn by_user(&self) -> HashMap<i64, HashSet<i64>> {
-        let mut out: HashMap<i64, HashSet<i64>> = HashMap::new();
-        for (u, i) in self.iter() {
-            out.entry(u).or_default().insert(i);
-        }
-        out
-    }
-
-    /// Popularity over the training window.
-    pub fn popularity(&self) -> Popularity {
-        Popularity::from_pairs(self.training.item_ids.iter().copied())
-    }
-}
-
 /// The `recommend` step: top-K per user from the night's model, popularity for users the model
 /// does not cover; writes `recommendations/D/`. Publishing (moving `_LATEST`) is the
 /// orchestrator's publish step, behind its gate.
@@ -314,7 +237,7 @@ async fn model_lists(
     rules: Option<OfferRules>,
 ) -> Result<BTreeMap<i64, Vec<RecommendationRow>>> {
     let seen = SeenPairs::read(lake, export).await?;
-    let popularity = seen.popularity();
+    let popularity = Popularity::from_pairs(seen.training_items());
 
     tokio::task::spawn_blocking(move || {
         let triples: Vec<(u32, u32, f32)> = seen
@@ -399,26 +322,54 @@ fn ranked_rows(user_id: i64, placed: Vec<(i64, f32, &'static str)>) -> Vec<Recom
         .collect()
 }
 
-/// The night `recommendations/_LATEST` names, if any.
-pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
-    Ok(lake
-        .get_json(&layout::recommendations_latest(), "latest pointer")
-        .await?)
-}
+/// Candidates of an external engine's job, by user: (rank, item, score, scored by the model).
+pub type CandidateLists = HashMap<i64, Vec<(i32, i64, f32, bool)>>;
 
-/// Moves `recommendations/_LATEST` to `night` unless it already names a later night (a backfill
-/// of an old night must not roll serving back).
-pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
-    let path = layout::recommendations_latest();
-    let current = read_latest(lake).await?;
-    if current.as_ref().is_some_and(|c| c.night > night) {
-        return Ok(false);
-    }
-    let pointer = LatestPointer {
-        night,
-        manifest: layout::recommendations_manifest(night).to_string(),
-        published_at: chrono::Utc::now(),
-    };
-    lake.put_json(&path, &pointer).await?;
-    Ok(true)
+/// Every user's list after the offer rules, from candidates another engine made (the Spark
+/// job): its model candidates (best first) for users the night's published model covers,
+/// nothing but the rules' popularity fill for the others, exactly as [`recommend_night_with`]
+/// makes them for the in-process engine.
+pub async fn rank_candidates(
+    lake: &Lake,
+    night: Night,
+    export: &ExportManifest,
+    staged: CandidateLists,
+    k: usize,
+    rules: OfferRules,
+) -> Result<BTreeMap<i64, Vec<RecommendationRow>>> {
+    // The model published just before: it scores promoted items for `promote` rules.
+    let model = Model::load(lake, night).await?;
+    let seen = SeenPairs::read(lake, export).await?;
+    tokio::task::spawn_blocking(move || {
+        let popularity = Popularity::from_pairs(seen.training_items());
+        let by_user = seen.by_user();
+        let no_history = HashSet::new();
+        let everyone: BTreeSet<i64> = by_user.keys().chain(staged.keys()).copied().collect();
+        let mut out: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
+        for user_id in everyone {
+            let history = by_user.get(&user_id).unwrap_or(&no_history);
+            let is_seen = |i: i64| history.contains(&i);
+            let placed = if model.users.index(user_id).is_some() {
+                let mut rows = staged.get(&user_id).cloned().unwrap_or_default();
+                rows.sort_by_key(|r| r.0);
+                let candidates: Vec<(i64, f32)> = rows
+                    .into_iter()
+                    .filter(|r| r.3)
+                    .map(|r| (r.1, r.2))
+                    .collect();
+                let score = |item: i64| model.score(user_id, item);
+                rules.apply(k, &candidates, &score, &is_seen, &popularity)
+            } else {
+                rules.apply(k, &[], &|_| None, &is_seen, &popularity)
+            };
+            let placed = placed
+                .into_iter()
+                .map(|p| (p.item_id, p.score, p.source))
+                .collect();
+            out.insert(user_id, ranked_rows(user_id, placed));
+        }
+        out
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("applying the offer rules to candidates failed: {e}")))
 }

@@ -24,7 +24,7 @@ use crate::evaluate::{GroundTruth, Holdout, popularity_lists};
 use crate::implicit::{ImplicitAls, Solver};
 use crate::metrics::catalog_coverage;
 use crate::popularity::Popularity;
-use crate::stage::{SeenPairs, read_export_manifest};
+use elastirec_lake::{SeenPairs, read_export_manifest};
 use crate::topk::top_k_all;
 use crate::{Error, Result};
 
@@ -105,8 +105,8 @@ impl TuneData {
     pub async fn load(lake: &Lake, train_night: Night, holdout: &Holdout) -> Result<TuneData> {
         let export = read_export_manifest(lake, train_night).await?;
         let pairs = SeenPairs {
-            training: crate::io::read_pairs(lake, &export.files, true).await?,
-            older: crate::io::read_pairs(lake, &export.seen_files, false).await?,
+            training: elastirec_lake::io::read_pairs(lake, &export.files, true).await?,
+            older: elastirec_lake::io::read_pairs(lake, &export.seen_files, false).await?,
         };
         let t = &pairs.training;
         let interactions = Interactions::from_columns(&t.user_ids, &t.item_ids, &t.values);
@@ -125,7 +125,7 @@ impl TuneData {
         let catalog: HashSet<i64> = interactions.items.ids().iter().copied().collect();
         let truth = GroundTruth::new(holdout, &seen, &catalog);
         Ok(TuneData {
-            popularity: pairs.popularity(),
+            popularity: Popularity::from_pairs(pairs.training_items()),
             interactions,
             seen_csr,
             seen,

@@ -20,6 +20,7 @@ pub mod lake;
 pub mod layout;
 pub mod manifest;
 pub mod night;
+pub mod rng;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -49,7 +49,7 @@ pub enum Error {
     #[error(transparent)]
     Lake(#[from] elastirec_core::Error),
     #[error(transparent)]
-    Serve(#[from] elastirec_serve::Error),
+    Sink(#[from] elastirec_sink::Error),
     /// The Spark engine's job or its output.
     #[error(transparent)]
     Spark(#[from] elastirec_spark::Error),
@@ -92,7 +92,7 @@ impl Error {
             Error::Warehouse(e) => e.kind(),
             Error::Als(e) => e.kind(),
             Error::Lake(e) => e.kind(),
-            Error::Serve(e) => e.kind(),
+            Error::Sink(e) => e.kind(),
             Error::Spark(e) => e.kind(),
             Error::Step { source, .. } => source.kind(),
             Error::Busy { .. } | Error::Interrupted { .. } => ErrorKind::Transient,

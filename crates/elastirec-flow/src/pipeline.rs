@@ -8,16 +8,17 @@ use std::time::Duration;
 use chrono::Utc;
 
 use elastirec_als::evaluate::{Holdout, evaluate_night};
-use elastirec_als::stage::{
-    publish_latest, read_export_manifest, read_latest, read_model_info,
-    read_recommendations_manifest, recommend_night_with, train_night,
-};
+use elastirec_als::stage::{recommend_night_with, train_night};
 use elastirec_core::config::Engine;
 use elastirec_core::manifest::{
     EvaluationReport, ExportManifest, FileEntry, JobRecord, ModelInfo, PublishDecision,
     RecommendationsManifest, RunRecord, StepRecord, StepState,
 };
 use elastirec_core::{Config, Lake, Night, failpoint, layout};
+use elastirec_lake::{
+    publish_latest, read_export_manifest, read_latest, read_model_info,
+    read_recommendations_manifest,
+};
 use elastirec_warehouse::{IngestOptions, IngestReport, PrepareOptions, PrepareSql, Warehouse};
 
 use crate::ledger::RunLedger;
@@ -798,9 +799,9 @@ impl Pipeline {
             Step::Sink,
             record,
             || async {
-                Ok(elastirec_serve::sink::copy_night(&self.lake, &self.config.sink, night).await?)
+                Ok(elastirec_sink::copy_night(&self.lake, &self.config.sink, night).await?)
             },
-            |r: &elastirec_serve::sink::SinkReport| {
+            |r: &elastirec_sink::SinkReport| {
                 Outcome::ok(
                     Some(r.rows),
                     Some(r.users),

@@ -9,9 +9,15 @@
 //! `[rules]` (offer rules) are applied to the job's lists before they are published, as the
 //! in-process recommend step applies them.
 
-use elastirec_core::Night;
-use elastirec_core::manifest::{JobRecord, ModelInfo, RecommendationsManifest, RunRecord};
-use elastirec_spark::SparkNight;
+use std::collections::BTreeMap;
+
+use elastirec_als::rules::OfferRules;
+use elastirec_core::manifest::{
+    ExportManifest, JobRecord, ModelInfo, RecommendationsManifest, RunRecord,
+};
+use elastirec_core::{Lake, Night};
+use elastirec_lake::io::RecommendationRow;
+use elastirec_spark::{CandidateRules, SparkNight, StagedLists};
 
 use crate::pipeline::{Outcome, Step};
 use crate::{Pipeline, Result};
@@ -32,6 +38,30 @@ fn sources(m: &RecommendationsManifest) -> String {
         .join(", ")
 }
 
+/// The in-process engine's offer rules, applied to the Spark job's candidates.
+struct InProcessRules(OfferRules);
+
+impl CandidateRules for InProcessRules {
+    fn candidates(&self, k: usize) -> usize {
+        self.0.candidates(k)
+    }
+
+    fn describe(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self.0.config())
+    }
+
+    async fn apply(
+        self,
+        lake: &Lake,
+        night: Night,
+        export: &ExportManifest,
+        staged: StagedLists,
+        k: usize,
+    ) -> elastirec_lake::Result<BTreeMap<i64, Vec<RecommendationRow>>> {
+        elastirec_als::stage::rank_candidates(lake, night, export, staged, k, self.0).await
+    }
+}
+
 impl Pipeline {
     /// The lists the train step's job published for `night` in this process, if any.
     pub(crate) fn spark_lists_of(&self, night: Night) -> Option<SparkLists> {
@@ -41,14 +71,19 @@ impl Pipeline {
 
     async fn spark_job(&self, night: Night) -> Result<SparkNight> {
         let config = self.config();
+        let export = elastirec_lake::read_export_manifest(self.lake(), night).await?;
+        // The same offer rules as the in-process recommend step, applied to the job's lists;
+        // loaded before the job, so a rule that cannot be read fails the step before Spark runs.
+        let rules = OfferRules::load(self.lake(), &export, night, &config.rules)
+            .await?
+            .map(InProcessRules);
         Ok(elastirec_spark::train_and_recommend(
             self.lake(),
             night,
             &config.model,
             config.recommend.k,
             &config.spark,
-            // The same offer rules as the in-process recommend step, applied to the job's lists.
-            Some(&config.rules),
+            rules,
         )
         .await?)
     }

@@ -13,7 +13,7 @@
 //! and `run`) is an explicit decision.
 
 use elastirec_als::evaluate::Holdout;
-use elastirec_als::stage::read_export_manifest;
+use elastirec_lake::read_export_manifest;
 pub use elastirec_als::tune::Grid;
 use elastirec_als::tune::{TuneData, best_point};
 use elastirec_core::manifest::{TuningPoint, TuningRecord};

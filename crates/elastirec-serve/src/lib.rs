@@ -11,13 +11,12 @@
 //! ```
 //!
 //! A [`Snapshot`] is built completely before it is published to readers, and a request holds
-//! one `Arc<Snapshot>` from start to end: a reader never sees half of a swap. The `sink`
-//! module copies a night's lists into Redis or PostgreSQL for applications that read them there.
+//! one `Arc<Snapshot>` from start to end: a reader never sees half of a swap.
+//! Copying a night's lists into Redis or PostgreSQL is `elastirec-sink`'s.
 
 pub mod api;
 pub mod http1;
 pub mod metrics;
-pub mod sink;
 pub mod snapshot;
 pub mod state;
 
@@ -27,7 +26,7 @@ pub use state::Served;
 
 use elastirec_core::ErrorKind;
 
-/// Errors of serving and of copying lists to a sink.
+/// Errors of serving.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is wrong (a non-numeric id, k out of range); the message says how.
@@ -39,14 +38,8 @@ pub enum Error {
     /// No night has been published yet, or the lake is unreachable for now.
     #[error("{0}")]
     Unavailable(String),
-    /// A target database refused or failed a copy.
-    #[error("sink {target}: {reason}")]
-    Sink {
-        target: &'static str,
-        reason: String,
-    },
     #[error(transparent)]
-    Als(#[from] elastirec_als::Error),
+    Artefact(#[from] elastirec_lake::Error),
     #[error(transparent)]
     Lake(#[from] elastirec_core::Error),
     /// A broken invariant.
@@ -60,8 +53,8 @@ impl Error {
         match self {
             Error::BadRequest(_) => ErrorKind::InvalidInput,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Unavailable(_) | Error::Sink { .. } => ErrorKind::Transient,
-            Error::Als(e) => e.kind(),
+            Error::Unavailable(_) => ErrorKind::Transient,
+            Error::Artefact(e) => e.kind(),
             Error::Lake(e) => e.kind(),
             Error::Internal(_) => ErrorKind::Internal,
         }

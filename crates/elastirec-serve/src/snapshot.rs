@@ -25,8 +25,8 @@ use object_store::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use elastirec_als::io;
-use elastirec_als::stage::{read_export_manifest, read_recommendations_manifest};
+use elastirec_lake::io;
+use elastirec_lake::{read_export_manifest, read_recommendations_manifest};
 use elastirec_core::manifest::{FileEntry, LatestPointer, columns, sources};
 use elastirec_core::{Lake, Night, layout};
 
@@ -176,7 +176,7 @@ impl Snapshot {
 
     /// Loads the night `recommendations/_LATEST` names; `None` when nothing is published yet.
     pub async fn load_latest(lake: &Lake) -> Result<Option<Snapshot>> {
-        match read_latest(lake).await? {
+        match elastirec_lake::read_latest(lake).await? {
             Some(pointer) => Ok(Some(Snapshot::load(lake, pointer).await?)),
             None => Ok(None),
         }
@@ -418,18 +418,11 @@ impl Snapshot {
     }
 }
 
-/// Reads `recommendations/_LATEST`, `None` when nothing is published yet.
-pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
-    Ok(lake
-        .get_json(&layout::recommendations_latest(), "latest pointer")
-        .await?)
-}
-
 fn bad_column(path: &str, name: &str, batch: &RecordBatch) -> Error {
     let found = batch
         .column_by_name(name)
         .map_or("missing".to_string(), |c| c.data_type().to_string());
-    Error::Als(elastirec_als::Error::BadInput {
+    Error::Artefact(elastirec_lake::Error::BadInput {
         path: path.to_string(),
         reason: format!("column '{name}' is {found}"),
     })

@@ -70,7 +70,7 @@ impl Served {
     }
 
     async fn try_refresh(&self) -> Result<bool> {
-        let Some(pointer) = snapshot::read_latest(&self.lake).await? else {
+        let Some(pointer) = elastirec_lake::read_latest(&self.lake).await? else {
             return Ok(false);
         };
         if self

@@ -7,8 +7,7 @@
 //!   quality can be checked against a known truth and scale can be tested without downloads.
 
 pub mod movielens;
-pub mod rng;
-pub mod simulate;
+pub pub mod simulate;
 
 use elastirec_core::ErrorKind;
 

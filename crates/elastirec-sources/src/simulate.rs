@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use elastirec_core::{Lake, Night, layout};
 
 use crate::movielens::{Movie, Rating, format_events_csv, format_items_csv};
-use crate::rng::SplitMix64;
+use elastirec_core::rng::SplitMix64;
 use crate::{Error, Result};
 
 /// Rank of the planted preference vectors.

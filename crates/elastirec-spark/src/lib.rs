@@ -27,12 +27,12 @@
 pub mod job;
 pub mod publish;
 
-use elastirec_als::rules::OfferRules;
-use elastirec_core::config::{FeedbackKind, ModelConfig, RulesConfig, SparkConfig};
+use elastirec_core::config::{FeedbackKind, ModelConfig, SparkConfig};
 use elastirec_core::manifest::{JobRecord, ModelInfo, RecommendationsManifest};
 use elastirec_core::{ErrorKind, Lake, Night, layout};
 
 pub use job::JobReport;
+pub use publish::{CandidateRules, StagedLists};
 
 /// The PySpark program, written out at submit time.
 pub const JOB_PROGRAM: &str = include_str!("../job/elastirec_spark_job.py");
@@ -80,7 +80,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Als(#[from] elastirec_als::Error),
+    Artefact(#[from] elastirec_lake::Error),
     #[error(transparent)]
     Lake(#[from] elastirec_core::Error),
 }
@@ -99,7 +99,7 @@ impl Error {
                 }
                 _ => ErrorKind::Internal,
             },
-            Error::Als(e) => e.kind(),
+            Error::Artefact(e) => e.kind(),
             Error::Lake(e) => e.kind(),
         }
     }
@@ -181,24 +181,20 @@ pub async fn clear_all_staging(lake: &Lake) -> Result<usize> {
 
 /// Runs night `night`'s Spark job over its training export and publishes its model and lists.
 ///
-/// With `rules` (`[rules]`) active for the night, the job writes more candidates than `k` per
-/// user and the rules are applied to them here, with the in-process engine's code, before the
-/// lists are published (see [`publish::publish_recommendations`]).
-pub async fn train_and_recommend(
+/// With `rules` (the night's active `[rules]`, loaded by the caller before the job so that a rule
+/// that cannot be read fails the step before Spark runs), the job writes more candidates than
+/// `k` per user and the rules are applied to them before the lists are published (see
+/// [`publish::publish_recommendations`]).
+pub async fn train_and_recommend<R: CandidateRules>(
     lake: &Lake,
     night: Night,
     model: &ModelConfig,
     k: usize,
     spark: &SparkConfig,
-    rules: Option<&RulesConfig>,
+    rules: Option<R>,
 ) -> Result<SparkNight> {
-    let export = elastirec_als::stage::read_export_manifest(lake, night).await?;
-    // Loaded before the job, so a rule that cannot be read fails the step before Spark runs.
-    let offer = match rules {
-        Some(config) => OfferRules::load(lake, &export, night, config).await?,
-        None => None,
-    };
-    let per_user = offer.as_ref().map_or(k, |r| r.candidates(k));
+    let export = elastirec_lake::read_export_manifest(lake, night).await?;
+    let per_user = rules.as_ref().map_or(k, |r| r.candidates(k));
     let staging = layout::spark_staging_dir(night);
     clear_staging(lake, &staging).await?;
     let urls = |files: &[elastirec_core::manifest::FileEntry]| {
@@ -246,7 +242,7 @@ pub async fn train_and_recommend(
         .await
         .map_err(attach)?;
     let recommendations =
-        publish::publish_recommendations(lake, night, &export, &staging, k, per_user, offer)
+        publish::publish_recommendations(lake, night, &export, &staging, k, per_user, rules)
             .await
             .map_err(attach)?;
     clear_staging(lake, &staging).await?;

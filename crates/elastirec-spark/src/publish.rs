@@ -4,12 +4,14 @@
 //! lists and non-null columns), each folder's files first and its manifest last.
 //!
 //! With offer rules (`[rules]`), the job's lists are candidates: each user's best unseen items,
-//! more than K of them ([`OfferRules::candidates`]). They go through the in-process engine's
-//! rules ([`OfferRules::apply`]: promotions scored by the published model, exclusions,
-//! availability, genre cap, popularity fill) before they are published, so both engines'
-//! lists obey the same rules.
+//! more than K of them ([`CandidateRules::candidates`]). They go through the recommend stage's
+//! rules ([`CandidateRules::apply`]: the orchestrator passes the in-process engine's, with
+//! promotions scored by the published model, exclusions, availability, genre cap, popularity
+//! fill) before they are published, so both engines' lists obey the same rules while this crate
+//! links no trainer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -17,10 +19,7 @@ use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use object_store::path::Path;
 
-use elastirec_als::io::{self, RecommendationRow};
-use elastirec_als::model::Model;
-use elastirec_als::rules::OfferRules;
-use elastirec_als::stage::SeenPairs;
+use elastirec_lake::io::{self, RecommendationRow};
 use elastirec_core::config::{FeedbackKind, ModelConfig};
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, columns, sources,
@@ -29,6 +28,31 @@ use elastirec_core::{Lake, Night, layout};
 
 use crate::job::JobReport;
 use crate::{Error, Result};
+
+/// Staged rows by user: (rank, item, score, scored by the model).
+pub type StagedLists = HashMap<i64, Vec<(i32, i64, f32, bool)>>;
+
+/// The offer rules of the recommend stage, as the Spark engine applies them to its job's
+/// candidates before publishing. The orchestrator implements it with the in-process engine's
+/// rules, so both engines' lists come from the same code.
+pub trait CandidateRules: Send + Sync {
+    /// How many candidates per user the job writes so that usually `k` survive the rules.
+    fn candidates(&self, k: usize) -> usize;
+
+    /// The rules as the recommendations manifest records them.
+    fn describe(&self) -> serde_json::Result<serde_json::Value>;
+
+    /// Every user's list after the rules: the job's model candidates (best first) for users
+    /// the published model covers, the rules' popularity fill for the others.
+    fn apply(
+        self,
+        lake: &Lake,
+        night: Night,
+        export: &ExportManifest,
+        staged: StagedLists,
+        k: usize,
+    ) -> impl Future<Output = elastirec_lake::Result<BTreeMap<i64, Vec<RecommendationRow>>>> + Send;
+}
 
 /// The `algorithm` of an implicit-feedback model the Spark engine made.
 pub const ALGORITHM: &str = "spark_mllib_als_implicit";
@@ -241,14 +265,14 @@ pub async fn publish_model(
 /// after checking types, nulls, ranks and sources. The job wrote up to `per_user` items per
 /// user: `k`, or more candidates when `rules` are applied here (then one part file is written,
 /// as the in-process engine does).
-pub async fn publish_recommendations(
+pub async fn publish_recommendations<R: CandidateRules>(
     lake: &Lake,
     night: Night,
     export: &ExportManifest,
     staging: &Path,
     k: usize,
     per_user: usize,
-    rules: Option<OfferRules>,
+    rules: Option<R>,
 ) -> Result<RecommendationsManifest> {
     let schema = manifest::recommendations_schema();
     // Per user: rows, highest rank, source of rank 1.
@@ -334,7 +358,7 @@ pub async fn publish_recommendations(
     let mut users_by_source: BTreeMap<String, u64> = BTreeMap::new();
     let applied = rules
         .as_ref()
-        .map(|r| serde_json::to_value(r.config()))
+        .map(|r| r.describe())
         .transpose()
         .map_err(|e| Error::Config(format!("rules: {e}")))?;
     let (users_count, ruled) = match rules {
@@ -345,7 +369,7 @@ pub async fn publish_recommendations(
             (users.len() as u64, None)
         }
         Some(r) => {
-            let lists = apply_rules(lake, night, export, staged, k, r).await?;
+            let lists = r.apply(lake, night, export, staged, k).await?;
             for list in lists.values() {
                 // As the in-process engine counts: under the model when it placed any item.
                 let source = if list.iter().any(|r| r.source == sources::ALS) {
@@ -409,65 +433,4 @@ pub async fn publish_recommendations(
     lake.put_json(&layout::recommendations_manifest(night), &manifest)
         .await?;
     Ok(manifest)
-}
-
-/// Staged rows by user: (rank, item, score, scored by the model).
-type StagedLists = HashMap<i64, Vec<(i32, i64, f32, bool)>>;
-
-/// Every user's list after the offer rules: the job's model candidates (best first) for users
-/// the published model covers, nothing but the rules' popularity fill for the others, exactly
-/// as `elastirec_als::stage` makes them for the in-process engine.
-async fn apply_rules(
-    lake: &Lake,
-    night: Night,
-    export: &ExportManifest,
-    staged: StagedLists,
-    k: usize,
-    rules: OfferRules,
-) -> Result<BTreeMap<i64, Vec<RecommendationRow>>> {
-    // The model published just before: it scores promoted items for `promote` rules.
-    let model = Model::load(lake, night).await?;
-    let seen = SeenPairs::read(lake, export).await?;
-    tokio::task::spawn_blocking(move || {
-        let popularity = seen.popularity();
-        let by_user = seen.by_user();
-        let no_history = HashSet::new();
-        let everyone: BTreeSet<i64> = by_user.keys().chain(staged.keys()).copied().collect();
-        let mut out: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
-        for user_id in everyone {
-            let history = by_user.get(&user_id).unwrap_or(&no_history);
-            let is_seen = |i: i64| history.contains(&i);
-            let placed = if model.users.index(user_id).is_some() {
-                let mut rows = staged.get(&user_id).cloned().unwrap_or_default();
-                rows.sort_by_key(|r| r.0);
-                let candidates: Vec<(i64, f32)> = rows
-                    .into_iter()
-                    .filter(|r| r.3)
-                    .map(|r| (r.1, r.2))
-                    .collect();
-                let score = |item: i64| model.score(user_id, item);
-                rules.apply(k, &candidates, &score, &is_seen, &popularity)
-            } else {
-                rules.apply(k, &[], &|_| None, &is_seen, &popularity)
-            };
-            let list = placed
-                .into_iter()
-                .enumerate()
-                .map(|(r, p)| RecommendationRow {
-                    user_id,
-                    item_id: p.item_id,
-                    rank: r as i32 + 1,
-                    score: p.score,
-                    source: p.source,
-                })
-                .collect();
-            out.insert(user_id, list);
-        }
-        out
-    })
-    .await
-    .map_err(|e| Error::Io {
-        what: "applying the offer rules to the spark job's lists".into(),
-        source: std::io::Error::other(e.to_string()),
-    })
 }

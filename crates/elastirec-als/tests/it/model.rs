@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use elastirec_als::data::Interactions;
 use elastirec_als::implicit::ImplicitAls;
-use elastirec_als::io;
+use elastirec_lake::io;
 use elastirec_als::model::Model;
 use elastirec_als::popularity::Popularity;
 use elastirec_als::topk::top_k_all;

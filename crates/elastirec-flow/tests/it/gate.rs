@@ -7,7 +7,7 @@ use elastirec_flow::RunOptions;
 use crate::{lake, night, pipeline, simulate_days};
 
 async fn latest(lake: &elastirec_core::Lake) -> Option<Night> {
-    elastirec_als::stage::read_latest(lake)
+    elastirec_lake::read_latest(lake)
         .await
         .unwrap()
         .map(|l| l.night)
@@ -29,7 +29,7 @@ async fn a_night_whose_users_collapse_is_held_until_forced() {
         assert!(r.publish.as_ref().unwrap().published, "{r:?}");
     }
     assert_eq!(latest(&lake).await, Some(d2));
-    let users_live = elastirec_als::stage::read_recommendations_manifest(&lake, d2)
+    let users_live = elastirec_lake::read_recommendations_manifest(&lake, d2)
         .await
         .unwrap()
         .users;
@@ -107,7 +107,7 @@ async fn a_published_night_is_copied_to_redis_by_the_sink_step() {
         .step("sink")
         .expect("a sink step when [sink] target is set");
     assert_eq!(sink.state, StepState::Succeeded, "{sink:?}");
-    let users = elastirec_als::stage::read_recommendations_manifest(&lake, night("2024-01-01"))
+    let users = elastirec_lake::read_recommendations_manifest(&lake, night("2024-01-01"))
         .await
         .unwrap()
         .users;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use chrono::Utc;
 
-use elastirec_als::io::{self, RecommendationRow};
+use elastirec_lake::io::{self, RecommendationRow};
 use elastirec_core::manifest::{
     self, ColumnSpec, EvaluationReport, ExportManifest, FileEntry, LatestPointer, RankingScores,
     RecommendationsManifest, RunRecord, StepRecord, StepState,

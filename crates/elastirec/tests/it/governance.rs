@@ -78,7 +78,7 @@ fn user_rows_in_parquet(root: &Path, dir: &str, user: i64) -> (u64, usize) {
                 .to_str()
                 .unwrap()
                 .to_string();
-            let batches = elastirec_als::io::read_parquet(&lake, &rel.as_str().into())
+            let batches = elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
                 .await
                 .unwrap();
             for b in batches {
@@ -109,7 +109,7 @@ fn reject_lines_with(root: &Path, text: &str) -> usize {
                 .to_str()
                 .unwrap()
                 .to_string();
-            for b in elastirec_als::io::read_parquet(&lake, &rel.as_str().into())
+            for b in elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
                 .await
                 .unwrap()
             {
@@ -440,10 +440,10 @@ fn offer_rules_shape_every_list_and_evaluation_reports_both() {
         let l = Lake::open(lake.to_str().unwrap(), Default::default())
             .await
             .unwrap();
-        let m = elastirec_als::stage::read_recommendations_manifest(&l, night)
+        let m = elastirec_lake::read_recommendations_manifest(&l, night)
             .await
             .unwrap();
-        let lists = elastirec_als::io::read_recommendations(&l, &m.files)
+        let lists = elastirec_lake::io::read_recommendations(&l, &m.files)
             .await
             .unwrap();
         (lists, m)

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use elastirec_als::io::read_recommendations;
+use elastirec_lake::io::read_recommendations;
 use elastirec_core::manifest::RecommendationsManifest;
 use elastirec_core::{Night, layout};
 use elastirec_warehouse::Warehouse;

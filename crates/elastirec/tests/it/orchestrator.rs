@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use elastirec_als::io::{RankedLists, read_recommendations};
+use elastirec_lake::io::{RankedLists, read_recommendations};
 use elastirec_core::failpoint;
 use elastirec_core::{Night, layout};
 use elastirec_warehouse::Warehouse;
@@ -127,7 +127,7 @@ struct NightOutputs {
 async fn outputs(lake_dir: &Path) -> NightOutputs {
     let lake = open_lake(lake_dir).await;
     let n: Night = NIGHT_3.parse().unwrap();
-    let manifest = elastirec_als::stage::read_recommendations_manifest(&lake, n)
+    let manifest = elastirec_lake::read_recommendations_manifest(&lake, n)
         .await
         .unwrap();
     let wh = Warehouse::open(&lake).await.unwrap();

@@ -17,12 +17,48 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use elastirec_als::io::{RankedLists, read_recommendations};
-use elastirec_als::stage::read_recommendations_manifest;
+use elastirec_lake::io::{RankedLists, read_recommendations};
+use elastirec_lake::read_recommendations_manifest;
 use elastirec_core::config::{SinkConfig, SinkTarget};
 use elastirec_core::{Lake, Night};
 
-use crate::{Error, Result};
+
+use elastirec_core::ErrorKind;
+
+/// Errors of copying a night's lists to a target.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `[sink]` settings are wrong; the message names the setting and what to do.
+    #[error("{0}")]
+    Config(String),
+    /// A target database refused or failed a copy.
+    #[error("sink {target}: {reason}")]
+    Sink {
+        target: &'static str,
+        reason: String,
+    },
+    /// The night's lists could not be read from the lake.
+    #[error(transparent)]
+    Artefact(#[from] elastirec_lake::Error),
+    /// A broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whose fault this error is: a target that refused or failed is transient (retried).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Sink { .. } => ErrorKind::Transient,
+            Error::Artefact(e) => e.kind(),
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Result of a copy.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Users per pipelined batch of Redis commands.
 const REDIS_BATCH: usize = 500;
@@ -45,7 +81,7 @@ pub async fn copy_night(lake: &Lake, config: &SinkConfig, night: Night) -> Resul
     let rows = lists.values().map(|l| l.len() as u64).sum();
     let target = match config.target {
         SinkTarget::None => {
-            return Err(Error::BadRequest(
+            return Err(Error::Config(
                 "[sink] target is \"none\": set it to \"redis\" or \"postgres\" \
                  (or ELASTIREC_SINK__TARGET)"
                     .into(),
@@ -95,7 +131,7 @@ impl Redis {
     /// Connects to `redis://host:port[/db]`.
     pub async fn connect(url: &str) -> Result<Redis> {
         let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            Error::BadRequest(format!(
+            Error::Config(format!(
                 "[sink] redis_url = '{url}' must look like redis://host:port[/db]"
             ))
         })?;

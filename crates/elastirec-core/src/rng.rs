@@ -1,5 +1,5 @@
 //! A small seeded generator whose stream never changes with a dependency upgrade, so a seed names
-//! the same simulated data set for ever.
+//! the same simulated data set, and the same initial ALS factors, for ever.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): fast, 64-bit state, passes BigCrush.
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ impl SplitMix64 {
     }
 
     /// The next 64 random bits.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -2,7 +2,7 @@
 //! test) that `.ci/run` makes sure are running. Each test uses its own keys and table.
 
 use elastirec_core::config::{SinkConfig, SinkTarget};
-use elastirec_serve::sink::{Redis, Reply, copy_night};
+use elastirec_sink::{Redis, Reply, copy_night};
 
 use crate::fixture::{self, NIGHT1, NIGHT2, night};
 

@@ -1,0 +1,173 @@
+//! The sections about where data comes from: `[lake]`, `[events]` (the raw event files) and
+//! `[prepare]` (how the warehouse makes the recommender's input).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lake::DEFAULT_LAKE_ROOT;
+
+/// `[lake]`: where the lake lives and how patiently elastirec talks to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A local folder or an object store URL (`s3://bucket/prefix`).
+    pub root: String,
+    /// Object store options (`endpoint`, `region`, `allow_http`, `access_key_id`, ...), passed
+    /// to the `object_store` crate and to delta-rs. `AWS_*` environment variables fill in what
+    /// is not set here.
+    pub options: HashMap<String, String>,
+    /// Seconds one request to an object store may take before it fails (and is retried).
+    pub timeout_seconds: u64,
+    /// Seconds to wait for a connection to an object store.
+    pub connect_timeout_seconds: u64,
+    /// Retries of a request that failed transiently (5xx, throttling, a dropped connection).
+    pub max_retries: usize,
+    /// Seconds after a request's first attempt when it is no longer retried.
+    pub retry_timeout_seconds: u64,
+    /// Seconds the preflight check (one listing, never retried) may take before the lake is
+    /// declared unreachable.
+    pub preflight_timeout_seconds: u64,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            root: DEFAULT_LAKE_ROOT.to_string(),
+            options: HashMap::new(),
+            timeout_seconds: 30,
+            connect_timeout_seconds: 5,
+            max_retries: 3,
+            retry_timeout_seconds: 60,
+            preflight_timeout_seconds: 10,
+        }
+    }
+}
+
+/// How timestamps in raw event files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// Seconds since 1970-01-01 UTC, as MovieLens writes them.
+    UnixSeconds,
+    /// Milliseconds since 1970-01-01 UTC.
+    UnixMillis,
+    /// RFC 3339, such as `2024-01-01T12:00:00Z`.
+    Rfc3339,
+}
+
+/// `[events]`: the column mapping of raw event files (CSV with a header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Header name of the user id column (integer).
+    pub user_column: String,
+    /// Header name of the item id column (integer).
+    pub item_column: String,
+    /// Header name of the value column (a rating or an interaction strength); empty when the
+    /// files have none (clickstreams): every event then has the value 1, and
+    /// `[prepare] event_weights` tells the event types apart.
+    pub value_column: String,
+    /// Header name of the timestamp column.
+    pub timestamp_column: String,
+    /// How the timestamp is written.
+    pub timestamp_format: TimestampFormat,
+    /// Optional header name of an event type column (view, cart, purchase); null for ratings.
+    pub event_type_column: Option<String>,
+    /// Field delimiter, one ASCII character.
+    pub delimiter: char,
+    /// Values below this are rejected (the low end of a rating scale).
+    pub value_min: Option<f32>,
+    /// Values above this are rejected (the high end of a rating scale).
+    pub value_max: Option<f32>,
+    /// How far, in hours, an event's time may lie outside its folder's day before it is rejected.
+    pub day_tolerance_hours: u32,
+    /// Rows a load may reject (they go to `warehouse/rejects`) before it fails and loads nothing.
+    pub max_errors: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        // MovieLens 20M's ratings.csv, which `import movielens` and `simulate` both write.
+        EventsConfig {
+            user_column: "userId".into(),
+            item_column: "movieId".into(),
+            value_column: "rating".into(),
+            timestamp_column: "timestamp".into(),
+            timestamp_format: TimestampFormat::UnixSeconds,
+            event_type_column: None,
+            delimiter: ',',
+            value_min: None,
+            value_max: None,
+            day_tolerance_hours: 24,
+            max_errors: 0,
+        }
+    }
+}
+
+/// How the events of one (user, item) pair in the window become one training value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The sum of the event values: repeated interactions add up (views, purchases).
+    Sum,
+    /// The largest value.
+    Max,
+    /// The value of the latest event (a re-rating replaces the old rating).
+    Last,
+    /// The number of events, whatever their values.
+    Count,
+}
+
+impl Aggregate {
+    /// The SQL aggregate over the `events` table's columns.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Aggregate::Sum => "SUM(value)",
+            Aggregate::Max => "MAX(value)",
+            Aggregate::Last => "last_value(value ORDER BY event_time)",
+            Aggregate::Count => "CAST(COUNT(*) AS REAL)",
+        }
+    }
+}
+
+/// `[prepare]`: how the warehouse prepares the recommender's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareConfig {
+    /// Days of history, ending with the night itself, that training sees.
+    pub window_days: u32,
+    /// Events with a value below this are left out of training (they still count as seen).
+    pub min_value: Option<f32>,
+    /// How a pair's events become its training value.
+    pub aggregate: Aggregate,
+    /// Users with fewer distinct events in the window are left out of training (they still get
+    /// recommendations: the popularity fallback, `source = popular`).
+    pub min_user_events: u32,
+    /// Items with fewer distinct events in the window are left out of training (and so are
+    /// never recommended by the model that night).
+    pub min_item_events: u32,
+    /// Weight of each event type for implicit feedback (`{ view = 1, cart = 3, purchase = 5 }`):
+    /// an event's value is multiplied by its type's weight before aggregation. Types not listed,
+    /// and events without a type, weigh 1.
+    pub event_weights: BTreeMap<String, f32>,
+    /// A folder whose `training.sql`, `seen.sql`, `items.sql` or `availability.sql` replace the
+    /// built-in queries (`elastirec sql-files --write DIR` writes them to start from). Relative
+    /// to the config file's folder.
+    pub sql_dir: Option<PathBuf>,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            window_days: 365,
+            min_value: None,
+            aggregate: Aggregate::Sum,
+            min_user_events: 1,
+            min_item_events: 1,
+            event_weights: BTreeMap::new(),
+            sql_dir: None,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The sections about running and exposing the flow: `[run]`, `[schedule]`, `[cost]`,
+//! `[hooks]`, `[serve]`, `[sink]` and `[spark]` (how the Spark engine submits its job).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `[run]`: retries and the lease of the orchestrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Attempts of a step after a transient failure (1 = no retry).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles each retry.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between retries.
+    pub backoff_max_ms: u64,
+    /// How long a lease lasts without a heartbeat (a crashed runner's lease expires after this).
+    pub lease_seconds: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            max_attempts: 4,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            lease_seconds: 300,
+        }
+    }
+}
+
+/// `[schedule]`: when `elastirec schedule` starts the nightly run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    pub cron: String,
+    /// IANA time zone of the cron expression, such as `Europe/Paris`.
+    pub timezone: String,
+    /// Run every night missed since the last succeeded one (after downtime), oldest first.
+    pub catch_up: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "30 2 * * *".into(),
+            timezone: "UTC".into(),
+            catch_up: true,
+        }
+    }
+}
+
+/// `[cost]`: prices for the elastic-versus-always-on comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostConfig {
+    /// Price per hour of the machine the nightly run uses (billed only while it runs).
+    pub price_per_hour: f64,
+    /// Price per hour of the always-on warehouse and cluster it replaces.
+    pub always_on_price_per_hour: f64,
+    pub currency: String,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        // On-demand list prices in us-east-1 as assumptions, not measurements: a 2-vCPU, 8 GiB
+        // machine (m5.large, 0.096/h) against the reference design's always-on pair, a 2-node
+        // Redshift dc2.large cluster (2 × 0.25/h) plus a 3-node EMR m5.xlarge cluster
+        // (3 × (0.192 + 0.048)/h).
+        CostConfig {
+            price_per_hour: 0.096,
+            always_on_price_per_hour: 1.22,
+            currency: "USD".into(),
+        }
+    }
+}
+
+/// `[hooks]`: commands called when a night ends, with a JSON summary on standard input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Shell command run after a night succeeds.
+    pub on_success: Option<String>,
+    /// Shell command run after a night fails or is held.
+    pub on_failure: Option<String>,
+    /// URL that receives the same JSON summary as an HTTP POST (http:// only).
+    pub webhook_url: Option<String>,
+}
+
+/// `[serve]`: the HTTP server of `elastirec serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    pub port: u16,
+    /// Seconds between two reads of `recommendations/_LATEST`.
+    pub poll_seconds: u64,
+    /// Bearer token required on every route but `/healthz` and the dashboard's static files;
+    /// unset means no token. Set it with `ELASTIREC_SERVE__TOKEN` rather than in a file.
+    pub token: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            poll_seconds: 30,
+            token: None,
+        }
+    }
+}
+
+/// Where `elastirec sink` copies a night's lists for applications to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkTarget {
+    /// Nowhere: applications call the HTTP API.
+    None,
+    /// One Redis hash per user, with a TTL.
+    Redis,
+    /// One PostgreSQL table, replaced in one transaction.
+    Postgres,
+}
+
+/// `[sink]`: copying each user's top-K into an application database (`elastirec sink`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub target: SinkTarget,
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// Key of user U is `<prefix>U`.
+    pub redis_key_prefix: String,
+    /// Seconds a user's key lives; a night that fails to copy leaves the previous lists
+    /// readable until then.
+    pub ttl_seconds: u64,
+    /// A libpq connection string or URL.
+    pub postgres_url: String,
+    /// Table holding `(user_id, rank, item_id, score, night)`.
+    pub postgres_table: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            target: SinkTarget::None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "elastirec:recs:".into(),
+            ttl_seconds: 2 * 24 * 3600,
+            postgres_url: "postgresql://postgres@127.0.0.1:5432/test".into(),
+            postgres_table: "elastirec_recommendations".into(),
+        }
+    }
+}
+
+/// `[spark]`: how the Spark engine (`[model] engine = "spark"`) submits its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SparkConfig {
+    /// The submit command, split on whitespace; the job's settings, the program file and its
+    /// argument follow. `spark-submit` not on `PATH` is looked up in pip's `pyspark`.
+    pub submit: String,
+    /// Spark properties, each passed as `--conf KEY=VALUE`.
+    pub conf: BTreeMap<String, String>,
+    /// More arguments for the submit command, before the program (one per element, so they may
+    /// hold spaces).
+    pub args: Vec<String>,
+    /// Seconds the job may run before it is killed (a timeout counts as transient: retried).
+    pub timeout_seconds: u64,
+    /// Parquet files the job writes the lists into (one recommendations part file each).
+    pub output_files: usize,
+    /// Lines of the job's log kept in the run record.
+    pub log_tail_lines: usize,
+}
+
+impl Default for SparkConfig {
+    fn default() -> Self {
+        SparkConfig {
+            submit: "spark-submit --master local[2]".into(),
+            conf: BTreeMap::new(),
+            args: Vec::new(),
+            timeout_seconds: 3600,
+            output_files: 1,
+            log_tail_lines: 40,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The JSON documents and pair sets a night's steps hand each other: the export, model and
+//! recommendations manifests, the seen pairs of an export, and the `_LATEST` pointer serving
+//! follows. Each reader says which command makes what it did not find.
+
+use std::collections::{HashMap, HashSet};
+
+use elastirec_core::layout;
+use elastirec_core::manifest::{
+    ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest,
+};
+use elastirec_core::{Lake, Night};
+
+use crate::io::{self, PairColumns};
+use crate::{Error, Result};
+
+/// Reads a night's JSON document that an earlier step writes, or says which command makes it.
+async fn read_step_output<T: serde::de::DeserializeOwned>(
+    lake: &Lake,
+    path: &object_store::path::Path,
+    what: &'static str,
+    command: &str,
+    night: Night,
+) -> Result<T> {
+    lake.get_json(path, what).await?.ok_or_else(|| {
+        Error::Missing(format!(
+            "no {what} for night {night} ({} is missing): run `elastirec {command} --date \
+             {night}` first",
+            lake.display_path(path)
+        ))
+    })
+}
+
+/// Reads the training export manifest of a night, or says which command makes it.
+pub async fn read_export_manifest(lake: &Lake, night: Night) -> Result<ExportManifest> {
+    let path = layout::training_export_manifest(night);
+    read_step_output(lake, &path, "training export", "prepare", night).await
+}
+
+/// Reads the model description of a night, or says which command makes it.
+pub async fn read_model_info(lake: &Lake, night: Night) -> Result<ModelInfo> {
+    read_step_output(lake, &layout::model_info(night), "model", "train", night).await
+}
+
+/// Reads the recommendations manifest of a night, or says which command makes it.
+pub async fn read_recommendations_manifest(
+    lake: &Lake,
+    night: Night,
+) -> Result<RecommendationsManifest> {
+    let path = layout::recommendations_manifest(night);
+    read_step_output(lake, &path, "recommendations", "recommend", night).await
+}
+
+/// Everything a user has seen up to the night: training pairs plus older seen pairs.
+pub struct SeenPairs {
+    pub training: PairColumns,
+    pub older: PairColumns,
+}
+
+impl SeenPairs {
+    /// Reads both pair sets of an export.
+    pub async fn read(lake: &Lake, export: &ExportManifest) -> Result<SeenPairs> {
+        Ok(SeenPairs {
+            training: io::read_pairs(lake, &export.files, false).await?,
+            older: io::read_pairs(lake, &export.seen_files, false).await?,
+        })
+    }
+
+    /// Every (user, item) pair.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let t = &self.training;
+        let o = &self.older;
+        t.user_ids
+            .iter()
+            .copied()
+            .zip(t.item_ids.iter().copied())
+            .chain(o.user_ids.iter().copied().zip(o.item_ids.iter().copied()))
+    }
+
+    /// Seen items by user.
+    pub fn by_user(&self) -> HashMap<i64, HashSet<i64>> {
+        let mut out: HashMap<i64, HashSet<i64>> = HashMap::new();
+        for (u, i) in self.iter() {
+            out.entry(u).or_default().insert(i);
+        }
+        out
+    }
+
+    /// The item of every training pair (one per pair: what popularity counts).
+    pub fn training_items(&self) -> impl Iterator<Item = i64> + '_ {
+        self.training.item_ids.iter().copied()
+    }
+}
+
+/// The night `recommendations/_LATEST` names, `None` when nothing is published yet.
+pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
+    Ok(lake
+        .get_json(&layout::recommendations_latest(), "latest pointer")
+        .await?)
+}
+
+/// Moves `recommendations/_LATEST` to `night` unless it already names a later night (a backfill
+/// of an old night must not roll serving back).
+pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
+    let path = layout::recommendations_latest();
+    let current = read_latest(lake).await?;
+    if current.as_ref().is_some_and(|c| c.night > night) {
+        return Ok(false);
+    }
+    let pointer = LatestPointer {
+        night,
+        manifest: layout::recommendations_manifest(night).to_string(),
+        published_at: chrono::Utc::now(),
+    };
+    lake.put_json(&path, &pointer).await?;
+    Ok(true)
+}

@@ -1,0 +1,217 @@
+//! The load ledger (`warehouse/loads`): one row per raw file loaded, with its size, ETag and the
+//! table version it went into, and the load numbers (Delta application transactions) that
+//! recovery compares to tell a committed load from one the ledger has not recorded yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::datafusion::logical_expr::{Operator, binary_expr};
+use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use rayon::prelude::*;
+
+use elastirec_core::config::{EventsConfig, TimestampFormat};
+use elastirec_core::layout::{self, Table};
+use elastirec_core::{Night, failpoint};
+
+use crate::query::{first_count, i64s, strings};
+use crate::tables::{Warehouse, schema};
+use super::INGEST_APP;
+use crate::{Error, Result};
+
+/// A raw file as the ledger remembers it.
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerEntry {
+    pub(crate) size: i64,
+    pub(crate) e_tag: Option<String>,
+}
+
+impl Warehouse {
+    /// The number of the last load whose commit `table` received (0 for none).
+    pub(super) async fn last_load(&self, table: &deltalake::DeltaTable) -> Result<i64> {
+        let Ok(state) = table.snapshot() else {
+            return Ok(0); // a table without any commit yet
+        };
+        Ok(state
+            .transaction_version(table.log_store().as_ref(), INGEST_APP)
+            .await
+            .map_err(Error::delta(table.table_url().to_string()))?
+            .unwrap_or(0))
+    }
+
+    /// Lake paths of every raw file the load ledger records as loaded.
+    pub async fn loaded_files(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .ledger()
+            .await?
+            .into_values()
+            .flat_map(|(files, _)| files.into_keys())
+            .collect())
+    }
+
+    /// The ledger by target table: each loaded path's size and ETag, and the newest table version
+    /// the ledger has recorded for that target.
+    pub(super) async fn ledger(&self) -> Result<HashMap<String, (HashMap<String, LedgerEntry>, i64)>> {
+        let batches = self
+            .sql("SELECT path, target, size, e_tag, table_version FROM loads")
+            .await?;
+        let mut out: HashMap<String, (HashMap<String, LedgerEntry>, i64)> = HashMap::new();
+        for b in &batches {
+            let paths = strings(b, "path")?;
+            let targets = strings(b, "target")?;
+            let sizes = i64s(b, "size")?;
+            let tags = strings(b, "e_tag")?;
+            let versions = i64s(b, "table_version")?;
+            for i in 0..b.num_rows() {
+                let (Some(path), Some(target)) = (paths[i].clone(), targets[i].clone()) else {
+                    return Err(Error::Internal("null path in warehouse/loads".into()));
+                };
+                let entry = out.entry(target).or_default();
+                entry.0.insert(
+                    path,
+                    LedgerEntry {
+                        size: sizes[i].unwrap_or(-1),
+                        e_tag: tags[i].clone(),
+                    },
+                );
+                entry.1 = entry.1.max(versions[i].unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn rows_per_source_file(&self) -> Result<HashMap<String, i64>> {
+        let batches = self
+            .sql("SELECT source_file, COUNT(*) AS n FROM events GROUP BY source_file")
+            .await?;
+        let mut out = HashMap::new();
+        for b in &batches {
+            for (f, n) in strings(b, "source_file")?.into_iter().zip(i64s(b, "n")?) {
+                if let (Some(f), Some(n)) = (f, n) {
+                    out.insert(f, n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn append_ledger(
+        &self,
+        rows: Vec<LedgerRow>,
+        night: Night,
+        load: i64,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = ledger_batch(&rows, night)?;
+        self.table(Table::Loads)
+            .await?
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
+            .await
+            .map_err(Error::delta("loads"))?;
+        Ok(())
+    }
+}
+
+impl LedgerEntry {
+    pub(super) fn of(meta: &ObjectMeta) -> Self {
+        LedgerEntry {
+            size: meta.size as i64,
+            e_tag: meta.e_tag.clone(),
+        }
+    }
+}
+
+pub(crate) struct LedgerRow {
+    path: String,
+    target: &'static str,
+    day: Option<Night>,
+    size: i64,
+    e_tag: Option<String>,
+    last_modified: i64,
+    rows: i64,
+    rejected: i64,
+    version: i64,
+}
+
+impl LedgerRow {
+    pub(super) fn with_rejected(mut self, rejected: i64) -> Self {
+        self.rejected = rejected;
+        self
+    }
+
+    pub(crate) fn of(
+        meta: &ObjectMeta,
+        target: &'static str,
+        day: Option<Night>,
+        rows: i64,
+        version: i64,
+    ) -> Self {
+        LedgerRow {
+            path: meta.location.to_string(),
+            target,
+            day,
+            size: meta.size as i64,
+            e_tag: meta.e_tag.clone(),
+            last_modified: meta.last_modified.timestamp_micros(),
+            rows,
+            rejected: 0,
+            version,
+        }
+    }
+}
+
+fn ledger_batch(rows: &[LedgerRow], night: Night) -> Result<RecordBatch> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.path.clone()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| Some(r.target)).collect::<StringArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.day.map(Night::days_since_epoch))
+                .collect::<Date32Array>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.size).collect::<Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.e_tag.clone())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.last_modified).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(rows.iter().map(|r| r.rows).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.rejected).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.version).collect::<Int64Array>()),
+        Arc::new(Date32Array::from(vec![
+            night.days_since_epoch();
+            rows.len()
+        ])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; rows.len()]).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(schema(Table::Loads), cols)
+        .map_err(|e| Error::Internal(format!("ledger batch: {e}")))
+}

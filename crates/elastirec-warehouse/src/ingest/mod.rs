@@ -1,0 +1,517 @@
+//! `ingest`: the nightly incremental load of raw files into the warehouse.
+//!
+//! Night D loads every raw event file under `raw/events/YYYY/MM/DD/` for days up to D that the
+//! load ledger (`warehouse/loads`) does not list yet, so a new lake catches up its whole history
+//! in one night and a rerun loads nothing. All new files go into `warehouse/events` in one Delta
+//! commit; then one commit appends their ledger rows.
+//!
+//! Crash safety: each load is numbered, and its commits to `events`, `rejects` and `loads` carry
+//! that number as a Delta application transaction (`txn` action, app id [`INGEST_APP`]), so
+//! each table says which load it last received. If the process dies between the events commit
+//! and the ledger commit, the next run sees that `events` holds a load `loads` does not, finds
+//! the files that load took (every event row carries its `source_file`), and writes their
+//! ledger rows instead of loading them again. A commit that did not happen is simply redone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::datafusion::logical_expr::{Operator, binary_expr};
+use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use rayon::prelude::*;
+
+use elastirec_core::config::{EventsConfig, TimestampFormat};
+use elastirec_core::layout::{self, Table};
+use elastirec_core::{Night, failpoint};
+
+use crate::query::{first_count, i64s, strings};
+use crate::tables::{Warehouse, schema};
+use crate::{Error, Result};
+
+mod ledger;
+mod parse;
+mod writer;
+
+pub(crate) use ledger::{LedgerEntry, LedgerRow};
+pub use parse::Reject;
+use parse::{ParsedEvents, parse_events, parse_items, rejects_batch};
+use writer::append_events;
+
+/// What one ingest did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestReport {
+    /// Raw event files loaded by this run.
+    pub files_loaded: u64,
+    /// Event rows loaded by this run.
+    pub rows_loaded: u64,
+    /// Rows rejected by this run (written to `warehouse/rejects`).
+    pub rows_rejected: u64,
+    /// The first rejects, for messages.
+    pub first_rejects: Vec<Reject>,
+    /// Whether this was a dry run that committed nothing.
+    pub dry_run: bool,
+    /// Files of days up to the night that were loaded by earlier runs.
+    pub files_already_loaded: u64,
+    /// Files loaded earlier whose size or ETag has changed since (not reloaded).
+    pub files_changed: Vec<String>,
+    /// Files of days after the night, left for later nights.
+    pub files_for_later_nights: u64,
+    /// Files that an interrupted earlier run had loaded but not recorded; recorded now.
+    pub files_recovered: u64,
+    /// Item rows inserted or updated by the merge, when item files were new or changed.
+    pub items_loaded: Option<u64>,
+    /// Version of `warehouse/events` after the load.
+    pub events_version: i64,
+    /// Events of erased users (`elastirec forget`) in the new files, dropped instead of loaded.
+    pub rows_erased: u64,
+    /// Availability rows loaded, when availability files changed (layout 2).
+    pub availability_loaded: Option<u64>,
+    /// Events up to the night whose item is not in `warehouse/items` (loaded, not rejected),
+    /// and how many such items; `None` when there is no item dimension at all.
+    pub unknown_items: Option<UnknownItems>,
+}
+
+/// Events that name items the item dimension does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnknownItems {
+    pub events: u64,
+    pub items: u64,
+}
+
+/// Settings of one load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngestOptions {
+    /// Rows that may be rejected before the load fails and commits nothing.
+    pub max_errors: u64,
+    /// Parse and validate everything, commit nothing.
+    pub dry_run: bool,
+}
+
+/// The application id of ingest's Delta transactions (see the module documentation).
+pub const INGEST_APP: &str = "elastirec.ingest";
+
+/// How many rejects a report or message names.
+const REJECTS_SHOWN: usize = 5;
+
+impl Warehouse {
+    /// Loads raw files for `night`: see the module documentation.
+    pub async fn ingest(
+        &self,
+        night: Night,
+        events: &EventsConfig,
+        options: IngestOptions,
+    ) -> Result<IngestReport> {
+        let lake = self.lake();
+        let mut report = IngestReport {
+            dry_run: options.dry_run,
+            ..IngestReport::default()
+        };
+        let ledger = self.ledger().await?;
+        let raw = lake.list(&layout::raw_events_root()).await?;
+        let mut candidates = Vec::new();
+        for meta in raw {
+            let Some(day) = layout::raw_event_file_day(&meta.location) else {
+                tracing::warn!(path = %meta.location, "ignoring an object outside raw/events/YYYY/MM/DD/");
+                continue;
+            };
+            if day > night {
+                report.files_for_later_nights += 1;
+                continue;
+            }
+            candidates.push((day, meta));
+        }
+
+        // Recover ledger rows lost by a crash between the events commit and the ledger commit.
+        let events_table = self.table(Table::Events).await?;
+        let events_version = events_table.version().unwrap_or(0) as i64;
+        let events_load = self.last_load(&events_table).await?;
+        let ledger_load = self.last_load(&self.table(Table::Loads).await?).await?;
+        let mut loaded: HashMap<String, LedgerEntry> = ledger
+            .get("events")
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default();
+        if events_load > ledger_load && !options.dry_run {
+            let counts = self.rows_per_source_file().await?;
+            let mut recovered = Vec::new();
+            for (day, meta) in &candidates {
+                let path = meta.location.to_string();
+                if counts.contains_key(&path) && !loaded.contains_key(&path) {
+                    recovered.push((*day, meta.clone()));
+                    loaded.insert(path, LedgerEntry::of(meta));
+                }
+            }
+            report.files_recovered = recovered.len() as u64;
+            if !recovered.is_empty() {
+                tracing::warn!(
+                    files = recovered.len(),
+                    "recording files loaded by an interrupted run"
+                );
+                // Their rejects may not have been committed either: parse them again.
+                let parsed = self.fetch_and_parse(recovered, events).await?;
+                let already = self.files_with_rejects().await?;
+                let rejects: Vec<Reject> = parsed
+                    .iter()
+                    .filter(|(_, m, _)| !already.contains(m.location.as_ref()))
+                    .flat_map(|(_, _, p)| p.rejects.iter().cloned())
+                    .collect();
+                self.append_rejects(&rejects, night, events_load).await?;
+                let rows = parsed
+                    .iter()
+                    .map(|(day, meta, p)| {
+                        let loaded = counts.get(meta.location.as_ref()).copied().unwrap_or(0);
+                        LedgerRow::of(meta, "events", Some(*day), loaded, events_version)
+                            .with_rejected(p.rejects.len() as i64)
+                    })
+                    .collect();
+                self.append_ledger(rows, night, events_load).await?;
+            }
+        }
+        // This load's number: one past the last any table received.
+        let load = events_load.max(ledger_load) + 1;
+
+        let mut new_files = Vec::new();
+        for (day, meta) in candidates {
+            let path = meta.location.to_string();
+            match loaded.get(&path) {
+                Some(entry) => {
+                    report.files_already_loaded += 1;
+                    if entry.size != meta.size as i64
+                        || (entry.e_tag.is_some() && entry.e_tag != meta.e_tag)
+                    {
+                        tracing::warn!(%path, "raw file changed after it was loaded; not reloading it");
+                        report.files_changed.push(path);
+                    }
+                }
+                None => new_files.push((day, meta)),
+            }
+        }
+
+        report.events_version = events_version;
+        if !new_files.is_empty() {
+            let mut parsed = self.fetch_and_parse(new_files, events).await?;
+            report.rows_erased = self.drop_erased_parsed(&mut parsed).await?;
+            let rejects: Vec<Reject> = parsed
+                .iter()
+                .flat_map(|(_, _, p)| p.rejects.iter().cloned())
+                .collect();
+            report.rows_rejected = rejects.len() as u64;
+            report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
+            report.files_loaded = parsed.len() as u64;
+            report.rows_loaded = parsed
+                .iter()
+                .map(|(_, _, p)| p.batch.num_rows() as u64)
+                .sum();
+            if report.rows_rejected > options.max_errors {
+                return Err(Error::TooManyRejects {
+                    rejected: report.rows_rejected,
+                    max_errors: options.max_errors,
+                    first: report.first_rejects.iter().map(|r| r.to_string()).collect(),
+                });
+            }
+            if options.dry_run {
+                return Ok(report);
+            }
+            let batches: Vec<RecordBatch> = parsed
+                .iter()
+                .map(|(_, _, p)| p.batch.clone())
+                .filter(|b| b.num_rows() > 0)
+                .collect();
+            let mut version = events_version;
+            failpoint::hit("ingest.before-events-commit");
+            if !batches.is_empty() {
+                let mut meta = HashMap::new();
+                meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
+                meta.insert(
+                    "elastirec.night".to_string(),
+                    serde_json::json!(night.to_string()),
+                );
+                meta.insert(
+                    "elastirec.files".to_string(),
+                    serde_json::json!(parsed.len()),
+                );
+                let commit = CommitProperties::default()
+                    .with_metadata(meta)
+                    .with_application_transaction(Transaction::new(INGEST_APP, load));
+                version = append_events(&events_table, batches, commit).await?;
+            }
+            // A crash here leaves events committed and the ledger behind: see the module docs.
+            failpoint::hit("ingest.after-events-commit");
+            self.append_rejects(&rejects, night, load).await?;
+            let ledger_rows = parsed
+                .iter()
+                .map(|(day, meta, p)| {
+                    LedgerRow::of(
+                        meta,
+                        "events",
+                        Some(*day),
+                        p.batch.num_rows() as i64,
+                        version,
+                    )
+                    .with_rejected(p.rejects.len() as i64)
+                })
+                .collect();
+            self.append_ledger(ledger_rows, night, load).await?;
+            report.events_version = version;
+        }
+        if options.dry_run {
+            return Ok(report);
+        }
+
+        report.items_loaded = self
+            .ingest_items(night, ledger.get("items").map(|(m, _)| m), load)
+            .await?;
+        report.availability_loaded = self
+            .ingest_availability(night, ledger.get("availability").map(|(m, _)| m), load)
+            .await?;
+        report.unknown_items = self.unknown_items(night).await?;
+        Ok(report)
+    }
+
+    /// `ingest --reload FILE`: forgets a loaded raw event file — its events, its rejects, then
+    /// its ledger row, in that order — so that the next load takes the file's current content.
+    /// A crash between the commits leaves the file's rows missing while the ledger still names
+    /// it (reported as changed); running the reload again completes it. It never leaves the old
+    /// and the new rows side by side. Returns the number of events removed.
+    pub async fn forget_file(&self, path: &str) -> Result<u64> {
+        use deltalake::datafusion::prelude::{col, lit};
+        let ledger = self.ledger().await?;
+        if !ledger
+            .get("events")
+            .is_some_and(|(files, _)| files.contains_key(path))
+        {
+            return Err(Error::Lake(elastirec_core::Error::Config(format!(
+                "--reload {path}: the load ledger has no such event file (give its lake path, \
+                 such as raw/events/2024/01/05/app.csv; `elastirec sql \"SELECT path FROM \
+                 loads\"` lists them)"
+            ))));
+        }
+        let events = self.table(Table::Events).await?;
+        let (_, metrics) = events
+            .delete()
+            .with_predicate(col("source_file").eq(lit(path)))
+            .await
+            .map_err(Error::delta("events"))?;
+        let rejects = self.table(Table::Rejects).await?;
+        rejects
+            .delete()
+            .with_predicate(col("file").eq(lit(path)))
+            .await
+            .map_err(Error::delta("rejects"))?;
+        let loads = self.table(Table::Loads).await?;
+        loads
+            .delete()
+            .with_predicate(col("path").eq(lit(path)))
+            .await
+            .map_err(Error::delta("loads"))?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+    }
+
+    /// Events up to `night` whose item the item dimension lacks (none counted without items).
+    pub async fn unknown_items(&self, night: Night) -> Result<Option<UnknownItems>> {
+        let batches = self
+            .sql(&format!(
+                "SELECT COUNT(*) AS events, COUNT(DISTINCT item_id) AS items, \
+                 (SELECT COUNT(*) FROM items) AS known FROM events \
+                 WHERE event_date <= DATE '{night}' \
+                 AND item_id NOT IN (SELECT item_id FROM items)"
+            ))
+            .await?;
+        let first = |name: &str| first_count(&batches, name);
+        if first("known")? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(UnknownItems {
+            events: first("events")?,
+            items: first("items")?,
+        }))
+    }
+
+    /// Fetches raw files (several at a time) and parses them in parallel off the async runtime.
+    async fn fetch_and_parse(
+        &self,
+        files: Vec<(Night, ObjectMeta)>,
+        events: &EventsConfig,
+    ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
+        let lake = self.lake();
+        let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
+            .map(|(day, meta)| async move {
+                let body = lake.get(&meta.location).await?;
+                Ok::<_, Error>((day, meta, body))
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        let cfg = events.clone();
+        tokio::task::spawn_blocking(move || {
+            bodies
+                .into_par_iter()
+                .map(|(day, meta, body)| {
+                    let parsed = parse_events(meta.location.as_ref(), day, &body, &cfg)?;
+                    Ok((day, meta, parsed))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("parse task failed: {e}")))?
+    }
+
+    async fn files_with_rejects(&self) -> Result<std::collections::HashSet<String>> {
+        let batches = self.sql("SELECT DISTINCT file FROM rejects").await?;
+        let mut out = std::collections::HashSet::new();
+        for b in &batches {
+            out.extend(strings(b, "file")?.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    async fn append_rejects(&self, rejects: &[Reject], night: Night, load: i64) -> Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.table(Table::Rejects)
+            .await?
+            .write(vec![rejects_batch(rejects, night)?])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
+            .await
+            .map_err(Error::delta("rejects"))?;
+        Ok(())
+    }
+
+    /// The CSV files of a dimension folder (`raw/items/`, `raw/availability/`), each with
+    /// whether it is new or changed since the ledger (`known`) recorded it (another size, or
+    /// another ETag where the store gives one); `None` when no file is new or changed, so there
+    /// is nothing to load.
+    pub(crate) async fn dimension_files(
+        &self,
+        root: &object_store::path::Path,
+        known: Option<&HashMap<String, LedgerEntry>>,
+    ) -> Result<Option<Vec<(ObjectMeta, bool)>>> {
+        let files: Vec<(ObjectMeta, bool)> = self
+            .lake()
+            .list(root)
+            .await?
+            .into_iter()
+            .filter(|m| m.location.as_ref().ends_with(".csv"))
+            .map(|m| {
+                let unchanged = known
+                    .and_then(|k| k.get(m.location.as_ref()))
+                    .is_some_and(|e| {
+                        e.size == m.size as i64 && (e.e_tag.is_none() || e.e_tag == m.e_tag)
+                    });
+                (m, !unchanged)
+            })
+            .collect();
+        Ok(files.iter().any(|(_, changed)| *changed).then_some(files))
+    }
+
+    /// Merges the rows of new or changed item files into `warehouse/items` (insert new ids,
+    /// update changed titles or genres, keep the rest); returns the rows inserted or updated.
+    async fn ingest_items(
+        &self,
+        night: Night,
+        known: Option<&HashMap<String, LedgerEntry>>,
+        load: i64,
+    ) -> Result<Option<u64>> {
+        let lake = self.lake();
+        let Some(files) = self
+            .dimension_files(&layout::raw_items_root(), known)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // Only new or changed files are merged; later files override earlier ones for the same
+        // id (files are sorted by path). Items absent from them keep their rows.
+        let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
+        let mut per_file = Vec::new();
+        for (meta, _) in files.iter().filter(|(_, changed)| *changed) {
+            let name = meta.location.to_string();
+            let body = lake.get(&meta.location).await?;
+            let parsed = parse_items(&name, &body)?;
+            per_file.push((meta.clone(), parsed.len() as i64));
+            for (id, title, genres) in parsed {
+                items.insert(id, (Some(title), Some(genres), name.clone()));
+            }
+        }
+        let ids: Int64Array = items.keys().copied().collect();
+        let titles: StringArray = items.values().map(|v| v.0.clone()).collect();
+        let genres: StringArray = items.values().map(|v| v.1.clone()).collect();
+        let sources: StringArray = items.values().map(|v| Some(v.2.clone())).collect();
+        let batch = RecordBatch::try_new(
+            schema(Table::Items),
+            vec![
+                Arc::new(ids),
+                Arc::new(titles),
+                Arc::new(genres),
+                Arc::new(sources),
+            ],
+        )
+        .map_err(|e| Error::Internal(format!("items batch: {e}")))?;
+        let distinct = |column: &str| {
+            binary_expr(
+                col(format!("target.{column}")),
+                Operator::IsDistinctFrom,
+                col(format!("source.{column}")),
+            )
+        };
+        let source = SessionContext::new()
+            .read_batch(batch)
+            .map_err(Error::query("items to merge"))?;
+        let (table, metrics) = self
+            .table(Table::Items)
+            .await?
+            .merge(source, col("target.item_id").eq(col("source.item_id")))
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
+            )
+            .when_matched_update(|update| {
+                update
+                    .predicate(distinct("title").or(distinct("genres")))
+                    .update("title", col("source.title"))
+                    .update("genres", col("source.genres"))
+                    .update("source_file", col("source.source_file"))
+            })
+            .and_then(|m| {
+                m.when_not_matched_insert(|insert| {
+                    insert
+                        .set("item_id", col("source.item_id"))
+                        .set("title", col("source.title"))
+                        .set("genres", col("source.genres"))
+                        .set("source_file", col("source.source_file"))
+                })
+            })
+            .map_err(Error::delta("items"))?
+            .await
+            .map_err(Error::delta("items"))?;
+        tracing::info!(
+            inserted = metrics.num_target_rows_inserted,
+            updated = metrics.num_target_rows_updated,
+            "merged items"
+        );
+        let version = table.version().unwrap_or(0) as i64;
+        let rows = per_file
+            .iter()
+            .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version))
+            .collect();
+        self.append_ledger(rows, night, load).await?;
+        Ok(Some(
+            (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
+        ))
+    }
+}
