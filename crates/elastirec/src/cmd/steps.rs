@@ -1,0 +1,110 @@
+//! One step of one night, run by hand under the lake's lease: `ingest`, `prepare`, `train`,
+//! `recommend` and `publish`.
+
+use anyhow::Result;
+
+use elastirec_core::Config;
+
+use crate::cli::{IngestArgs, PrepareArgs, PublishArgs, RecommendArgs, TrainArgs};
+use crate::context::{apply_model_args, finish_config, leased, pipeline};
+use crate::print::{print_prepared, print_publish, print_recommended, print_trained};
+
+/// `ingest`, or with `--dry-run` what it would load.
+pub async fn ingest(mut config: Config, args: &IngestArgs) -> Result<()> {
+    if let Some(n) = args.load.max_errors {
+        config.events.max_errors = n;
+    }
+    let p = pipeline(finish_config(config)?).await?;
+    let night = args.date.date;
+    let r = if args.dry_run {
+        p.ingest_dry_run(night).await?
+    } else {
+        leased(&p, &format!("ingest {night}"), || async {
+            for (path, removed) in p.forget_loaded(&args.reload).await? {
+                println!("{path}: removed its {removed} loaded events; loading it again");
+            }
+            Ok(p.ingest(night).await?)
+        })
+        .await?
+    };
+    // Printed here rather than in `print`: the report's type is the warehouse crate's, which
+    // this crate does not depend on.
+    let verb = if r.dry_run { "would load" } else { "loaded" };
+    println!(
+        "night {night}: {verb} {} rows from {} files, {} rows rejected ({} files already \
+         loaded, {} for later nights); events table version {}",
+        r.rows_loaded,
+        r.files_loaded,
+        r.rows_rejected,
+        r.files_already_loaded,
+        r.files_for_later_nights,
+        r.events_version
+    );
+    if r.rows_erased > 0 {
+        println!(
+            "dropped {} events of users erased by `elastirec forget`",
+            r.rows_erased
+        );
+    }
+    for reject in &r.first_rejects {
+        println!("rejected: {reject}");
+    }
+    for f in &r.files_changed {
+        println!(
+            "warning: {f} changed after it was loaded; it was not reloaded (`elastirec \
+             ingest --date {night} --reload {f}` replaces its rows)"
+        );
+    }
+    Ok(())
+}
+
+/// `prepare`.
+pub async fn prepare(config: Config, args: &PrepareArgs) -> Result<()> {
+    let p = pipeline(finish_config(config)?).await?;
+    let m = leased(&p, &format!("prepare {}", args.date), || async {
+        Ok(p.prepare(args.date, args.overwrite).await?)
+    })
+    .await?;
+    print_prepared(args.date, &m);
+    Ok(())
+}
+
+/// `train`, with the `[model]` flags applied.
+pub async fn train(mut config: Config, args: &TrainArgs) -> Result<()> {
+    apply_model_args(&mut config, &args.model)?;
+    let p = pipeline(finish_config(config)?).await?;
+    let night = args.date.date;
+    let m = leased(&p, &format!("train {night}"), || async {
+        Ok(p.train(night).await?)
+    })
+    .await?;
+    print_trained(night, &m, p.config());
+    Ok(())
+}
+
+/// `recommend`.
+pub async fn recommend(mut config: Config, args: &RecommendArgs) -> Result<()> {
+    if let Some(k) = args.k {
+        config.recommend.k = k;
+    }
+    let p = pipeline(finish_config(config)?).await?;
+    let night = args.date.date;
+    let m = leased(&p, &format!("recommend {night}"), || async {
+        Ok(p.recommend(night).await?)
+    })
+    .await?;
+    print_recommended(night, &m);
+    Ok(())
+}
+
+/// `publish`, through the gate unless `--force`.
+pub async fn publish(config: Config, args: &PublishArgs) -> Result<()> {
+    let p = pipeline(finish_config(config)?).await?;
+    let night = args.date.date;
+    let d = leased(&p, &format!("publish {night}"), || async {
+        Ok(p.publish(night, args.force).await?)
+    })
+    .await?;
+    print_publish(night, &d);
+    Ok(())
+}
