@@ -49,6 +49,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             Some(e.kind())
         } else if let Some(e) = e.downcast_ref::<elastirec_serve::Error>() {
             Some(e.kind())
+        } else if let Some(e) = e.downcast_ref::<elastirec_sink::Error>() {
+            Some(e.kind())
         } else {
             e.downcast_ref::<elastirec_core::Error>().map(|e| e.kind())
         }

@@ -60,7 +60,7 @@ pub async fn serve(mut config: Config, args: &ServeArgs) -> Result<()> {
 
 /// The night `recommendations/_LATEST` names, or an error saying how to make one.
 async fn latest_night(lake: &Lake) -> Result<Night> {
-    let pointer = elastirec_serve::snapshot::read_latest(lake).await?;
+    let pointer = elastirec_lake::read_latest(lake).await?;
     Ok(pointer
         .ok_or_else(|| elastirec_core::Error::NotFound {
             what: "published night".into(),
@@ -106,7 +106,7 @@ pub async fn sink(mut config: Config, args: &SinkArgs) -> Result<()> {
         Some(n) => n,
         None => latest_night(&lake).await?,
     };
-    let r = elastirec_serve::sink::copy_night(&lake, &config.sink, night).await?;
+    let r = elastirec_sink::copy_night(&lake, &config.sink, night).await?;
     print_sink(&r);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use elastirec_core::Lake;
 use elastirec_serve::Snapshot;
-use elastirec_serve::sink::SinkReport;
+use elastirec_sink::SinkReport;
 use elastirec_serve::snapshot::Recommendations;
 
 /// `serve`: the night served (if any) and where.
