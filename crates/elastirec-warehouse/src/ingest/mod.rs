@@ -15,26 +15,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
 use deltalake::datafusion::logical_expr::{Operator, binary_expr};
 use deltalake::datafusion::prelude::{SessionContext, col};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use rayon::prelude::*;
 
-use elastirec_core::config::{EventsConfig, TimestampFormat};
+use elastirec_core::config::EventsConfig;
 use elastirec_core::layout::{self, Table};
 use elastirec_core::{Night, failpoint};
 
-use crate::query::{first_count, i64s, strings};
+use crate::query::{first_count, strings};
 use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
@@ -43,8 +38,9 @@ mod parse;
 mod writer;
 
 pub(crate) use ledger::{LedgerEntry, LedgerRow};
+pub(crate) use parse::ParsedEvents;
 pub use parse::Reject;
-use parse::{ParsedEvents, parse_events, parse_items, rejects_batch};
+use parse::{parse_events, parse_items, rejects_batch};
 use writer::append_events;
 
 /// What one ingest did.

@@ -1,30 +1,18 @@
 //! Raw event and item files parsed into Arrow rows, with a [`Reject`] (file, line, column,
 //! reason) for every row that cannot be loaded.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::datafusion::logical_expr::{Operator, binary_expr};
-use deltalake::datafusion::prelude::{SessionContext, col};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
-use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectMeta;
-use rayon::prelude::*;
 
+use elastirec_core::Night;
 use elastirec_core::config::{EventsConfig, TimestampFormat};
-use elastirec_core::layout::{self, Table};
-use elastirec_core::{Night, failpoint};
+use elastirec_core::layout::Table;
 
-use crate::query::{first_count, i64s, strings};
-use crate::tables::{Warehouse, schema};
+use crate::tables::schema;
 use crate::{Error, Result};
 
 /// A row that could not be loaded, as written to `warehouse/rejects`.
