@@ -32,8 +32,8 @@ use elastirec_core::manifest::{
 };
 use elastirec_core::{Lake, Night, layout};
 
-use elastirec_lake::io::{read_parquet, write_parquet};
 use crate::{Error, Result};
+use elastirec_lake::io::{read_parquet, write_parquet};
 
 /// What the rewrite of one output folder removed.
 #[derive(Debug, Clone, PartialEq, Serialize)]

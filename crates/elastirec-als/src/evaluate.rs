@@ -29,10 +29,10 @@ use elastirec_core::manifest::{EvaluationReport, RankingScores};
 use elastirec_core::{Lake, Night};
 
 use crate::Result;
-use elastirec_lake::io;
 use crate::metrics::{UserScores, catalog_coverage, score_list};
 use crate::popularity::Popularity;
 use crate::stage::night_lists;
+use elastirec_lake::io;
 use elastirec_lake::{SeenPairs, read_export_manifest, read_recommendations_manifest};
 
 /// Later (user, item) pairs to score against, and the last day they cover.

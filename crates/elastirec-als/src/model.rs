@@ -13,9 +13,9 @@ use elastirec_core::{Lake, Night, layout};
 
 use crate::data::{Csr, IdMap};
 use crate::popularity::Popularity;
-use elastirec_lake::{io, read_model_info};
 use crate::topk::{select_top, top_k_all};
 use crate::{Error, Result};
+use elastirec_lake::{io, read_model_info};
 
 /// One scored item.
 #[derive(Debug, Clone, PartialEq)]

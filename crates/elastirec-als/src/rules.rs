@@ -29,9 +29,9 @@ use elastirec_core::config::{PromoteMode, RulesConfig};
 use elastirec_core::manifest::{ExportManifest, columns, sources};
 use elastirec_core::{Lake, Night};
 
-use elastirec_lake::io::read_parquet;
 use crate::popularity::Popularity;
 use crate::{Error, Result};
+use elastirec_lake::io::read_parquet;
 
 /// One row of `availability-*.parquet`.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,19 +5,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
-    self, ColumnSpec, ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest, sources,
+    self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, sources,
 };
 use elastirec_core::{Lake, Night};
 
 use crate::data::{Csr, Interactions};
 use crate::explicit::ExplicitAls;
 use crate::implicit::{Confidence, Factors, ImplicitAls, Solver};
-use elastirec_lake::io::{self, RecommendationRow};
-use elastirec_lake::{SeenPairs, read_export_manifest};
 use crate::model::Model;
 use crate::popularity::Popularity;
 use crate::rules::OfferRules;
 use crate::{Error, Result};
+use elastirec_lake::io::{self, RecommendationRow};
+use elastirec_lake::{SeenPairs, read_export_manifest};
 
 /// The implicit-feedback fit a `[model]` section describes.
 pub fn implicit_als(config: &ModelConfig) -> ImplicitAls {
@@ -371,5 +371,9 @@ pub async fn rank_candidates(
         out
     })
     .await
-    .map_err(|e| Error::Internal(format!("applying the offer rules to candidates failed: {e}")))
+    .map_err(|e| {
+        Error::Internal(format!(
+            "applying the offer rules to candidates failed: {e}"
+        ))
+    })
 }

@@ -24,9 +24,9 @@ use crate::evaluate::{GroundTruth, Holdout, popularity_lists};
 use crate::implicit::{ImplicitAls, Solver};
 use crate::metrics::catalog_coverage;
 use crate::popularity::Popularity;
-use elastirec_lake::{SeenPairs, read_export_manifest};
 use crate::topk::top_k_all;
 use crate::{Error, Result};
+use elastirec_lake::{SeenPairs, read_export_manifest};
 
 /// The values tried for each parameter; the grid is their product.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,11 +13,11 @@
 //! and `run`) is an explicit decision.
 
 use elastirec_als::evaluate::Holdout;
-use elastirec_lake::read_export_manifest;
 pub use elastirec_als::tune::Grid;
 use elastirec_als::tune::{TuneData, best_point};
 use elastirec_core::manifest::{TuningPoint, TuningRecord};
 use elastirec_core::{ErrorKind, Night};
+use elastirec_lake::read_export_manifest;
 use elastirec_warehouse::Warehouse;
 
 use crate::{Error, Pipeline, Result};

@@ -5,9 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use elastirec_core::layout;
-use elastirec_core::manifest::{
-    ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest,
-};
+use elastirec_core::manifest::{ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest};
 use elastirec_core::{Lake, Night};
 
 use crate::io::{self, PairColumns};

@@ -25,10 +25,10 @@ use object_store::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use elastirec_lake::io;
-use elastirec_lake::{read_export_manifest, read_recommendations_manifest};
 use elastirec_core::manifest::{FileEntry, LatestPointer, columns, sources};
 use elastirec_core::{Lake, Night, layout};
+use elastirec_lake::io;
+use elastirec_lake::{read_export_manifest, read_recommendations_manifest};
 
 use crate::{Error, Result};
 

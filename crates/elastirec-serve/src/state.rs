@@ -15,7 +15,7 @@ use elastirec_core::Lake;
 
 use crate::Result;
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Shared state of one server.
 #[derive(Debug)]

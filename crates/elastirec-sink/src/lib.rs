@@ -17,11 +17,10 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use elastirec_lake::io::{RankedLists, read_recommendations};
-use elastirec_lake::read_recommendations_manifest;
 use elastirec_core::config::{SinkConfig, SinkTarget};
 use elastirec_core::{Lake, Night};
-
+use elastirec_lake::io::{RankedLists, read_recommendations};
+use elastirec_lake::read_recommendations_manifest;
 
 use elastirec_core::ErrorKind;
 

@@ -7,7 +7,7 @@
 //!   quality can be checked against a known truth and scale can be tested without downloads.
 
 pub mod movielens;
-pub pub mod simulate;
+pub mod simulate;
 
 use elastirec_core::ErrorKind;
 

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use elastirec_core::{Lake, Night, layout};
 
 use crate::movielens::{Movie, Rating, format_events_csv, format_items_csv};
-use elastirec_core::rng::SplitMix64;
 use crate::{Error, Result};
+use elastirec_core::rng::SplitMix64;
 
 /// Rank of the planted preference vectors.
 pub const PLANTED_RANK: usize = 8;

@@ -19,12 +19,12 @@ use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use object_store::path::Path;
 
-use elastirec_lake::io::{self, RecommendationRow};
 use elastirec_core::config::{FeedbackKind, ModelConfig};
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, columns, sources,
 };
 use elastirec_core::{Lake, Night, layout};
+use elastirec_lake::io::{self, RecommendationRow};
 
 use crate::job::JobReport;
 use crate::{Error, Result};

@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use elastirec_als::data::Interactions;
 use elastirec_als::implicit::ImplicitAls;
-use elastirec_lake::io;
 use elastirec_als::model::Model;
 use elastirec_als::popularity::Popularity;
 use elastirec_als::topk::top_k_all;
 use elastirec_core::manifest::{ModelInfo, columns, sources};
 use elastirec_core::{Lake, Night, layout};
+use elastirec_lake::io;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_is_loaded_back_and_scores_without_retraining() {

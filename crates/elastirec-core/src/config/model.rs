@@ -1,7 +1,6 @@
 //! The sections about the model and its lists: `[model]`, `[recommend]`, `[rules]`,
 //! `[evaluate]` and `[publish]`.
 
-
 use serde::{Deserialize, Serialize};
 
 /// How ALS solves each row's least-squares problem.

@@ -45,8 +45,7 @@ pub enum Progress {
         /// Boxed: a record (with a Spark job's log tail) is far larger than the other variants.
         record: Box<StepRecord>,
     },
-    /// A step was not run: its outputs are current (`already` says whether the record already
-    /// said so).
+    /// A step was not run: its outputs are current (`reason` says why).
     StepSkipped {
         night: Night,
         step: Step,

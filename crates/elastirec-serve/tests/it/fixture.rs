@@ -11,12 +11,12 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use chrono::Utc;
 
-use elastirec_lake::io::{self, RecommendationRow};
 use elastirec_core::manifest::{
     self, ColumnSpec, EvaluationReport, ExportManifest, FileEntry, LatestPointer, RankingScores,
     RecommendationsManifest, RunRecord, StepRecord, StepState,
 };
 use elastirec_core::{Lake, Night, layout};
+use elastirec_lake::io::{self, RecommendationRow};
 
 pub const NIGHT1: &str = "2024-01-10";
 pub const NIGHT2: &str = "2024-01-11";

@@ -2,31 +2,23 @@
 //! table version it went into, and the load numbers (Delta application transactions) that
 //! recovery compares to tell a committed load from one the ledger has not recorded yet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::datafusion::logical_expr::{Operator, binary_expr};
-use deltalake::datafusion::prelude::{SessionContext, col};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
-use futures::{StreamExt, TryStreamExt};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
 use object_store::ObjectMeta;
-use rayon::prelude::*;
 
-use elastirec_core::config::{EventsConfig, TimestampFormat};
-use elastirec_core::layout::{self, Table};
-use elastirec_core::{Night, failpoint};
+use elastirec_core::Night;
+use elastirec_core::layout::Table;
 
-use crate::query::{first_count, i64s, strings};
-use crate::tables::{Warehouse, schema};
 use super::INGEST_APP;
+use crate::query::{i64s, strings};
+use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
 /// A raw file as the ledger remembers it.
@@ -61,7 +53,9 @@ impl Warehouse {
 
     /// The ledger by target table: each loaded path's size and ETag, and the newest table version
     /// the ledger has recorded for that target.
-    pub(super) async fn ledger(&self) -> Result<HashMap<String, (HashMap<String, LedgerEntry>, i64)>> {
+    pub(super) async fn ledger(
+        &self,
+    ) -> Result<HashMap<String, (HashMap<String, LedgerEntry>, i64)>> {
         let batches = self
             .sql("SELECT path, target, size, e_tag, table_version FROM loads")
             .await?;

@@ -1,31 +1,14 @@
 //! The Delta writer of a load: the parsed files' rows written as data files of
 //! `warehouse/events` (one writer per core over groups of files) and committed in one commit.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
-use deltalake::arrow::array::{
-    Array, ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
+use deltalake::arrow::array::{Array, Date32Array, RecordBatch};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::datafusion::logical_expr::{Operator, binary_expr};
-use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectMeta;
-use rayon::prelude::*;
 
-use elastirec_core::config::{EventsConfig, TimestampFormat};
-use elastirec_core::layout::{self, Table};
-use elastirec_core::{Night, failpoint};
-
-use crate::query::{first_count, i64s, strings};
-use crate::tables::{Warehouse, schema};
-use super::INGEST_APP;
 use crate::{Error, Result};
 
 /// How many raw files' rows one data-file writer takes before it closes its files.

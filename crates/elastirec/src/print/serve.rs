@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use elastirec_core::Lake;
 use elastirec_serve::Snapshot;
-use elastirec_sink::SinkReport;
 use elastirec_serve::snapshot::Recommendations;
+use elastirec_sink::SinkReport;
 
 /// `serve`: the night served (if any) and where.
 pub fn print_serving(snapshot: Option<&Snapshot>, lake: &Lake, local: SocketAddr, token: bool) {

@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use elastirec_lake::io::read_recommendations;
 use elastirec_core::manifest::RecommendationsManifest;
 use elastirec_core::{Night, layout};
+use elastirec_lake::io::read_recommendations;
 use elastirec_warehouse::Warehouse;
 
 use crate::harness::{evaluation, import_movielens_100k, movielens_100k, ok, open_lake, read_json};

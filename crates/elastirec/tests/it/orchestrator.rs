@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use elastirec_lake::io::{RankedLists, read_recommendations};
 use elastirec_core::failpoint;
 use elastirec_core::{Night, layout};
+use elastirec_lake::io::{RankedLists, read_recommendations};
 use elastirec_warehouse::Warehouse;
 
 use crate::harness::{NIGHTLY_STEPS, bin, ok, open_lake, read_json, step_names};

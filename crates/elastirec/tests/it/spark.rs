@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use arrow_schema::Schema;
+use elastirec_core::{Night, layout};
 use elastirec_lake::io::{read_parquet, read_recommendations};
 use elastirec_lake::{SeenPairs, read_export_manifest, read_recommendations_manifest};
-use elastirec_core::{Night, layout};
 use elastirec_serve::snapshot::Snapshot;
 
 use crate::harness::{evaluation, import_movielens_100k, ok, open_lake, read_json};
