@@ -17,7 +17,7 @@ use crate::night::Night;
 ///   `governance/salt.json` (the salt), `warehouse/availability` (item availability windows
 ///   for offer rules), `exports/training/…/availability-*.parquet` and `staging/spark/`
 ///   (the Spark engine's transient output; nothing to migrate).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `lake.json`: the layout version of this lake.
 pub fn lake_marker() -> Path {
@@ -34,13 +34,26 @@ pub fn raw_events_day(night: Night) -> Path {
     Path::from(format!("raw/events/{}", night.path_segment()))
 }
 
-/// The day a raw event file belongs to, from its path `raw/events/YYYY/MM/DD/<name>`.
+/// The day a raw event file belongs to, from its path `raw/events/YYYY/MM/DD/<name>` or
+/// `raw/events/YYYY/MM/DD/HH/<name>` (Firehose's arrival-hour folders).
 ///
-/// Returns `None` for any object that is not a file directly inside a day folder.
+/// Returns `None` for any object that is not a file directly inside a day or hour folder.
 pub fn raw_event_file_day(path: &Path) -> Option<Night> {
+    raw_file_day(&raw_events_root(), path)
+}
+
+/// The arrival day of a file under a raw prefix (`<root>/YYYY/MM/DD/<name>` or
+/// `<root>/YYYY/MM/DD/HH/<name>`), `None` for any other object under it.
+pub fn raw_file_day(root: &Path, path: &Path) -> Option<Night> {
+    let root_parts = root.parts().count();
     let parts: Vec<_> = path.parts().collect();
-    match parts.as_slice() {
-        [raw, events, y, m, d, _file] if raw.as_ref() == "raw" && events.as_ref() == "events" => {
+    if parts.len() <= root_parts || !path.prefix_matches(root) {
+        return None;
+    }
+    let hour = |h: &str| h.len() == 2 && h.parse::<u8>().is_ok_and(|h| h < 24);
+    match &parts[root_parts..] {
+        [y, m, d, _file] => Night::from_path_segments(y.as_ref(), m.as_ref(), d.as_ref()),
+        [y, m, d, h, _file] if hour(h.as_ref()) => {
             Night::from_path_segments(y.as_ref(), m.as_ref(), d.as_ref())
         }
         _ => None,
@@ -79,23 +92,27 @@ pub enum Table {
     Erasures,
     /// Item availability windows, for offer rules (layout 2).
     Availability,
+    /// The id dictionary: the internal id of every external id that is not its own (layout 3).
+    Ids,
 }
 
 impl Table {
     /// All tables, in creation order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Events,
         Table::Items,
         Table::Loads,
         Table::Rejects,
         Table::Erasures,
         Table::Availability,
+        Table::Ids,
     ];
 
     /// Whether `warehouse restore` brings the table back to a snapshot's version. Erasure
-    /// requests are never rolled back: a restore must not bring a forgotten user back.
+    /// requests are never rolled back: a restore must not bring a forgotten user back; nor is
+    /// the id dictionary: an id once given is never given to another external id.
     pub fn restorable(self) -> bool {
-        !matches!(self, Table::Erasures)
+        !matches!(self, Table::Erasures | Table::Ids)
     }
 
     /// The table's name, as registered for SQL.
@@ -107,6 +124,7 @@ impl Table {
             Table::Rejects => "rejects",
             Table::Erasures => "erasures",
             Table::Availability => "availability",
+            Table::Ids => "ids",
         }
     }
 
@@ -360,6 +378,20 @@ mod tests {
         );
         assert_eq!(Table::Erasures.path().as_ref(), "warehouse/erasures");
         assert!(!Table::Erasures.restorable() && Table::Events.restorable());
+        assert!(!Table::Ids.restorable());
+        let day = |p: &str| raw_event_file_day(&Path::from(p));
+        let d: Night = "2024-03-05".parse().unwrap();
+        assert_eq!(day("raw/events/2024/03/05/a.json.gz"), Some(d));
+        assert_eq!(day("raw/events/2024/03/05/17/firehose-1"), Some(d));
+        assert_eq!(day("raw/events/2024/03/05/24/x"), None);
+        assert_eq!(day("raw/events/2024/03/x.csv"), None);
+        assert_eq!(day("raw/events/2024/03/05/17/18/x"), None);
+        let root = Path::from("firehose/prod");
+        assert_eq!(
+            raw_file_day(&root, &Path::from("firehose/prod/2024/03/05/09/x")),
+            Some(d)
+        );
+        assert_eq!(raw_file_day(&root, &Path::from("other/2024/03/05/x")), None);
     }
 
     #[test]

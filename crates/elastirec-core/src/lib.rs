@@ -16,6 +16,7 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod ids;
 pub mod lake;
 pub mod layout;
 pub mod manifest;

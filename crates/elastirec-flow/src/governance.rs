@@ -121,6 +121,9 @@ pub struct MigrationReport {
 /// - 1 → 2: creates `warehouse/erasures` and `warehouse/availability` (empty Delta tables) and
 ///   `governance/salt.json`. Exports of earlier nights have no `availability-*.parquet`; the
 ///   recommend step reads them as "no availability rows".
+/// - 2 → 3: creates `warehouse/ids` (the id dictionary, empty: every id an older lake holds is
+///   numeric, its own internal id) and adds the nullable column `event_id` to
+///   `warehouse/events`. Nothing else changes: the same events give the same lists.
 pub async fn migrate(config: &LakeConfig) -> Result<MigrationReport> {
     let lake = Lake::open_for_migrate(config).await?;
     let Some(mut marker) = lake.marker().await? else {
@@ -147,6 +150,21 @@ pub async fn migrate(config: &LakeConfig) -> Result<MigrationReport> {
                 wh.erasure_salt().await?;
                 if !had_salt {
                     steps.push(format!("created {salt} (the salt of erased-user hashes)"));
+                }
+            }
+            2 => {
+                let first = Table::Ids
+                    .path()
+                    .join("_delta_log/00000000000000000000.json");
+                if lake.get_opt(&first).await?.is_none() {
+                    steps.push(format!("created the Delta table {}", Table::Ids.path()));
+                }
+                let wh = Warehouse::open(&lake).await?;
+                for column in wh.add_missing_columns(Table::Events).await? {
+                    steps.push(format!(
+                        "added the column {column} to {}",
+                        Table::Events.path()
+                    ));
                 }
             }
             other => {

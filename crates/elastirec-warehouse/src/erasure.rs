@@ -55,7 +55,12 @@ struct SaltRecord {
 
 /// The hash `warehouse/erasures` keeps of a user id: hex SHA-256 of `salt:id`.
 pub fn user_hash(salt: &str, user_id: i64) -> String {
-    let digest = Sha256::digest(format!("{salt}:{user_id}").as_bytes());
+    external_user_hash(salt, &user_id.to_string())
+}
+
+/// The salted hash of a user by external id; the same as [`user_hash`] for a numeric id.
+pub fn external_user_hash(salt: &str, user: &str) -> String {
+    let digest = Sha256::digest(format!("{salt}:{user}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -522,25 +527,24 @@ impl Warehouse {
             return Ok(0);
         }
         let salt = self.erasure_salt().await?;
-        let mut verdict: HashMap<i64, bool> = HashMap::new();
+        let mut verdict: HashMap<String, bool> = HashMap::new();
         let mut dropped = 0u64;
         for (_, _, p) in parsed.iter_mut() {
-            let users = i64s(&p.batch, "user_id")?;
-            let keep: BooleanArray = users
-                .iter()
-                .map(|u| {
-                    let u = u.unwrap_or_default();
-                    let erased = *verdict
-                        .entry(u)
-                        .or_insert_with(|| hashes.contains(&user_hash(&salt, u)));
-                    Some(!erased)
+            let keep: Vec<bool> = (0..p.len())
+                .map(|row| {
+                    let user = p.users.external(row);
+                    if let Some(&erased) = verdict.get(user.as_ref()) {
+                        return !erased;
+                    }
+                    let erased = hashes.contains(&external_user_hash(&salt, &user));
+                    verdict.insert(user.into_owned(), erased);
+                    !erased
                 })
                 .collect();
-            let n = (keep.len() - keep.true_count()) as u64;
+            let n = keep.iter().filter(|k| !**k).count() as u64;
             if n > 0 {
                 dropped += n;
-                p.batch = deltalake::arrow::compute::filter_record_batch(&p.batch, &keep)
-                    .map_err(|e| Error::Internal(format!("dropping erased users' events: {e}")))?;
+                p.retain(&keep);
             }
         }
         Ok(dropped)
@@ -747,7 +751,10 @@ fn user_column_index(body: &[u8], events: &EventsConfig) -> Option<usize> {
         .has_headers(true)
         .from_reader(body);
     let header = reader.headers().ok()?;
-    header.iter().position(|h| h.trim() == events.user_column)
+    let names = events.mapping().ok()?.user.names;
+    names
+        .iter()
+        .find_map(|n| header.iter().position(|h| h.trim() == n))
 }
 
 /// A raw event file without the lines of `users` (byte for byte otherwise), and how many lines

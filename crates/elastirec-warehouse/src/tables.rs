@@ -30,6 +30,8 @@ pub(crate) fn schema(table: Table) -> SchemaRef {
             f("event_type", DataType::Utf8, true),
             f("source_file", DataType::Utf8, false),
             f("event_date", DataType::Date32, false),
+            // The producer's event id (layout 3), when `[events] event_id_column` names one.
+            f("event_id", DataType::Utf8, true),
         ],
         Table::Items => vec![
             f("item_id", DataType::Int64, false),
@@ -70,6 +72,14 @@ pub(crate) fn schema(table: Table) -> SchemaRef {
             f("rejects_version", DataType::Int64, false),
             f("details", DataType::Utf8, true),
             f("vacuumed_at", utc_micros(), true),
+        ],
+        Table::Ids => vec![
+            f("kind", DataType::Utf8, false),
+            // Null once `forget` erased the user it named: the id stays taken.
+            f("external", DataType::Utf8, true),
+            f("id", DataType::Int64, false),
+            f("night", DataType::Date32, false),
+            f("assigned_at", utc_micros(), false),
         ],
         Table::Availability => vec![
             f("item_id", DataType::Int64, false),
@@ -144,6 +154,39 @@ impl Warehouse {
             builder = builder.with_storage_options(self.lake.options().clone());
         }
         builder.load().await.map_err(Error::delta(table.name()))
+    }
+
+    /// Adds the columns of [`schema`] that an older layout's table lacks (layout 3 added
+    /// `events.event_id`); returns the names added. Old rows read the new columns as null.
+    pub async fn add_missing_columns(&self, table: Table) -> Result<Vec<String>> {
+        let handle = self.table(table).await?;
+        let existing: Vec<String> = handle
+            .snapshot()
+            .map_err(Error::delta(table.name()))?
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        let mut missing = Vec::new();
+        for field in schema(table).fields() {
+            if !existing.iter().any(|e| e == field.name()) {
+                missing.push(StructField::new(
+                    field.name().clone(),
+                    delta_type(field.data_type())?,
+                    true,
+                ));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = missing.iter().map(|f| f.name().to_string()).collect();
+        handle
+            .add_columns()
+            .with_fields(missing)
+            .await
+            .map_err(Error::delta(table.name()))?;
+        Ok(names)
     }
 
     /// Creates `table` if it does not exist yet (`migrate` creates the tables a layout adds).

@@ -317,6 +317,10 @@ pub struct IngestArgs {
     /// raw/events/2024/01/05/app.csv); repeat for several files
     #[arg(long, value_name = "FILE")]
     pub reload: Vec<String>,
+    /// Never load a raw event file (its lake path): one that cannot be read at all and that you
+    /// cannot fix or move; it is recorded in the load ledger with no rows. Repeat for several
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub skip_file: Vec<String>,
 }
 
 #[derive(Debug, Args)]

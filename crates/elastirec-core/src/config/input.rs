@@ -1,5 +1,5 @@
-//! The sections about where data comes from: `[lake]`, `[events]` (the raw event files) and
-//! `[prepare]` (how the warehouse makes the recommender's input).
+//! The sections about where data comes from: `[lake]` and `[prepare]` (how the warehouse makes
+//! the recommender's input); `[events]` has its own module.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -41,67 +41,6 @@ impl Default for LakeConfig {
             max_retries: 3,
             retry_timeout_seconds: 60,
             preflight_timeout_seconds: 10,
-        }
-    }
-}
-
-/// How timestamps in raw event files are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimestampFormat {
-    /// Seconds since 1970-01-01 UTC, as MovieLens writes them.
-    UnixSeconds,
-    /// Milliseconds since 1970-01-01 UTC.
-    UnixMillis,
-    /// RFC 3339, such as `2024-01-01T12:00:00Z`.
-    Rfc3339,
-}
-
-/// `[events]`: the column mapping of raw event files (CSV with a header).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventsConfig {
-    /// Header name of the user id column (integer).
-    pub user_column: String,
-    /// Header name of the item id column (integer).
-    pub item_column: String,
-    /// Header name of the value column (a rating or an interaction strength); empty when the
-    /// files have none (clickstreams): every event then has the value 1, and
-    /// `[prepare] event_weights` tells the event types apart.
-    pub value_column: String,
-    /// Header name of the timestamp column.
-    pub timestamp_column: String,
-    /// How the timestamp is written.
-    pub timestamp_format: TimestampFormat,
-    /// Optional header name of an event type column (view, cart, purchase); null for ratings.
-    pub event_type_column: Option<String>,
-    /// Field delimiter, one ASCII character.
-    pub delimiter: char,
-    /// Values below this are rejected (the low end of a rating scale).
-    pub value_min: Option<f32>,
-    /// Values above this are rejected (the high end of a rating scale).
-    pub value_max: Option<f32>,
-    /// How far, in hours, an event's time may lie outside its folder's day before it is rejected.
-    pub day_tolerance_hours: u32,
-    /// Rows a load may reject (they go to `warehouse/rejects`) before it fails and loads nothing.
-    pub max_errors: u64,
-}
-
-impl Default for EventsConfig {
-    fn default() -> Self {
-        // MovieLens 20M's ratings.csv, which `import movielens` and `simulate` both write.
-        EventsConfig {
-            user_column: "userId".into(),
-            item_column: "movieId".into(),
-            value_column: "rating".into(),
-            timestamp_column: "timestamp".into(),
-            timestamp_format: TimestampFormat::UnixSeconds,
-            event_type_column: None,
-            delimiter: ',',
-            value_min: None,
-            value_max: None,
-            day_tolerance_hours: 24,
-            max_errors: 0,
         }
     }
 }

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod events;
 mod input;
 mod model;
 mod ops;
 
+pub use events::*;
 pub use input::*;
 pub use model::*;
 pub use ops::*;
@@ -271,6 +273,9 @@ impl Config {
         }
         if !self.events.delimiter.is_ascii() {
             return fail("[events] delimiter must be one ASCII character".into());
+        }
+        if let Err(e) = self.events.mapping() {
+            return fail(e);
         }
         Ok(())
     }

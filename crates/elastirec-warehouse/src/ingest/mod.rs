@@ -26,6 +26,7 @@ use object_store::ObjectMeta;
 use rayon::prelude::*;
 
 use elastirec_core::config::EventsConfig;
+use elastirec_core::ids::IdKind;
 use elastirec_core::layout::{self, Table};
 use elastirec_core::{Night, failpoint};
 
@@ -33,14 +34,18 @@ use crate::query::{first_count, strings};
 use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
+mod dedupe;
+mod formats;
+mod ids;
 mod ledger;
 mod parse;
+mod records;
 mod writer;
 
 pub(crate) use ledger::{LedgerEntry, LedgerRow};
 pub(crate) use parse::ParsedEvents;
 pub use parse::Reject;
-use parse::{parse_events, parse_items, rejects_batch};
+use parse::{ParseSettings, parse_events, parse_items, rejects_batch};
 use writer::append_events;
 
 /// What one ingest did.
@@ -75,6 +80,19 @@ pub struct IngestReport {
     /// Events up to the night whose item is not in `warehouse/items` (loaded, not rejected),
     /// and how many such items; `None` when there is no item dimension at all.
     pub unknown_items: Option<UnknownItems>,
+    /// Marker and hidden files (`_SUCCESS`, `.x`, `*.crc`) found new and skipped.
+    pub files_skipped: u64,
+    /// New files that could not be read at all (each one reject, counted in `rows_rejected`).
+    pub files_unreadable: u64,
+    /// Objects under the raw prefix outside its `YYYY/MM/DD/[HH/]` folders, not read.
+    pub files_outside_layout: u64,
+    /// Records of other kinds than events (Segment's identify, page, screen calls), skipped.
+    pub records_skipped: u64,
+    /// Rows dropped as duplicates: an event id loaded before or earlier in this load, or a row
+    /// identical to an earlier row of the same file (without event ids).
+    pub rows_duplicate: u64,
+    /// External ids given a dictionary id by this load.
+    pub ids_assigned: u64,
 }
 
 /// Events that name items the item dimension does not know.
@@ -112,12 +130,15 @@ impl Warehouse {
             dry_run: options.dry_run,
             ..IngestReport::default()
         };
+        let settings = ParseSettings::of(events)?;
         let ledger = self.ledger().await?;
-        let raw = lake.list(&layout::raw_events_root()).await?;
+        let root = raw_events_root(events)?;
+        let raw = lake.list(&root).await?;
         let mut candidates = Vec::new();
         for meta in raw {
-            let Some(day) = layout::raw_event_file_day(&meta.location) else {
-                tracing::warn!(path = %meta.location, "ignoring an object outside raw/events/YYYY/MM/DD/");
+            let Some(day) = layout::raw_file_day(&root, &meta.location) else {
+                tracing::warn!(path = %meta.location, "ignoring an object outside {root}/YYYY/MM/DD/[HH/]");
+                report.files_outside_layout += 1;
                 continue;
             };
             if day > night {
@@ -153,7 +174,7 @@ impl Warehouse {
                     "recording files loaded by an interrupted run"
                 );
                 // Their rejects may not have been committed either: parse them again.
-                let parsed = self.fetch_and_parse(recovered, events).await?;
+                let parsed = self.fetch_and_parse(recovered, &settings).await?;
                 let already = self.files_with_rejects().await?;
                 let rejects: Vec<Reject> = parsed
                     .iter()
@@ -194,19 +215,20 @@ impl Warehouse {
 
         report.events_version = events_version;
         if !new_files.is_empty() {
-            let mut parsed = self.fetch_and_parse(new_files, events).await?;
+            let mut parsed = self.fetch_and_parse(new_files, &settings).await?;
+            report.files_skipped = parsed.iter().filter(|(_, _, p)| p.marker).count() as u64;
+            report.files_unreadable = parsed.iter().filter(|(_, _, p)| p.unreadable).count() as u64;
+            report.records_skipped = parsed.iter().map(|(_, _, p)| p.skipped).sum();
             report.rows_erased = self.drop_erased_parsed(&mut parsed).await?;
+            report.rows_duplicate = self.drop_duplicates(&mut parsed).await?;
             let rejects: Vec<Reject> = parsed
                 .iter()
                 .flat_map(|(_, _, p)| p.rejects.iter().cloned())
                 .collect();
             report.rows_rejected = rejects.len() as u64;
             report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
-            report.files_loaded = parsed.len() as u64;
-            report.rows_loaded = parsed
-                .iter()
-                .map(|(_, _, p)| p.batch.num_rows() as u64)
-                .sum();
+            report.files_loaded = parsed.iter().filter(|(_, _, p)| !p.marker).count() as u64;
+            report.rows_loaded = parsed.iter().map(|(_, _, p)| p.len() as u64).sum();
             if report.rows_rejected > options.max_errors {
                 return Err(Error::TooManyRejects {
                     rejected: report.rows_rejected,
@@ -217,11 +239,38 @@ impl Warehouse {
             if options.dry_run {
                 return Ok(report);
             }
-            let batches: Vec<RecordBatch> = parsed
+            // String ids get their dictionary ids, committed before the events that use them.
+            let wanted: Vec<(IdKind, String)> = parsed
                 .iter()
-                .map(|(_, _, p)| p.batch.clone())
-                .filter(|b| b.num_rows() > 0)
+                .flat_map(|(_, _, p)| {
+                    let users = p.users.used_names().into_iter();
+                    let users = users.map(|(_, n)| (IdKind::User, n.to_string()));
+                    let items = p.items.used_names().into_iter();
+                    let items = items.map(|(_, n)| (IdKind::Item, n.to_string()));
+                    users.chain(items).collect::<Vec<_>>()
+                })
                 .collect();
+            let mut dictionary = ids::Dictionary::default();
+            if !wanted.is_empty() {
+                dictionary = self.dictionary().await?;
+                report.ids_assigned = self
+                    .assign_ids(&mut dictionary, wanted, night, load)
+                    .await?;
+            }
+            let mut batches = Vec::new();
+            for (_, meta, p) in &parsed {
+                if p.len() == 0 {
+                    continue;
+                }
+                let users = ids::resolver(&dictionary, IdKind::User, &p.users)?;
+                let items = ids::resolver(&dictionary, IdKind::Item, &p.items)?;
+                // Every placeholder a row uses is in its resolver (checked just above).
+                batches.push(p.batch(
+                    meta.location.as_ref(),
+                    |k| users.get(&k).copied().unwrap_or(k),
+                    |k| items.get(&k).copied().unwrap_or(k),
+                )?);
+            }
             let mut version = events_version;
             failpoint::hit("ingest.before-events-commit");
             if !batches.is_empty() {
@@ -246,14 +295,8 @@ impl Warehouse {
             let ledger_rows = parsed
                 .iter()
                 .map(|(day, meta, p)| {
-                    LedgerRow::of(
-                        meta,
-                        "events",
-                        Some(*day),
-                        p.batch.num_rows() as i64,
-                        version,
-                    )
-                    .with_rejected(p.rejects.len() as i64)
+                    LedgerRow::of(meta, "events", Some(*day), p.len() as i64, version)
+                        .with_rejected(p.rejects.len() as i64)
                 })
                 .collect();
             self.append_ledger(ledger_rows, night, load).await?;
@@ -271,6 +314,42 @@ impl Warehouse {
             .await?;
         report.unknown_items = self.unknown_items(night).await?;
         Ok(report)
+    }
+
+    /// `ingest --skip-file FILE`: records a raw event file in the load ledger with no rows, so
+    /// no load reads it (a file that cannot be read and cannot be fixed or moved). A file already
+    /// in the ledger is left as it is.
+    pub async fn skip_file(&self, night: Night, path: &str) -> Result<()> {
+        let ledger = self.ledger().await?;
+        if ledger
+            .get("events")
+            .is_some_and(|(files, _)| files.contains_key(path))
+        {
+            return Ok(());
+        }
+        let location = object_store::path::Path::from(path);
+        let meta = self
+            .lake()
+            .list(&location)
+            .await?
+            .into_iter()
+            .find(|m| m.location == location)
+            .ok_or_else(|| {
+                Error::Lake(elastirec_core::Error::Config(format!(
+                    "--skip-file {path}: no such file in the lake (give its lake path, such as \
+                     raw/events/2024/01/05/app.json.gz)"
+                )))
+            })?;
+        let events = self.table(Table::Events).await?;
+        let version = events.version().unwrap_or(0) as i64;
+        let load = self
+            .last_load(&events)
+            .await?
+            .max(self.last_load(&self.table(Table::Loads).await?).await?)
+            + 1;
+        let day = layout::raw_event_file_day(&location);
+        let row = LedgerRow::of(&meta, "events", day, 0, version);
+        self.append_ledger(vec![row], night, load).await
     }
 
     /// `ingest --reload FILE`: forgets a loaded raw event file — its events, its rejects, then
@@ -336,7 +415,7 @@ impl Warehouse {
     async fn fetch_and_parse(
         &self,
         files: Vec<(Night, ObjectMeta)>,
-        events: &EventsConfig,
+        settings: &ParseSettings,
     ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
         let lake = self.lake();
         let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
@@ -347,12 +426,12 @@ impl Warehouse {
             .buffered(8)
             .try_collect()
             .await?;
-        let cfg = events.clone();
+        let settings = settings.clone();
         tokio::task::spawn_blocking(move || {
             bodies
                 .into_par_iter()
                 .map(|(day, meta, body)| {
-                    let parsed = parse_events(meta.location.as_ref(), day, &body, &cfg)?;
+                    let parsed = parse_events(meta.location.as_ref(), day, body, &settings);
                     Ok((day, meta, parsed))
                 })
                 .collect::<Result<Vec<_>>>()
@@ -431,7 +510,8 @@ impl Warehouse {
         };
         // Only new or changed files are merged; later files override earlier ones for the same
         // id (files are sorted by path). Items absent from them keep their rows.
-        let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
+        let mut by_external: BTreeMap<String, (Option<String>, Option<String>, String)> =
+            BTreeMap::new();
         let mut per_file = Vec::new();
         for (meta, _) in files.iter().filter(|(_, changed)| *changed) {
             let name = meta.location.to_string();
@@ -439,8 +519,27 @@ impl Warehouse {
             let parsed = parse_items(&name, &body)?;
             per_file.push((meta.clone(), parsed.len() as i64));
             for (id, title, genres) in parsed {
-                items.insert(id, (Some(title), Some(genres), name.clone()));
+                by_external.insert(id, (Some(title), Some(genres), name.clone()));
             }
+        }
+        // String item ids get their dictionary ids, as in event files.
+        let wanted: Vec<(IdKind, String)> = by_external
+            .keys()
+            .filter(|id| elastirec_core::ids::numeric_id(id).is_none())
+            .map(|id| (IdKind::Item, id.clone()))
+            .collect();
+        let mut dictionary = ids::Dictionary::default();
+        if !wanted.is_empty() {
+            dictionary = self.dictionary().await?;
+            self.assign_ids(&mut dictionary, wanted, night, load)
+                .await?;
+        }
+        let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
+        for (external, row) in by_external {
+            let id = dictionary.get(IdKind::Item, &external).ok_or_else(|| {
+                Error::Internal(format!("item id '{external}' has no dictionary id"))
+            })?;
+            items.insert(id, row);
         }
         let ids: Int64Array = items.keys().copied().collect();
         let titles: StringArray = items.values().map(|v| v.0.clone()).collect();
@@ -510,4 +609,26 @@ impl Warehouse {
             (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
         ))
     }
+}
+
+/// Where raw event files are listed: `[events] raw_prefix` (a folder of the lake, or a URL
+/// inside it), else `raw/events/`.
+pub(crate) fn raw_events_root(events: &EventsConfig) -> Result<object_store::path::Path> {
+    let Some(prefix) = events.raw_prefix.as_deref() else {
+        return Ok(layout::raw_events_root());
+    };
+    let relative = if prefix.contains("://") {
+        // A URL must name a folder of this lake (its store and credentials are the lake's).
+        return Err(Error::Lake(elastirec_core::Error::Config(format!(
+            "[events] raw_prefix = '{prefix}' is a URL; name a folder of the lake instead (such \
+             as 'firehose/'), or point [lake] root at a folder that holds both"
+        ))));
+    } else {
+        prefix.trim_matches('/')
+    };
+    object_store::path::Path::parse(relative).map_err(|e| {
+        Error::Lake(elastirec_core::Error::Config(format!(
+            "[events] raw_prefix = '{prefix}' is not a valid path: {e}"
+        )))
+    })
 }

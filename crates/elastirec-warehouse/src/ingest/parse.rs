@@ -1,17 +1,26 @@
-//! Raw event and item files parsed into Arrow rows, with a [`Reject`] (file, line, column,
-//! reason) for every row that cannot be loaded.
+//! Raw event and item files parsed into rows, with a [`Reject`] (file, line, column, reason)
+//! for every row that cannot be loaded.
+//!
+//! Parsing is per file and needs nothing but the file: ids stay as the producer wrote them
+//! ([`ParsedIds`]: numeric ids as themselves, other strings interned per file) until the load
+//! resolves them through the dictionary, after erased users' rows and duplicates are dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::TimeZone;
 use deltalake::arrow::array::{
     ArrayRef, Date32Array, Float32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 
 use elastirec_core::Night;
-use elastirec_core::config::{EventsConfig, TimestampFormat};
+use elastirec_core::config::{EventMapping, TimestampFormat};
+use elastirec_core::ids::{check_external, numeric_id};
 use elastirec_core::layout::Table;
 
+use super::formats::{self, FileKind};
+use super::records::{self, FieldSpec, Value};
 use crate::tables::schema;
 use crate::{Error, Result};
 
@@ -19,8 +28,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
     pub file: String,
+    /// The line (CSV, JSON lines) or row (Parquet), 1-based; 0 for a file that cannot be read.
     pub line: u64,
-    /// The offending column's header name, or `*` for the row as a whole.
+    /// The offending field's name, or `*` for the row or file as a whole.
     pub column: String,
     pub reason: String,
     pub raw_line: String,
@@ -28,271 +38,422 @@ pub struct Reject {
 
 impl std::fmt::Display for Reject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: column '{}': {}",
-            self.file, self.line, self.column, self.reason
-        )
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(
+                f,
+                "{}:{}: column '{}': {}",
+                self.file, self.line, self.column, self.reason
+            )
+        }
     }
 }
 
-/// The loadable rows of one raw file and the rows it rejected.
+/// Ids of one column as a file wrote them: a numeric id as itself (`>= 0`), any other string
+/// as `-(k + 1)` for the k-th distinct string of the file in `names`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ParsedIds {
+    pub(crate) ids: Vec<i64>,
+    pub(crate) names: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl ParsedIds {
+    fn push(&mut self, external: &str) {
+        let id = match numeric_id(external) {
+            Some(id) => id,
+            None => match self.index.get(external) {
+                Some(&k) => k,
+                None => {
+                    self.names.push(external.to_string());
+                    let k = -(self.names.len() as i64);
+                    self.index.insert(external.to_string(), k);
+                    k
+                }
+            },
+        };
+        self.ids.push(id);
+    }
+
+    /// The external id of row `row`.
+    pub(crate) fn external(&self, row: usize) -> std::borrow::Cow<'_, str> {
+        let id = self.ids[row];
+        if id >= 0 {
+            std::borrow::Cow::Owned(id.to_string())
+        } else {
+            std::borrow::Cow::Borrowed(&self.names[(-id - 1) as usize])
+        }
+    }
+
+    /// The strings rows still use (after erased users' and duplicate rows were dropped), with
+    /// their placeholder ids.
+    pub(crate) fn used_names(&self) -> Vec<(i64, &str)> {
+        let used: std::collections::HashSet<i64> =
+            self.ids.iter().filter(|i| **i < 0).copied().collect();
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (-(k as i64) - 1, n.as_str()))
+            .filter(|(k, _)| used.contains(k))
+            .collect()
+    }
+}
+
+/// The loadable rows of one raw file, the rows it rejected, and what it skipped.
+#[derive(Debug, Default)]
 pub(crate) struct ParsedEvents {
-    pub batch: RecordBatch,
-    pub rejects: Vec<Reject>,
+    pub(crate) users: ParsedIds,
+    pub(crate) items: ParsedIds,
+    pub(crate) values: Vec<f32>,
+    pub(crate) times: Vec<i64>,
+    pub(crate) dates: Vec<i32>,
+    pub(crate) types: Vec<Option<String>>,
+    pub(crate) event_ids: Vec<Option<String>>,
+    pub(crate) rejects: Vec<Reject>,
+    /// Records of other kinds (Segment's identify, page, screen calls), skipped.
+    pub(crate) skipped: u64,
+    /// A file that is not a data file (a marker such as `_SUCCESS`), skipped whole.
+    pub(crate) marker: bool,
+    /// The file could not be read at all; its one reject says why.
+    pub(crate) unreadable: bool,
 }
 
-/// The text of the line starting at `offset`, for reject records.
-fn raw_line(body: &[u8], offset: usize) -> String {
-    let rest = body.get(offset..).unwrap_or(&[]);
-    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end])
-        .trim_end_matches('\r')
-        .to_string()
+impl ParsedEvents {
+    /// Rows to load.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Keeps the rows whose `keep` is true.
+    pub(crate) fn retain(&mut self, keep: &[bool]) {
+        fn filter<T: Clone>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        filter(&mut self.users.ids, keep);
+        filter(&mut self.items.ids, keep);
+        filter(&mut self.values, keep);
+        filter(&mut self.times, keep);
+        filter(&mut self.dates, keep);
+        filter(&mut self.types, keep);
+        filter(&mut self.event_ids, keep);
+    }
+
+    /// The rows as a `warehouse/events` batch, with ids resolved by `user_id` and `item_id`
+    /// (which map a file's interned strings, `-(k + 1)`, to dictionary ids).
+    pub(crate) fn batch(
+        &self,
+        file: &str,
+        user_id: impl Fn(i64) -> i64,
+        item_id: impl Fn(i64) -> i64,
+    ) -> Result<RecordBatch> {
+        let n = self.len();
+        let resolve = |ids: &[i64], f: &dyn Fn(i64) -> i64| -> Int64Array {
+            ids.iter().map(|&i| if i >= 0 { i } else { f(i) }).collect()
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(resolve(&self.users.ids, &user_id)),
+            Arc::new(resolve(&self.items.ids, &item_id)),
+            Arc::new(Float32Array::from(self.values.clone())),
+            Arc::new(TimestampMicrosecondArray::from(self.times.clone()).with_timezone("UTC")),
+            Arc::new(StringArray::from(self.types.clone())),
+            Arc::new(StringArray::from(vec![file; n])),
+            Arc::new(Date32Array::from(self.dates.clone())),
+            Arc::new(StringArray::from(self.event_ids.clone())),
+        ];
+        RecordBatch::try_new(schema(Table::Events), columns)
+            .map_err(|e| Error::Internal(format!("events batch for {file}: {e}")))
+    }
 }
 
-/// Parses one raw event file of `day` into `warehouse/events` rows.
+fn spec(f: &elastirec_core::config::FieldMapping) -> FieldSpec {
+    FieldSpec {
+        names: f.names.clone(),
+        setting: f.setting,
+        required: f.required,
+    }
+}
+
+/// What [`parse_events`] needs of `[events]`.
+#[derive(Debug, Clone)]
+pub(crate) struct ParseSettings {
+    pub(crate) mapping: EventMapping,
+    pub(crate) format: elastirec_core::config::EventFormat,
+    pub(crate) delimiter: u8,
+    pub(crate) day_tolerance_hours: u32,
+    pub(crate) value_min: Option<f32>,
+    pub(crate) value_max: Option<f32>,
+}
+
+impl ParseSettings {
+    /// The settings of `[events]`; an error names the key to fix.
+    pub(crate) fn of(events: &elastirec_core::config::EventsConfig) -> Result<ParseSettings> {
+        Ok(ParseSettings {
+            mapping: events
+                .mapping()
+                .map_err(|e| Error::Lake(elastirec_core::Error::Config(e)))?,
+            format: events.format,
+            delimiter: events.delimiter as u8,
+            day_tolerance_hours: events.day_tolerance_hours,
+            value_min: events.value_min,
+            value_max: events.value_max,
+        })
+    }
+}
+
+// The order of the fields `parse_events` asks the reader for.
+const USER: usize = 0;
+const ITEM: usize = 1;
+const VALUE: usize = 2;
+const TIME: usize = 3;
+const TYPE: usize = 4;
+const EVENT_ID: usize = 5;
+const RECORD_TYPE: usize = 6;
+
+/// Parses one raw event file that arrived on `day` into `warehouse/events` rows.
 ///
-/// A malformed row becomes a [`Reject`] naming the file, line, column and reason; a header that
-/// lacks a configured column fails the whole file.
+/// A malformed row becomes a [`Reject`] naming the file, line, column and reason; a file that
+/// cannot be read at all (unknown format, corrupt compression, a header without a configured
+/// field) becomes one reject with line 0, and loads nothing.
 pub(crate) fn parse_events(
     file: &str,
     day: Night,
-    body: &[u8],
-    cfg: &EventsConfig,
-) -> Result<ParsedEvents> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(cfg.delimiter as u8)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(body);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| Error::BadFile {
+    body: bytes::Bytes,
+    settings: &ParseSettings,
+) -> ParsedEvents {
+    let ParseSettings {
+        mapping,
+        format,
+        delimiter,
+        day_tolerance_hours,
+        value_min,
+        value_max,
+    } = settings;
+    let (format, delimiter, day_tolerance_hours) = (*format, *delimiter, *day_tolerance_hours);
+    let (value_min, value_max) = (*value_min, *value_max);
+    let mut out = ParsedEvents::default();
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let unreadable = |out: &mut ParsedEvents, reason: String| {
+        out.unreadable = true;
+        out.rejects.push(Reject {
             file: file.into(),
-            reason: format!("cannot read the header line: {e}"),
-        })?
-        .clone();
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    let find = |wanted: &str, setting: &str| {
-        names
-            .iter()
-            .position(|n| n == wanted)
-            .ok_or_else(|| Error::BadFile {
-                file: file.into(),
-                reason: format!(
-                    "no column '{wanted}' in the header ({}); set [events] {setting} to the right \
-                     name",
-                    names.join(",")
-                ),
-            })
+            line: 0,
+            column: "*".into(),
+            reason: format!(
+                "{reason} (to load the other files, move this one out of the raw folder or run \
+                 `elastirec ingest --skip-file {file}`)"
+            ),
+            raw_line: String::new(),
+        });
     };
-    let user_col = find(&cfg.user_column, "user_column")?;
-    let item_col = find(&cfg.item_column, "item_column")?;
-    // No value column (clickstreams): every event has the value 1, weighted by its type in
-    // `prepare`.
-    let value_col = if cfg.value_column.is_empty() {
-        None
-    } else {
-        Some(find(&cfg.value_column, "value_column")?)
+    let (format, compression) = match formats::classify(name, format) {
+        Ok(FileKind::Marker) => {
+            out.marker = true;
+            return out;
+        }
+        Ok(FileKind::Data(f, c)) => (f, c),
+        Err(reason) => {
+            unreadable(&mut out, format!("cannot tell how to read it: {reason}"));
+            return out;
+        }
     };
-    let time_col = find(&cfg.timestamp_column, "timestamp_column")?;
-    let type_col = match &cfg.event_type_column {
-        Some(c) => Some(find(c, "event_type_column")?),
-        None => None,
+    let body = match formats::decompress(body, compression) {
+        Ok(b) => b,
+        Err(reason) => {
+            unreadable(&mut out, reason);
+            return out;
+        }
     };
-    // Events may stray from their folder's day by the tolerance (clock skew, late uploads).
-    let tolerance = i64::from(cfg.day_tolerance_hours) * 3_600_000_000;
-    let earliest = day.start_unix_seconds() * 1_000_000 - tolerance;
+    let specs = [
+        spec(&mapping.user),
+        spec(&mapping.item),
+        spec(&mapping.value),
+        spec(&mapping.timestamp),
+        spec(&mapping.event_type),
+        spec(&mapping.event_id),
+        spec(&mapping.record_type),
+    ];
+    // Events may lie ahead of their folder's day by the tolerance (clock skew); events before
+    // it (late arrivals, a backfill of history) load on the day of their own time.
+    let tolerance = i64::from(day_tolerance_hours) * 3_600_000_000;
     let latest = day.next().start_unix_seconds() * 1_000_000 - 1 + tolerance;
-
-    let mut users = Vec::new();
-    let mut items = Vec::new();
-    let mut values = Vec::new();
-    let mut times = Vec::new();
-    let mut dates = Vec::new();
-    let mut types: Vec<Option<String>> = Vec::new();
     let mut rejects = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let position = reader.position().clone();
-        let more = match reader.read_byte_record(&mut record) {
-            Ok(more) => more,
-            Err(e) => {
-                let line = e.position().map_or(position.line(), |p| p.line());
-                rejects.push(Reject {
-                    file: file.into(),
-                    line,
-                    column: "*".into(),
-                    reason: format!("unreadable CSV: {e}"),
-                    raw_line: raw_line(body, position.byte() as usize),
-                });
-                // The reader cannot resynchronise after a CSV syntax error.
-                break;
-            }
-        };
-        if !more {
-            break;
-        }
-        let start = record.position().cloned().unwrap_or(position);
-        let line = start.line();
-        if record.len() == 1 && record[0].is_empty() {
-            continue; // blank line
-        }
+    let result = records::read_records(format, &body, delimiter, &specs, |pos, record| {
         let reject = |column: &str, reason: String| Reject {
             file: file.into(),
-            line,
+            line: pos.line,
             column: column.into(),
             reason,
-            raw_line: raw_line(body, start.byte() as usize),
+            raw_line: pos
+                .byte
+                .map(|b| records::raw_line(&body, b))
+                .unwrap_or_default(),
         };
-        let row = (|| -> std::result::Result<_, Reject> {
-            if record.len() != names.len() {
-                return Err(reject(
-                    "*",
-                    format!(
-                        "expected {} fields like the header, found {}",
-                        names.len(),
-                        record.len()
-                    ),
-                ));
+        let fields = match record {
+            Ok(f) => f,
+            Err(bad) => {
+                rejects.push(reject(&bad.column, bad.reason));
+                return;
             }
-            let text = |i: usize, column: &str| {
-                std::str::from_utf8(&record[i])
-                    .map(str::trim)
-                    .map_err(|_| reject(column, "not valid UTF-8".into()))
-            };
-            let id = |i: usize, column: &str| {
-                let t = text(i, column)?;
-                if t.is_empty() {
-                    return Err(reject(column, "empty id".into()));
+        };
+        if !mapping.record_types.is_empty()
+            && let Some(kind) = &fields[RECORD_TYPE]
+            && !mapping.record_types.iter().any(|t| *t == kind.text())
+        {
+            out.skipped += 1;
+            return;
+        }
+        let field_name = |i: usize| specs[i].names.first().map_or("*", String::as_str);
+        let row = (|| -> std::result::Result<_, Reject> {
+            let id = |i: usize| -> std::result::Result<String, Reject> {
+                let Some(v) = &fields[i] else {
+                    return Err(reject(
+                        field_name(i),
+                        format!(
+                            "no {} id ([events] {})",
+                            if i == USER { "user" } else { "item" },
+                            specs[i].setting
+                        ),
+                    ));
+                };
+                let text = v.text();
+                if let Value::Float(_) = v {
+                    return Err(reject(field_name(i), format!("'{text}' is not an id")));
                 }
-                t.parse::<i64>()
-                    .map_err(|_| reject(column, format!("'{t}' is not an integer id")))
+                check_external(&text).map_err(|why| reject(field_name(i), why))?;
+                Ok(text.into_owned())
             };
-            let user = id(user_col, &cfg.user_column)?;
-            let item = id(item_col, &cfg.item_column)?;
-            let value: f32 = match value_col {
-                Some(col) => {
-                    let raw_value = text(col, &cfg.value_column)?;
-                    raw_value
-                        .parse()
+            let user = id(USER)?;
+            let item = id(ITEM)?;
+            let value: f32 = match &fields[VALUE] {
+                None if specs[VALUE].names.is_empty() || !specs[VALUE].required => 1.0,
+                None => return Err(reject(field_name(VALUE), "'' is not a number".into())),
+                Some(Value::Int(i)) => *i as f32,
+                Some(Value::Float(f)) => *f as f32,
+                Some(other) => {
+                    let t = other.text();
+                    t.parse::<f32>()
                         .ok()
-                        .filter(|v: &f32| v.is_finite())
+                        .filter(|v| v.is_finite())
                         .ok_or_else(|| {
-                            reject(&cfg.value_column, format!("'{raw_value}' is not a number"))
+                            reject(field_name(VALUE), format!("'{t}' is not a number"))
                         })?
                 }
-                None => 1.0,
             };
-            let below = cfg.value_min.is_some_and(|m| value < m);
-            let above = cfg.value_max.is_some_and(|m| value > m);
+            if !value.is_finite() {
+                return Err(reject(
+                    field_name(VALUE),
+                    "the value is not a finite number".into(),
+                ));
+            }
+            let below = value_min.is_some_and(|m| value < m);
+            let above = value_max.is_some_and(|m| value > m);
             if below || above {
                 return Err(reject(
-                    &cfg.value_column,
+                    field_name(VALUE),
                     format!(
                         "{value} is outside the configured scale {}..{} ([events] value_min, \
                          value_max)",
-                        cfg.value_min.map_or("".into(), |v| v.to_string()),
-                        cfg.value_max.map_or("".into(), |v| v.to_string())
+                        value_min.map_or("".into(), |v| v.to_string()),
+                        value_max.map_or("".into(), |v| v.to_string())
                     ),
                 ));
             }
-            let raw_time = text(time_col, &cfg.timestamp_column)?;
-            let micros = parse_timestamp(raw_time, cfg.timestamp_format).ok_or_else(|| {
-                reject(
-                    &cfg.timestamp_column,
-                    format!(
-                        "'{raw_time}' is not a timestamp in the configured format ({:?}); set \
-                         [events] timestamp_format",
-                        cfg.timestamp_format
-                    ),
-                )
-            })?;
-            if micros < earliest || micros > latest {
+            let Some(raw_time) = &fields[TIME] else {
+                return Err(reject(field_name(TIME), "no timestamp".into()));
+            };
+            let micros = parse_time(raw_time, &mapping.timestamp_format, mapping.timezone)
+                .ok_or_else(|| {
+                    reject(
+                        field_name(TIME),
+                        format!(
+                            "'{}' is not a timestamp in the configured format ({}); set [events] \
+                             timestamp_format",
+                            raw_time.text(),
+                            mapping.timestamp_format.as_str()
+                        ),
+                    )
+                })?;
+            if micros > latest {
                 return Err(reject(
-                    &cfg.timestamp_column,
+                    field_name(TIME),
                     format!(
-                        "'{raw_time}' is outside the file's day {day} by more than {} hours \
-                         ([events] day_tolerance_hours)",
-                        cfg.day_tolerance_hours
+                        "'{}' is after the file's day {day} by more than {} hours ([events] \
+                         day_tolerance_hours)",
+                        raw_time.text(),
+                        day_tolerance_hours
                     ),
                 ));
             }
             let event_day =
                 Night::of_unix_seconds(micros.div_euclid(1_000_000)).ok_or_else(|| {
                     reject(
-                        &cfg.timestamp_column,
-                        format!("'{raw_time}' is out of range"),
+                        field_name(TIME),
+                        format!("'{}' is out of range", raw_time.text()),
                     )
                 })?;
-            let event_type = match type_col {
-                Some(i) => {
-                    let t = text(i, cfg.event_type_column.as_deref().unwrap_or(""))?;
-                    (!t.is_empty()).then(|| t.to_string())
-                }
-                None => None,
-            };
-            Ok((user, item, value, micros, event_day, event_type))
+            let text = |i: usize| fields[i].as_ref().map(|v| v.text().into_owned());
+            Ok((
+                user,
+                item,
+                value,
+                micros,
+                event_day,
+                text(TYPE),
+                text(EVENT_ID),
+            ))
         })();
         match row {
-            Ok((user, item, value, micros, event_day, event_type)) => {
-                users.push(user);
-                items.push(item);
-                values.push(value);
-                times.push(micros);
-                dates.push(event_day.days_since_epoch());
-                types.push(event_type);
+            Ok((user, item, value, micros, event_day, event_type, event_id)) => {
+                out.users.push(&user);
+                out.items.push(&item);
+                out.values.push(value);
+                out.times.push(micros);
+                out.dates.push(event_day.days_since_epoch());
+                out.types.push(event_type);
+                out.event_ids.push(event_id);
             }
             Err(r) => rejects.push(r),
         }
+    });
+    out.rejects = rejects;
+    if let Err(reason) = result {
+        // Rows read before the failure are not loaded: the file is rejected whole.
+        out = ParsedEvents::default();
+        unreadable(
+            &mut out,
+            format!("cannot read it as {}: {reason}", format.name()),
+        );
     }
-    let n = users.len();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(users)),
-        Arc::new(Int64Array::from(items)),
-        Arc::new(Float32Array::from(values)),
-        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
-        Arc::new(StringArray::from(types)),
-        Arc::new(StringArray::from(vec![file; n])),
-        Arc::new(Date32Array::from(dates)),
-    ];
-    let batch = RecordBatch::try_new(schema(Table::Events), columns)
-        .map_err(|e| Error::Internal(format!("events batch for {file}: {e}")))?;
-    Ok(ParsedEvents { batch, rejects })
+    out
 }
 
-/// Rejects as a batch of `warehouse/rejects` rows.
-pub(super) fn rejects_batch(rejects: &[Reject], night: Night) -> Result<RecordBatch> {
-    let now = chrono::Utc::now().timestamp_micros();
-    let n = rejects.len();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rejects.iter().map(|r| r.file.as_str()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rejects.iter().map(|r| r.line as i64),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rejects.iter().map(|r| r.column.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rejects.iter().map(|r| r.reason.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rejects.iter().map(|r| r.raw_line.as_str()),
-        )),
-        Arc::new(Date32Array::from(vec![night.days_since_epoch(); n])),
-        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
-    ];
-    RecordBatch::try_new(schema(Table::Rejects), columns)
-        .map_err(|e| Error::Internal(format!("rejects batch: {e}")))
+/// A timestamp as UTC microseconds, per the configured format; `None` when it does not parse.
+pub(crate) fn parse_time(
+    value: &Value<'_>,
+    format: &TimestampFormat,
+    timezone: chrono_tz::Tz,
+) -> Option<i64> {
+    match (value, format) {
+        (Value::Micros(m), _) => Some(*m),
+        (Value::Int(s), TimestampFormat::UnixSeconds) => s.checked_mul(1_000_000),
+        (Value::Int(ms), TimestampFormat::UnixMillis) => ms.checked_mul(1_000),
+        (Value::Float(s), TimestampFormat::UnixSeconds) => {
+            (s.is_finite() && s.abs() < 1e12).then(|| (s * 1e6).round() as i64)
+        }
+        (Value::Float(ms), TimestampFormat::UnixMillis) => {
+            (ms.is_finite() && ms.abs() < 1e15).then(|| (ms * 1e3).round() as i64)
+        }
+        (v, f) => parse_timestamp(&v.text(), f, timezone),
+    }
 }
 
-fn parse_timestamp(raw: &str, format: TimestampFormat) -> Option<i64> {
+/// A timestamp written as text.
+fn parse_timestamp(raw: &str, format: &TimestampFormat, timezone: chrono_tz::Tz) -> Option<i64> {
     match format {
         TimestampFormat::UnixSeconds => match raw.parse::<i64>() {
             Ok(s) => s.checked_mul(1_000_000),
@@ -306,15 +467,37 @@ fn parse_timestamp(raw: &str, format: TimestampFormat) -> Option<i64> {
         TimestampFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(raw)
             .ok()
             .map(|t| t.timestamp_micros()),
+        TimestampFormat::Pattern(p) => {
+            if let Ok(t) = chrono::DateTime::parse_from_str(raw, p) {
+                return Some(t.timestamp_micros());
+            }
+            let local = match chrono::NaiveDateTime::parse_from_str(raw, p) {
+                Ok(t) => t,
+                Err(_) => chrono::NaiveDate::parse_from_str(raw, p)
+                    .ok()?
+                    .and_hms_opt(0, 0, 0)?,
+            };
+            // A local time that a clock change skips has no instant; one it repeats, the first.
+            timezone
+                .from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.timestamp_micros())
+        }
     }
 }
 
-/// Parses an item file: a header, then `id,title,genres` (RFC 4180 quoting).
-pub(super) fn parse_items(file: &str, body: &[u8]) -> Result<Vec<(i64, String, String)>> {
+/// Parses an item file: a header, then `id,title,genres` (RFC 4180 quoting); ids are external
+/// ids, as in event files.
+pub(super) fn parse_items(file: &str, body: &[u8]) -> Result<Vec<(String, String, String)>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .from_reader(body);
+    let id_column = reader
+        .headers()
+        .ok()
+        .and_then(|h| h.get(0).map(str::to_string))
+        .unwrap_or_else(|| "id".into());
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| Error::BadFile {
@@ -330,14 +513,15 @@ pub(super) fn parse_items(file: &str, body: &[u8]) -> Result<Vec<(i64, String, S
                 reason: "expected id,title,genres".into(),
             });
         }
-        let id = record[0].trim().parse().map_err(|_| Error::BadRow {
+        let id = record[0].trim();
+        check_external(id).map_err(|why| Error::BadRow {
             file: file.into(),
             line,
-            column: "movieId".into(),
-            reason: format!("'{}' is not an integer id", &record[0]),
+            column: id_column.clone(),
+            reason: why,
         })?;
         out.push((
-            id,
+            id.to_string(),
             record[1].to_string(),
             record.get(2).unwrap_or("").to_string(),
         ));
@@ -348,47 +532,88 @@ pub(super) fn parse_items(file: &str, body: &[u8]) -> Result<Vec<(i64, String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use elastirec_core::config::EventsConfig;
+
+    fn parse(name: &str, body: &'static [u8], cfg: &EventsConfig) -> ParsedEvents {
+        let day: Night = "1997-12-04".parse().unwrap();
+        parse_events(
+            name,
+            day,
+            bytes::Bytes::from_static(body),
+            &ParseSettings::of(cfg).unwrap(),
+        )
+    }
 
     #[test]
-    fn parses_configured_columns_and_rejects_bad_rows() {
+    fn numeric_ids_stay_and_strings_are_interned_per_file() {
         let cfg = EventsConfig::default();
-        let day: Night = "1997-12-04".parse().unwrap();
-        let body = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,11,3.5,881250950\n";
-        let p = parse_events("raw/events/1997/12/04/a.csv", day, body, &cfg).unwrap();
-        assert_eq!((p.batch.num_rows(), p.rejects.len()), (2, 0));
-        let bad = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\n2,x,3.5,881250950\n";
-        let p = parse_events("f.csv", day, bad, &cfg).unwrap();
-        assert_eq!(p.batch.num_rows(), 1);
+        let body = b"userId,movieId,rating,timestamp\n1,10,4.0,881250949\nA7,10,3.5,881250950\n\
+                     A7,007,2,881250951\n";
+        let p = parse("raw/events/1997/12/04/a.csv", body, &cfg);
+        assert!(p.rejects.is_empty(), "{:?}", p.rejects);
+        assert_eq!(p.users.ids, [1, -1, -1]);
         assert_eq!(
-            p.rejects[0].to_string(),
-            "f.csv:3: column 'movieId': 'x' is not an integer id"
+            p.items.ids,
+            [10, 10, -1],
+            "'007' is a string id, kept as written"
         );
-        assert_eq!(p.rejects[0].raw_line, "2,x,3.5,881250950");
-        let e = parse_events("f.csv", day, b"user,item\n1,2\n", &cfg)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("set [events] user_column"), "{e}");
+        assert_eq!(p.users.external(1), "A7");
+        assert_eq!(p.items.external(2), "007");
+        assert_eq!(p.values, [4.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn a_file_without_a_configured_field_is_one_reject() {
+        let cfg = EventsConfig::default();
+        let p = parse("f.csv", b"user,item\n1,2\n", &cfg);
+        assert!(p.unreadable && p.len() == 0);
+        let r = p.rejects[0].to_string();
+        assert!(
+            r.starts_with("f.csv: cannot read it as CSV: no column 'userId'"),
+            "{r}"
+        );
+        assert!(
+            r.contains("set [events] user_column") && r.contains("--skip-file f.csv"),
+            "{r}"
+        );
     }
 
     #[test]
     fn timestamp_formats() {
+        let utc = chrono_tz::UTC;
+        let text = |s: &'static str| Value::Text(std::borrow::Cow::Borrowed(s));
+        let t = |v: Value<'_>, f: TimestampFormat| parse_time(&v, &f, utc);
         assert_eq!(
-            parse_timestamp("10", TimestampFormat::UnixSeconds),
+            t(text("10"), TimestampFormat::UnixSeconds),
             Some(10_000_000)
         );
         assert_eq!(
-            parse_timestamp("10.5", TimestampFormat::UnixSeconds),
+            t(text("10.5"), TimestampFormat::UnixSeconds),
             Some(10_500_000)
         );
+        assert_eq!(t(Value::Int(10), TimestampFormat::UnixMillis), Some(10_000));
         assert_eq!(
-            parse_timestamp("10", TimestampFormat::UnixMillis),
-            Some(10_000)
-        );
-        assert_eq!(
-            parse_timestamp("1970-01-01T00:00:01Z", TimestampFormat::Rfc3339),
+            t(text("1970-01-01T01:00:01+01:00"), TimestampFormat::Rfc3339),
             Some(1_000_000)
         );
-        assert_eq!(parse_timestamp("x", TimestampFormat::UnixSeconds), None);
+        let pattern = |p: &str| TimestampFormat::Pattern(p.into());
+        assert_eq!(
+            t(
+                text("1970-01-01 00:00:02 UTC"),
+                pattern("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Some(2_000_000)
+        );
+        assert_eq!(
+            t(text("02-01-1970"), pattern("%d-%m-%Y")),
+            Some(86_400_000_000)
+        );
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        assert_eq!(
+            parse_time(&text("02-01-1970"), &pattern("%d-%m-%Y"), paris),
+            Some(86_400_000_000 - 3_600_000_000)
+        );
+        assert_eq!(t(text("x"), TimestampFormat::UnixSeconds), None);
+        assert_eq!(t(text("31-02-1970"), pattern("%d-%m-%Y")), None);
     }
 }

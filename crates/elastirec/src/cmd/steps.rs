@@ -23,6 +23,9 @@ pub async fn ingest(mut config: Config, args: &IngestArgs) -> Result<()> {
             for (path, removed) in p.forget_loaded(&args.reload).await? {
                 println!("{path}: removed its {removed} loaded events; loading it again");
             }
+            for path in p.skip_files(night, &args.skip_file).await? {
+                println!("{path}: skipped; recorded in the load ledger with no rows");
+            }
             Ok(p.ingest(night).await?)
         })
         .await?
@@ -40,6 +43,37 @@ pub async fn ingest(mut config: Config, args: &IngestArgs) -> Result<()> {
         r.files_for_later_nights,
         r.events_version
     );
+    let mut skipped = Vec::new();
+    if r.files_skipped > 0 {
+        skipped.push(format!("{} marker or hidden files", r.files_skipped));
+    }
+    if r.files_outside_layout > 0 {
+        skipped.push(format!(
+            "{} objects outside the YYYY/MM/DD/[HH/] folders",
+            r.files_outside_layout
+        ));
+    }
+    if r.records_skipped > 0 {
+        skipped.push(format!("{} records other than events", r.records_skipped));
+    }
+    if r.rows_duplicate > 0 {
+        skipped.push(format!("{} duplicate rows", r.rows_duplicate));
+    }
+    if !skipped.is_empty() {
+        println!("skipped: {}", skipped.join(", "));
+    }
+    if r.files_unreadable > 0 {
+        println!(
+            "{} files could not be read at all (each counts as one rejected row)",
+            r.files_unreadable
+        );
+    }
+    if r.ids_assigned > 0 {
+        println!(
+            "{} new string ids entered the id dictionary",
+            r.ids_assigned
+        );
+    }
     if r.rows_erased > 0 {
         println!(
             "dropped {} events of users erased by `elastirec forget`",

@@ -58,6 +58,18 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// `ingest --skip-file FILE`: records raw event files as loaded with no rows, so loads pass
+    /// over them; returns the paths recorded.
+    pub async fn skip_files(&self, night: Night, paths: &[String]) -> Result<Vec<String>> {
+        let wh = self.warehouse().await?;
+        let mut out = Vec::new();
+        for path in paths {
+            wh.skip_file(night, path).await?;
+            out.push(path.clone());
+        }
+        Ok(out)
+    }
+
     /// `ingest --dry-run`: parses and validates what `ingest` would load, commits nothing and
     /// leaves the run record alone.
     pub async fn ingest_dry_run(&self, night: Night) -> Result<IngestReport> {
@@ -90,6 +102,33 @@ fn describe_ingest(r: &IngestReport) -> String {
     }
     if let Some(n) = r.availability_loaded {
         s.push_str(&format!("; {n} availability rows"));
+    }
+    if r.files_skipped > 0 {
+        s.push_str(&format!(
+            "; {} marker or hidden files skipped",
+            r.files_skipped
+        ));
+    }
+    if r.files_outside_layout > 0 {
+        s.push_str(&format!(
+            "; {} objects outside the YYYY/MM/DD/[HH/] folders not read",
+            r.files_outside_layout
+        ));
+    }
+    if r.files_unreadable > 0 {
+        s.push_str(&format!("; {} files unreadable", r.files_unreadable));
+    }
+    if r.records_skipped > 0 {
+        s.push_str(&format!(
+            "; {} records other than events skipped",
+            r.records_skipped
+        ));
+    }
+    if r.rows_duplicate > 0 {
+        s.push_str(&format!("; {} duplicate rows dropped", r.rows_duplicate));
+    }
+    if r.ids_assigned > 0 {
+        s.push_str(&format!("; {} new string ids", r.ids_assigned));
     }
     if r.files_recovered > 0 {
         s.push_str(&format!(
