@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::logical_expr::conditional_expressions::CaseBuilder;

@@ -328,9 +328,11 @@ impl Warehouse {
             return Ok(());
         }
         let location = object_store::path::Path::from(path);
+        // A listing's prefix is a folder: list the file's own.
+        let folder = object_store::path::Path::from(path.rsplit_once('/').map_or("", |(d, _)| d));
         let meta = self
             .lake()
-            .list(&location)
+            .list(&folder)
             .await?
             .into_iter()
             .find(|m| m.location == location)

@@ -432,6 +432,33 @@ pub(crate) fn parse_events(
     out
 }
 
+/// Rejects as a batch of `warehouse/rejects` rows.
+pub(super) fn rejects_batch(rejects: &[Reject], night: Night) -> Result<RecordBatch> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let n = rejects.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.file.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rejects.iter().map(|r| r.line as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.column.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.reason.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rejects.iter().map(|r| r.raw_line.as_str()),
+        )),
+        Arc::new(Date32Array::from(vec![night.days_since_epoch(); n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(schema(Table::Rejects), columns)
+        .map_err(|e| Error::Internal(format!("rejects batch: {e}")))
+}
+
 /// A timestamp as UTC microseconds, per the configured format; `None` when it does not parse.
 pub(crate) fn parse_time(
     value: &Value<'_>,

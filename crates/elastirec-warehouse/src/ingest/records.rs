@@ -130,16 +130,29 @@ fn read_csv(
         columns.push(found);
     }
     let mut record = csv::ByteRecord::new();
+    // Lines are counted from byte offsets: the CSV reader's own count skips blank lines.
+    let (mut counted_to, mut counted_lines) = (0usize, 1u64);
+    let mut line_at = |byte: usize| {
+        let byte = byte.min(body.len());
+        if byte >= counted_to {
+            counted_lines += body[counted_to..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted_to = byte;
+        }
+        counted_lines
+    };
     loop {
         let position = reader.position().clone();
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let line = e.position().map_or(position.line(), |p| p.line());
+                let byte = e.position().map_or(position.byte(), |p| p.byte()) as usize;
                 on_record(
                     Position {
-                        line,
+                        line: line_at(byte),
                         byte: Some(position.byte() as usize),
                     },
                     Err(BadRecord {
@@ -153,7 +166,7 @@ fn read_csv(
         }
         let start = record.position().cloned().unwrap_or(position);
         let pos = Position {
-            line: start.line(),
+            line: line_at(start.byte() as usize),
             byte: Some(start.byte() as usize),
         };
         if record.len() == 1 && record[0].is_empty() {

@@ -530,11 +530,19 @@ fn migrate_upgrades_a_first_layout_lake_and_newer_lakes_are_refused() {
         "{err}"
     );
     let out = gov_ok(&lake, &["migrate"]);
-    assert!(out.contains("migrated layout version 1 to 2"), "{out}");
+    assert!(out.contains("migrated layout version 1 to 3"), "{out}");
     assert!(out.contains("warehouse/erasures"), "{out}");
+    // 2 -> 3: the id dictionary and the events' event_id column.
+    assert!(out.contains("warehouse/ids"), "{out}");
+    assert!(
+        out.contains("added the column event_id to warehouse/events"),
+        "{out}"
+    );
     let m = marker(&lake);
-    assert_eq!(m["layout_version"], 2);
+    assert_eq!(m["layout_version"], 3);
     assert_eq!(m["migrations"][0]["from"], 1);
+    assert_eq!(m["migrations"][1]["from"], 2);
+    assert!(lake.join("warehouse/ids/_delta_log").is_dir());
     assert!(lake.join("warehouse/availability/_delta_log").is_dir());
     assert!(lake.join("governance/salt.json").is_file());
     let out = gov_ok(&lake, &["migrate"]);
@@ -557,7 +565,7 @@ fn migrate_upgrades_a_first_layout_lake_and_newer_lakes_are_refused() {
 
     // A lake from a newer elastirec is refused by every command, migrate included.
     let mut newer = marker(&lake);
-    newer["layout_version"] = 3.into();
+    newer["layout_version"] = 4.into();
     std::fs::write(lake.join("lake.json"), newer.to_string()).unwrap();
     for args in [&["runs"][..], &["migrate"][..]] {
         let out = gov(&lake, args).output().unwrap();
