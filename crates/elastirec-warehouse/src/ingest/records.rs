@@ -165,9 +165,14 @@ fn read_csv(
             }
         }
         let start = record.position().cloned().unwrap_or(position);
+        // A record's start includes the blank lines before it: skip them.
+        let mut byte = start.byte() as usize;
+        while body.get(byte).is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            byte += 1;
+        }
         let pos = Position {
-            line: line_at(start.byte() as usize),
-            byte: Some(start.byte() as usize),
+            line: line_at(byte),
+            byte: Some(byte),
         };
         if record.len() == 1 && record[0].is_empty() {
             continue; // blank line

@@ -212,10 +212,11 @@ fn forget_erases_a_user_everywhere_and_no_later_night_brings_them_back() {
     );
     let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
     let user = user_of_every_day(&lake, &days);
-    // A malformed row of the user: its reject keeps their raw line.
+    // A malformed row of the user (ids are strings, so a bad rating): its reject keeps their
+    // raw line.
     let day1 = files_under(&lake.join("raw/events/2024/01/01"), ".csv")[0].clone();
     let mut text = std::fs::read_to_string(&day1).unwrap();
-    text.push_str(&format!("{user},not-an-item,4.0,1704067300\n"));
+    text.push_str(&format!("{user},1,not-a-rating,1704067300\n"));
     std::fs::write(&day1, text).unwrap();
     gov_ok(
         &lake,
@@ -364,7 +365,7 @@ fn forget_erases_a_user_everywhere_and_no_later_night_brings_them_back() {
 
     // Until the vacuum, table history still holds the rows (files the deletes replaced).
     assert!(user_rows_in_parquet(&lake, "warehouse/events", user).0 > 0);
-    assert!(reject_lines_with(&lake, "not-an-item") > 0);
+    assert!(reject_lines_with(&lake, "not-a-rating") > 0);
     // The vacuum removes every snapshot, Delta file and log entry that still held them.
     let out = gov_ok(&lake, &["warehouse", "vacuum", "--erasures"]);
     assert!(out.contains("erasure vacuum: removed"), "{out}");
@@ -374,7 +375,7 @@ fn forget_erases_a_user_everywhere_and_no_later_night_brings_them_back() {
     let (rows, files) = user_rows_in_parquet(&lake, "warehouse", user);
     assert_eq!(rows, 0, "a warehouse file still holds the user");
     assert!(files > 0);
-    assert_eq!(reject_lines_with(&lake, "not-an-item"), 0);
+    assert_eq!(reject_lines_with(&lake, "not-a-rating"), 0);
     let again = gov_ok(&lake, &["warehouse", "vacuum", "--erasures"]);
     assert!(again.contains("no erasure waits"), "{again}");
     // The tables still read, and the next night runs.
