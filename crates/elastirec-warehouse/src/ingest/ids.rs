@@ -14,15 +14,11 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
 
 use elastirec_core::Night;
 use elastirec_core::ids::{DICTIONARY_BASE, IdDictionary, IdKind};
 use elastirec_core::layout::Table;
 
-use super::INGEST_APP;
 use super::parse::ParsedIds;
 use crate::query::{i64s, strings};
 use crate::tables::{Warehouse, schema};
@@ -79,7 +75,7 @@ impl Warehouse {
 
     /// Gives ids to the external ids the dictionary does not have yet and commits them (with the
     /// load's application transaction); returns how many were added.
-    pub(crate) async fn assign_ids(
+    async fn assign_ids(
         &self,
         dictionary: &mut Dictionary,
         wanted: impl IntoIterator<Item = (IdKind, String)>,
@@ -114,17 +110,27 @@ impl Warehouse {
         ];
         let batch = RecordBatch::try_new(schema(Table::Ids), columns)
             .map_err(|e| Error::Internal(format!("dictionary batch: {e}")))?;
-        self.table(Table::Ids)
-            .await?
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(
-                CommitProperties::default()
-                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
-            )
-            .await
-            .map_err(Error::delta("ids"))?;
+        self.append_in_load(Table::Ids, batch, load).await?;
         Ok(n as u64)
+    }
+
+    /// The dictionary a load needs for `wanted` (external ids that are not numeric), with ids
+    /// given to the new ones and committed; read only when there is something to look up.
+    /// Returns it and how many ids were given.
+    pub(crate) async fn ids_for(
+        &self,
+        wanted: Vec<(IdKind, String)>,
+        night: Night,
+        load: i64,
+    ) -> Result<(Dictionary, u64)> {
+        if wanted.is_empty() {
+            return Ok((Dictionary::default(), 0));
+        }
+        let mut dictionary = self.dictionary().await?;
+        let assigned = self
+            .assign_ids(&mut dictionary, wanted, night, load)
+            .await?;
+        Ok((dictionary, assigned))
     }
 }
 

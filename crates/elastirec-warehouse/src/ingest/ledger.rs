@@ -108,8 +108,19 @@ impl Warehouse {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = ledger_batch(&rows, night)?;
-        self.table(Table::Loads)
+        self.append_in_load(Table::Loads, ledger_batch(&rows, night)?, load)
+            .await
+    }
+
+    /// Appends `batch` to `table` in one commit carrying load `load`'s application transaction
+    /// (see the module documentation of `ingest`): how every table of a load records it.
+    pub(crate) async fn append_in_load(
+        &self,
+        table: Table,
+        batch: RecordBatch,
+        load: i64,
+    ) -> Result<()> {
+        self.table(table)
             .await?
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
@@ -118,7 +129,7 @@ impl Warehouse {
                     .with_application_transaction(Transaction::new(INGEST_APP, load)),
             )
             .await
-            .map_err(Error::delta("loads"))?;
+            .map_err(Error::delta(table.name()))?;
         Ok(())
     }
 }

@@ -20,7 +20,6 @@ use deltalake::datafusion::logical_expr::{Operator, binary_expr};
 use deltalake::datafusion::prelude::{SessionContext, col};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use rayon::prelude::*;
@@ -250,13 +249,8 @@ impl Warehouse {
                     users.chain(items).collect::<Vec<_>>()
                 })
                 .collect();
-            let mut dictionary = ids::Dictionary::default();
-            if !wanted.is_empty() {
-                dictionary = self.dictionary().await?;
-                report.ids_assigned = self
-                    .assign_ids(&mut dictionary, wanted, night, load)
-                    .await?;
-            }
+            let (dictionary, assigned) = self.ids_for(wanted, night, load).await?;
+            report.ids_assigned = assigned;
             let mut batches = Vec::new();
             for (_, meta, p) in &parsed {
                 if p.len() == 0 {
@@ -455,17 +449,8 @@ impl Warehouse {
         if rejects.is_empty() {
             return Ok(());
         }
-        self.table(Table::Rejects)
-            .await?
-            .write(vec![rejects_batch(rejects, night)?])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(
-                CommitProperties::default()
-                    .with_application_transaction(Transaction::new(INGEST_APP, load)),
-            )
+        self.append_in_load(Table::Rejects, rejects_batch(rejects, night)?, load)
             .await
-            .map_err(Error::delta("rejects"))?;
-        Ok(())
     }
 
     /// The CSV files of a dimension folder (`raw/items/`, `raw/availability/`), each with
@@ -530,12 +515,7 @@ impl Warehouse {
             .filter(|id| elastirec_core::ids::numeric_id(id).is_none())
             .map(|id| (IdKind::Item, id.clone()))
             .collect();
-        let mut dictionary = ids::Dictionary::default();
-        if !wanted.is_empty() {
-            dictionary = self.dictionary().await?;
-            self.assign_ids(&mut dictionary, wanted, night, load)
-                .await?;
-        }
+        let (dictionary, _) = self.ids_for(wanted, night, load).await?;
         let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
         for (external, row) in by_external {
             let id = dictionary.get(IdKind::Item, &external).ok_or_else(|| {
