@@ -154,6 +154,11 @@ pub fn training_export_items_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("items-{part:05}.parquet").as_str())
 }
 
+/// `exports/training/YYYY/MM/DD/ids-NNNNN.parquet`: the id dictionary's entries (string ids).
+pub fn training_export_ids_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("ids-{part:05}.parquet").as_str())
+}
+
 /// `exports/training/YYYY/MM/DD/availability-NNNNN.parquet`: item availability windows, for the
 /// offer rules of the recommend step.
 pub fn training_export_availability_part(night: Night, part: usize) -> Path {

@@ -29,6 +29,9 @@ pub mod columns {
     pub const AVAILABLE_TO: &str = "available_to";
     pub const REGION: &str = "region";
     pub const SEGMENT: &str = "segment";
+    pub const KIND: &str = "kind";
+    pub const ID: &str = "id";
+    pub const EXTERNAL: &str = "external";
 }
 
 /// `exports/training/…/part-*.parquet`: one row per (user, item) pair in the training window.
@@ -63,6 +66,18 @@ pub fn items_schema() -> SchemaRef {
     ]))
 }
 
+/// `exports/training/…/ids-*.parquet`: the id dictionary as it stood when the night was prepared
+/// (`kind` is `user` or `item`; `id` the internal id ≥ [`crate::ids::DICTIONARY_BASE`] that the
+/// export, the model and the engines use; `external` the id the producer sent). Numeric external
+/// ids are their own internal ids and have no row.
+pub fn ids_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::KIND, DataType::Utf8, false),
+        Field::new(columns::ID, DataType::Int64, false),
+        Field::new(columns::EXTERNAL, DataType::Utf8, false),
+    ]))
+}
+
 /// `exports/training/…/availability-*.parquet` and `warehouse/availability`: an item is available
 /// from `available_from` to `available_to` (both days included; null: open-ended), in `region`
 /// and `segment` (null: everywhere). See `[rules]` for how rows combine.
@@ -89,11 +104,13 @@ pub fn factors_schema(id_column: &str, factors: usize) -> SchemaRef {
     ]))
 }
 
-/// `recommendations/…/part-*.parquet`: ranked lists, one row per (user, rank).
+/// `recommendations/…/part-*.parquet`: ranked lists, one row per (user, rank), with the ids
+/// producers sent (strings; a numeric id as its decimal digits). Files written before layout 3
+/// hold Int64 ids; the readers of `elastirec-lake` accept both.
 pub fn recommendations_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new(columns::USER_ID, DataType::Int64, false),
-        Field::new(columns::ITEM_ID, DataType::Int64, false),
+        Field::new(columns::USER_ID, DataType::Utf8, false),
+        Field::new(columns::ITEM_ID, DataType::Utf8, false),
         Field::new(columns::RANK, DataType::Int32, false),
         Field::new(columns::SCORE, DataType::Float32, false),
         Field::new(columns::SOURCE, DataType::Utf8, false),
@@ -163,6 +180,10 @@ pub struct ExportManifest {
     /// Item availability windows (`availability-*.parquet`, layout 2); absent before.
     #[serde(default)]
     pub availability_files: Vec<FileEntry>,
+    /// The id dictionary's entries (`ids-*.parquet`, layout 3): how internal ids map to the
+    /// producers' string ids. Absent before; an export without them has numeric ids only.
+    #[serde(default)]
+    pub id_files: Vec<FileEntry>,
     pub users: u64,
     pub items: u64,
     /// Version of each warehouse table that was read, by table name.

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use elastirec_core::ids::IdDictionary;
 use elastirec_core::layout;
 use elastirec_core::manifest::{ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest};
 use elastirec_core::{Lake, Night};
@@ -87,6 +88,12 @@ impl SeenPairs {
     pub fn training_items(&self) -> impl Iterator<Item = i64> + '_ {
         self.training.item_ids.iter().copied()
     }
+}
+
+/// The id dictionary of an export: external names of its string ids (empty when every id is
+/// numeric or the export predates layout 3).
+pub async fn read_export_ids(lake: &Lake, export: &ExportManifest) -> Result<IdDictionary> {
+    io::read_id_dictionary(lake, &export.id_files).await
 }
 
 /// The night `recommendations/_LATEST` names, `None` when nothing is published yet.

@@ -17,6 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use elastirec_core::Lake;
+use elastirec_core::ids::{IdDictionary, IdKind};
 use elastirec_core::manifest::{self, FileEntry, columns};
 
 use crate::{Error, Result};
@@ -225,7 +226,8 @@ pub async fn read_factors(
     Ok((ids, rows, k))
 }
 
-/// One row of a recommendations file.
+/// One row of a recommendations file, with internal ids (the engines' ids); the file holds the
+/// external ids the export's dictionary names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecommendationRow {
     pub user_id: i64,
@@ -235,11 +237,20 @@ pub struct RecommendationRow {
     pub source: &'static str,
 }
 
-/// Rows as a batch of the recommendations schema.
-pub fn recommendations_batch(rows: &[RecommendationRow]) -> Result<RecordBatch> {
+/// Rows as a batch of the recommendations schema: internal ids become the external ids of
+/// `ids` (a numeric id its decimal digits).
+pub fn recommendations_batch(rows: &[RecommendationRow], ids: &IdDictionary) -> Result<RecordBatch> {
+    let users: StringArray = rows
+        .iter()
+        .map(|r| Some(ids.users.external(r.user_id)))
+        .collect();
+    let items: StringArray = rows
+        .iter()
+        .map(|r| Some(ids.items.external(r.item_id)))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.user_id).collect::<Int64Array>()),
-        Arc::new(rows.iter().map(|r| r.item_id).collect::<Int64Array>()),
+        Arc::new(users),
+        Arc::new(items),
         Arc::new(rows.iter().map(|r| r.rank).collect::<Int32Array>()),
         Arc::new(rows.iter().map(|r| r.score).collect::<Float32Array>()),
         Arc::new(rows.iter().map(|r| Some(r.source)).collect::<StringArray>()),
@@ -248,16 +259,41 @@ pub fn recommendations_batch(rows: &[RecommendationRow]) -> Result<RecordBatch> 
         .map_err(|e| Error::Internal(format!("recommendations batch: {e}")))
 }
 
-/// Ranked lists read back: user id → [(item id, rank, score, source)] in rank order.
-pub type RankedLists = std::collections::BTreeMap<i64, Vec<(i64, i32, f32, String)>>;
+/// One entry of a ranked list read back: (item, rank, score, source).
+pub type Ranked<Id> = (Id, i32, f32, String);
 
-/// Reads recommendation files into ranked lists.
-pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<RankedLists> {
-    let mut out = RankedLists::new();
+/// Ranked lists read back with internal ids: user → entries in rank order.
+pub type RankedLists = std::collections::BTreeMap<i64, Vec<Ranked<i64>>>;
+
+/// Ranked lists read back with the external ids consumers see: user → entries in rank order.
+pub type ExternalLists = std::collections::BTreeMap<String, Vec<Ranked<String>>>;
+
+/// An id column of a recommendations file as external ids: Utf8 (layout 3) as it is, Int64
+/// (files written before) as decimal digits.
+fn external_ids(batch: &RecordBatch, name: &str, path: &str) -> Result<Vec<String>> {
+    let a = col(batch, name, path)?;
+    if let Some(strings) = a.as_string_opt::<i32>() {
+        return Ok(strings.iter().map(|v| v.unwrap_or("").to_string()).collect());
+    }
+    if let Some(ints) = a.as_primitive_opt::<Int64Type>() {
+        return Ok(ints.values().iter().map(|v| v.to_string()).collect());
+    }
+    Err(Error::BadInput {
+        path: path.into(),
+        reason: format!(
+            "column '{name}' is {}, expected Utf8 (or Int64 before layout 3)",
+            a.data_type()
+        ),
+    })
+}
+
+/// Reads recommendation files into ranked lists with the external ids they hold.
+pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<ExternalLists> {
+    let mut out = ExternalLists::new();
     for f in files {
         for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
-            let users = i64_col(&batch, columns::USER_ID, &f.path)?;
-            let items = i64_col(&batch, columns::ITEM_ID, &f.path)?;
+            let users = external_ids(&batch, columns::USER_ID, &f.path)?;
+            let items = external_ids(&batch, columns::ITEM_ID, &f.path)?;
             let ranks = primitive_col::<Int32Type>(&batch, columns::RANK, &f.path)?;
             let scores = primitive_col::<Float32Type>(&batch, columns::SCORE, &f.path)?;
             let sources = col(&batch, columns::SOURCE, &f.path)?
@@ -267,9 +303,9 @@ pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<Ra
                     reason: "column 'source' is not Utf8".into(),
                 })?
                 .clone();
-            for i in 0..batch.num_rows() {
-                out.entry(users[i]).or_default().push((
-                    items[i],
+            for (i, (user, item)) in users.into_iter().zip(items).enumerate() {
+                out.entry(user).or_default().push((
+                    item,
                     ranks[i],
                     scores[i],
                     sources.value(i).to_string(),
@@ -281,4 +317,63 @@ pub async fn read_recommendations(lake: &Lake, files: &[FileEntry]) -> Result<Ra
         list.sort_by_key(|r| r.1);
     }
     Ok(out)
+}
+
+/// Reads recommendation files into ranked lists with internal ids, through the export's id
+/// dictionary (what evaluation and serving compare with the export and the model). An id the
+/// dictionary does not know means the files and the dictionary are of different nights.
+pub async fn read_recommendations_internal(
+    lake: &Lake,
+    files: &[FileEntry],
+    ids: &IdDictionary,
+) -> Result<RankedLists> {
+    let external = read_recommendations(lake, files).await?;
+    let unknown = |kind: &str, id: &str| Error::BadInput {
+        path: files.first().map_or_else(String::new, |f| f.path.clone()),
+        reason: format!(
+            "{kind} id '{id}' is not in the night's id dictionary (the export's ids-*.parquet): \
+             the recommendations and the export are of different nights; rerun `elastirec \
+             recommend` for this night"
+        ),
+    };
+    let mut out = RankedLists::new();
+    for (user, list) in external {
+        let u = ids.users.internal(&user).ok_or_else(|| unknown("user", &user))?;
+        let mut entries = Vec::with_capacity(list.len());
+        for (item, rank, score, source) in list {
+            let i = ids.items.internal(&item).ok_or_else(|| unknown("item", &item))?;
+            entries.push((i, rank, score, source));
+        }
+        out.insert(u, entries);
+    }
+    Ok(out)
+}
+
+/// The id dictionary of the listed `ids-*.parquet` files (empty list: numeric ids only).
+pub async fn read_id_dictionary(lake: &Lake, files: &[FileEntry]) -> Result<IdDictionary> {
+    let mut out = IdDictionary::default();
+    for f in files {
+        for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let kinds = string_col(&batch, columns::KIND, &f.path)?;
+            let ids = i64_col(&batch, columns::ID, &f.path)?;
+            let names = string_col(&batch, columns::EXTERNAL, &f.path)?;
+            for i in 0..batch.num_rows() {
+                let kind = IdKind::parse(kinds.value(i)).ok_or_else(|| Error::BadInput {
+                    path: f.path.clone(),
+                    reason: format!("row {i}: kind '{}' is not user or item", kinds.value(i)),
+                })?;
+                out.of_mut(kind).insert(ids[i], names.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A Utf8 column, or an error naming the file, column and type.
+fn string_col<'a>(batch: &'a RecordBatch, name: &str, path: &str) -> Result<&'a StringArray> {
+    let a = col(batch, name, path)?;
+    a.as_string_opt::<i32>().ok_or_else(|| Error::BadInput {
+        path: path.into(),
+        reason: format!("column '{name}' is {}, expected Utf8", a.data_type()),
+    })
 }

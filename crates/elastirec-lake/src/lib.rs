@@ -4,14 +4,16 @@
 //! is their single owner, so no stage links another stage to read its output:
 //!
 //! ```text
-//!  exports/training/D/ (part-*, seen-*, items-*, _manifest.json)   written by the warehouse
-//!        │ artefacts::read_export_manifest, io::read_pairs, artefacts::SeenPairs
+//!  exports/training/D/ (part-*, seen-*, items-*, ids-*,             written by the warehouse
+//!        │             _manifest.json)
+//!        │ artefacts::read_export_manifest, io::read_pairs, artefacts::SeenPairs,
+//!        │ artefacts::read_export_ids (string ids ↔ internal ids)
 //!        ▼
 //!  models/D/{user,item}_factors.parquet, model.json                io::write_model_factors,
 //!        │                                                         io::read_factors
 //!        ▼
 //!  recommendations/D/part-*.parquet, _manifest.json                io::write_parquet,
-//!        │                                                         io::read_recommendations
+//!        │ (external ids: what consumers see)                      io::read_recommendations
 //!        ▼
 //!  recommendations/_LATEST                                         artefacts::publish_latest,
 //!                                                                  artefacts::read_latest
@@ -26,7 +28,7 @@ pub mod artefacts;
 pub mod io;
 
 pub use artefacts::{
-    SeenPairs, publish_latest, read_export_manifest, read_latest, read_model_info,
+    SeenPairs, publish_latest, read_export_ids, read_export_manifest, read_latest, read_model_info,
     read_recommendations_manifest,
 };
 
