@@ -122,7 +122,10 @@ def elastirec_lists(lake, binary, seed, p):
     elastirec(["recommend", "--date", NIGHT, "--k", str(K)], lake, env, binary)
     files = read_manifest_files(lake, f"recommendations/{NIGHT_DIR}/_manifest.json")
     t = read_table(files, ["user_id", "item_id", "rank"])
-    rows = sorted(zip(t["user_id"].tolist(), t["rank"].tolist(), t["item_id"].tolist()))
+    # The files hold external ids (strings; MovieLens ids are their digits).
+    users = [int(u) for u in t["user_id"].tolist()]
+    items = [int(i) for i in t["item_id"].tolist()]
+    rows = sorted(zip(users, t["rank"].tolist(), items))
     lists = defaultdict(list)
     for u, _, i in rows:
         lists[u].append(i)

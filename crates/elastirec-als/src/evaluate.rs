@@ -33,7 +33,9 @@ use crate::metrics::{UserScores, catalog_coverage, score_list};
 use crate::popularity::Popularity;
 use crate::stage::night_lists;
 use elastirec_lake::io;
-use elastirec_lake::{SeenPairs, read_export_manifest, read_recommendations_manifest};
+use elastirec_lake::{
+    SeenPairs, read_export_ids, read_export_manifest, read_recommendations_manifest,
+};
 
 /// Later (user, item) pairs to score against, and the last day they cover.
 #[derive(Debug, Clone, Default)]
@@ -159,7 +161,8 @@ pub async fn evaluate_night(
 ) -> Result<EvaluationReport> {
     let recs_manifest = read_recommendations_manifest(lake, night).await?;
     let export = read_export_manifest(lake, night).await?;
-    let lists = io::read_recommendations(lake, &recs_manifest.files).await?;
+    let names = read_export_ids(lake, &export).await?;
+    let lists = io::read_recommendations_internal(lake, &recs_manifest.files, &names).await?;
     let seen_pairs = SeenPairs::read(lake, &export).await?;
     let seen = seen_pairs.by_user();
     let popularity = Popularity::from_pairs(seen_pairs.training_items());

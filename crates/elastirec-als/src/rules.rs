@@ -26,12 +26,14 @@ use arrow_array::{Array, RecordBatch};
 use object_store::path::Path;
 
 use elastirec_core::config::{PromoteMode, RulesConfig};
+use elastirec_core::ids::{IdDictionary, IdNames};
 use elastirec_core::manifest::{ExportManifest, columns, sources};
 use elastirec_core::{Lake, Night};
 
 use crate::popularity::Popularity;
 use crate::{Error, Result};
 use elastirec_lake::io::read_parquet;
+use elastirec_lake::read_export_ids;
 
 /// One row of `availability-*.parquet`.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,8 @@ pub struct AvailabilityWindow {
 pub struct OfferRules {
     config: RulesConfig,
     excluded: HashSet<i64>,
+    /// `promoted_items` the night knows, as internal ids, in order.
+    promoted: Vec<i64>,
     unavailable: HashSet<i64>,
     genres: HashMap<i64, Vec<String>>,
 }
@@ -69,6 +73,19 @@ impl OfferRules {
         windows: &[AvailabilityWindow],
         genres: &HashMap<i64, String>,
     ) -> OfferRules {
+        OfferRules::with_names(config, day, windows, genres, &IdNames::default())
+    }
+
+    /// [`OfferRules::new`] for a night whose string item ids `items` names: the configured
+    /// (external) item ids become internal ids; ids the night does not know are left out (no
+    /// list can hold them).
+    pub fn with_names(
+        config: &RulesConfig,
+        day: Night,
+        windows: &[AvailabilityWindow],
+        genres: &HashMap<i64, String>,
+        items: &IdNames,
+    ) -> OfferRules {
         let applies = |w: &AvailabilityWindow| {
             let matches = |row: &Option<String>, wanted: &Option<String>| {
                 row.is_none() || row.as_deref() == wanted.as_deref()
@@ -84,7 +101,16 @@ impl OfferRules {
         }
         OfferRules {
             config: config.clone(),
-            excluded: config.exclude_items.iter().copied().collect(),
+            excluded: config
+                .exclude_items
+                .iter()
+                .filter_map(|i| items.internal(i))
+                .collect(),
+            promoted: config
+                .promoted_items
+                .iter()
+                .filter_map(|i| items.internal(i))
+                .collect(),
             unavailable: covered
                 .into_iter()
                 .filter(|(_, open)| !open)
@@ -123,7 +149,12 @@ impl OfferRules {
         } else {
             HashMap::new()
         };
-        let rules = OfferRules::new(config, night.next(), &windows, &genres);
+        let names = if config.exclude_items.is_empty() && config.promoted_items.is_empty() {
+            IdDictionary::default()
+        } else {
+            read_export_ids(lake, export).await?
+        };
+        let rules = OfferRules::with_names(config, night.next(), &windows, &genres, &names.items);
         Ok(rules.is_active().then_some(rules))
     }
 
@@ -132,7 +163,7 @@ impl OfferRules {
         !self.excluded.is_empty()
             || !self.unavailable.is_empty()
             || self.config.max_per_genre > 0
-            || !self.config.promoted_items.is_empty()
+            || !self.promoted.is_empty()
     }
 
     /// The settings, for the recommendations manifest.
@@ -152,7 +183,7 @@ impl OfferRules {
         } else {
             0
         };
-        k + self.excluded.len() + self.unavailable.len() + cap + self.config.promoted_items.len()
+        k + self.excluded.len() + self.unavailable.len() + cap + self.promoted.len()
     }
 
     /// Whether an item may be offered at all (not excluded, available).
@@ -180,7 +211,7 @@ impl OfferRules {
             per_genre: HashMap::new(),
             out: Vec::with_capacity(k),
         };
-        let promoted = &self.config.promoted_items;
+        let promoted = &self.promoted;
         match self.config.promote {
             PromoteMode::Pin => {
                 let most = self.config.max_promoted.min(k);
@@ -357,6 +388,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Configured item ids as TOML integers read them.
+    fn ids(items: &[i64]) -> Vec<String> {
+        items.iter().map(i64::to_string).collect()
+    }
+
     /// Items 1..=8: model candidates best first; popularity ranks 8, 7, 6, … 1.
     fn candidates() -> Vec<(i64, f32)> {
         (1..=8).map(|i| (i, 10.0 - i as f32)).collect()
@@ -407,7 +443,7 @@ mod tests {
     #[test]
     fn excluded_items_are_never_offered() {
         let config = RulesConfig {
-            exclude_items: vec![1, 3],
+            exclude_items: ids(&[1, 3]),
             ..RulesConfig::default()
         };
         let rules = OfferRules::new(&config, day("2024-01-02"), &[], &HashMap::new());
@@ -488,7 +524,7 @@ mod tests {
     #[test]
     fn promoted_items_are_pinned_or_boosted() {
         let pin = RulesConfig {
-            promoted_items: vec![6, 7, 99],
+            promoted_items: ids(&[6, 7, 99]),
             max_promoted: 2,
             ..RulesConfig::default()
         };
@@ -503,7 +539,7 @@ mod tests {
             vec![(7, "promoted"), (1, "als"), (2, "als")]
         );
         let boost = RulesConfig {
-            promoted_items: vec![5],
+            promoted_items: ids(&[5]),
             promote: PromoteMode::Boost,
             boost: 2.5,
             ..RulesConfig::default()
@@ -521,7 +557,7 @@ mod tests {
         // The model offers only items 1..=8, all excluded or unavailable but 8; popularity also
         // knows items 9 and 10 (most popular first: 10, 9, 8, …).
         let config = RulesConfig {
-            exclude_items: vec![1, 2, 3, 4, 5],
+            exclude_items: ids(&[1, 2, 3, 4, 5]),
             max_per_genre: 1,
             ..RulesConfig::default()
         };
@@ -547,7 +583,7 @@ mod tests {
         assert_eq!(fallback, vec![(10, "popular")]);
         // Fewer than K after the model: filled up to K with popularity, flagged.
         let config = RulesConfig {
-            exclude_items: vec![3, 4, 5, 6, 7, 8],
+            exclude_items: ids(&[3, 4, 5, 6, 7, 8]),
             ..RulesConfig::default()
         };
         let rules = OfferRules::new(&config, day("2024-01-02"), &[], &HashMap::new());

@@ -17,7 +17,7 @@ use crate::popularity::Popularity;
 use crate::rules::OfferRules;
 use crate::{Error, Result};
 use elastirec_lake::io::{self, RecommendationRow};
-use elastirec_lake::{SeenPairs, read_export_manifest};
+use elastirec_lake::{SeenPairs, read_export_ids, read_export_manifest};
 
 /// The implicit-feedback fit a `[model]` section describes.
 pub fn implicit_als(config: &ModelConfig) -> ImplicitAls {
@@ -185,7 +185,9 @@ pub async fn recommend_night_with(
         &layout::recommendations_dir(night),
     )
     .await?;
-    let batch = io::recommendations_batch(&flat)?;
+    // The files speak the producers' ids; the engines worked on internal ids.
+    let names = read_export_ids(lake, &export).await?;
+    let batch = io::recommendations_batch(&flat, &names)?;
     let file = io::write_parquet(
         lake,
         &layout::recommendations_part(night, 0),

@@ -2,13 +2,20 @@
 //! `warehouse vacuum --erasures`, and `migrate` (lake layout upgrades).
 //!
 //! ```text
-//!  forget --user ID ─▶ warehouse: erasures (pending) → events, rejects (Delta deletes)
-//!                   ─▶ outputs: exports, models, recommendations of every night rewritten;
+//!  forget --user ID ─▶ warehouse: erasures (pending) → events, rejects (Delta deletes) →
+//!                      ids (the user's external id blanked; the internal id stays taken)
+//!                   ─▶ outputs: exports (ids-*.parquet too), models, recommendations of every
+//!                      night rewritten;
 //!                      staging/spark/ (a failed Spark job's leftovers) deleted
 //!                   ─▶ raw files purged (--purge-raw), load ledger kept in step
 //!                   ─▶ warehouse: erasures (complete, with what was removed)
 //!                   ─▶ _LATEST rewritten: serving reloads without the users
 //! ```
+//!
+//! Users are named by their external ids (what producers sent: `42`, `A3CIUOJXQ5VDQ2`): the
+//! warehouse resolves them to the internal ids its tables, the exports and the models hold,
+//! and the recommendation files hold the external ids themselves. A user the lake does not know
+//! is recorded all the same, so later loads drop their events.
 //!
 //! Every step can be rerun: a `forget` killed anywhere is finished by running it again (the
 //! request is recorded first, so ingest drops the users' events from then on). Erasure is
@@ -20,7 +27,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use elastirec_als::erase::{OutputErasure, erase_outputs};
+use elastirec_als::erase::{ErasedUsers, OutputErasure, erase_outputs};
 use elastirec_core::config::LakeConfig;
 use elastirec_core::lake::Migration;
 use elastirec_core::layout::{self, Table};
@@ -47,16 +54,22 @@ fn erasure_id() -> String {
 }
 
 impl Pipeline {
-    /// `forget`: erases `users` from the warehouse, every night's outputs and, with
-    /// `purge_raw`, the raw event files; records the request in `warehouse/erasures` by salted
-    /// hash only. See the module documentation for the order and what a rerun does.
-    pub async fn forget(&self, users: &[i64], purge_raw: bool) -> Result<ForgetReport> {
+    /// `forget`: erases `users` (external ids) from the warehouse, every night's outputs and,
+    /// with `purge_raw`, the raw event files; records the request in `warehouse/erasures` by
+    /// salted hash only. See the module documentation for the order and what a rerun does.
+    pub async fn forget(&self, users: &[String], purge_raw: bool) -> Result<ForgetReport> {
         let wh = Warehouse::open(self.lake()).await?;
         let id = erasure_id();
         let events = &self.config().events;
         let warehouse = wh.erase_events(&id, users, events).await?;
-        let set: HashSet<i64> = users.iter().copied().collect();
-        let outputs = erase_outputs(self.lake(), &set, &id).await?;
+        // Tests kill `forget` here: the rerun must find the users' outputs without the
+        // dictionary names the warehouse part blanked.
+        elastirec_core::failpoint::hit("forget.after-warehouse");
+        let erased = ErasedUsers {
+            internal: warehouse.internal_ids.iter().copied().collect(),
+            external: users.iter().cloned().collect::<HashSet<String>>(),
+        };
+        let outputs = erase_outputs(self.lake(), &erased, &id).await?;
         // What a failed or interrupted Spark job staged (factors and lists of every user) is
         // never published nor read: delete it whole rather than rewrite it.
         let spark_staging_deleted = elastirec_spark::clear_all_staging(self.lake()).await?;
@@ -66,7 +79,11 @@ impl Pipeline {
             Vec::new()
         };
         let snapshots_holding: Vec<String> = wh
-            .snapshots_holding(warehouse.events_version, warehouse.rejects_version)
+            .snapshots_holding(
+                warehouse.events_version,
+                warehouse.rejects_version,
+                warehouse.ids_version,
+            )
             .await?
             .into_iter()
             .map(|s| s.name)
@@ -77,6 +94,8 @@ impl Pipeline {
                 "rejects_deleted": warehouse.rejects_deleted,
                 "events_version": warehouse.events_version,
                 "rejects_version": warehouse.rejects_version,
+                "ids_blanked": warehouse.ids_blanked,
+                "ids_version": warehouse.ids_version,
                 "replaced_files": warehouse.replaced_files,
             },
             "outputs": outputs.folders,

@@ -239,7 +239,10 @@ pub struct RecommendationRow {
 
 /// Rows as a batch of the recommendations schema: internal ids become the external ids of
 /// `ids` (a numeric id its decimal digits).
-pub fn recommendations_batch(rows: &[RecommendationRow], ids: &IdDictionary) -> Result<RecordBatch> {
+pub fn recommendations_batch(
+    rows: &[RecommendationRow],
+    ids: &IdDictionary,
+) -> Result<RecordBatch> {
     let users: StringArray = rows
         .iter()
         .map(|r| Some(ids.users.external(r.user_id)))
@@ -273,7 +276,10 @@ pub type ExternalLists = std::collections::BTreeMap<String, Vec<Ranked<String>>>
 fn external_ids(batch: &RecordBatch, name: &str, path: &str) -> Result<Vec<String>> {
     let a = col(batch, name, path)?;
     if let Some(strings) = a.as_string_opt::<i32>() {
-        return Ok(strings.iter().map(|v| v.unwrap_or("").to_string()).collect());
+        return Ok(strings
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect());
     }
     if let Some(ints) = a.as_primitive_opt::<Int64Type>() {
         return Ok(ints.values().iter().map(|v| v.to_string()).collect());
@@ -338,10 +344,16 @@ pub async fn read_recommendations_internal(
     };
     let mut out = RankedLists::new();
     for (user, list) in external {
-        let u = ids.users.internal(&user).ok_or_else(|| unknown("user", &user))?;
+        let u = ids
+            .users
+            .internal(&user)
+            .ok_or_else(|| unknown("user", &user))?;
         let mut entries = Vec::with_capacity(list.len());
         for (item, rank, score, source) in list {
-            let i = ids.items.internal(&item).ok_or_else(|| unknown("item", &item))?;
+            let i = ids
+                .items
+                .internal(&item)
+                .ok_or_else(|| unknown("item", &item))?;
             entries.push((i, rank, score, source));
         }
         out.insert(u, entries);
@@ -357,12 +369,12 @@ pub async fn read_id_dictionary(lake: &Lake, files: &[FileEntry]) -> Result<IdDi
             let kinds = string_col(&batch, columns::KIND, &f.path)?;
             let ids = i64_col(&batch, columns::ID, &f.path)?;
             let names = string_col(&batch, columns::EXTERNAL, &f.path)?;
-            for i in 0..batch.num_rows() {
+            for (i, &id) in ids.iter().enumerate() {
                 let kind = IdKind::parse(kinds.value(i)).ok_or_else(|| Error::BadInput {
                     path: f.path.clone(),
                     reason: format!("row {i}: kind '{}' is not user or item", kinds.value(i)),
                 })?;
-                out.of_mut(kind).insert(ids[i], names.value(i));
+                out.of_mut(kind).insert(id, names.value(i));
             }
         }
     }

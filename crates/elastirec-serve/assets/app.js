@@ -238,14 +238,19 @@ async function lookup(ev) {
   const out = $("lookup-result");
   $("lookup-error").textContent = "";
   out.replaceChildren();
-  if (!/^-?\d+$/.test(id)) { $("lookup-error").textContent = "a user id is an integer"; return; }
+  // Ids are the strings producers sent (A3CIUOJXQ5VDQ2, a UUID, 42…): encoded into the path,
+  // so that "SKU/12 A" stays one segment.
+  if (!id) { $("lookup-error").textContent = "enter a user id"; return; }
+  if (new TextEncoder().encode(id).length > 256) { $("lookup-error").textContent = "a user id is at most 256 bytes"; return; }
+  const path = "/v1/users/" + encodeURIComponent(id);
   const [hist, recs] = await Promise.all([
     // The whole history (up to the API's 1000) names the "because" items; the first 20 are shown.
-    api(`/v1/users/${id}/history?limit=1000`).catch((e) => e),
-    api(`/v1/users/${id}/recommendations`).catch((e) => e),
+    api(`${path}/history?limit=1000`).catch((e) => e),
+    api(`${path}/recommendations`).catch((e) => e),
   ]);
-  const titleOf = {};
-  if (!(hist instanceof Error)) for (const h of hist.items) titleOf[h.item_id] = h.title;
+  // Item ids are strings in every answer: keys of a Map, shown as text.
+  const titleOf = new Map();
+  if (!(hist instanceof Error)) for (const h of hist.items) titleOf.set(h.item_id, h.title);
   const histBox = el("div", { id: "history" }, el("h3", {}, "History"));
   if (hist instanceof Error) histBox.append(el("p", { class: "muted" }, hist.message));
   else {
@@ -261,7 +266,7 @@ async function lookup(ev) {
     recBox.append(el("p", { class: "muted" }, `night ${recs.model_date}, ${recs.source}` + (recs.fallback ? " (fallback: this user is unknown to the night)" : "")));
     recBox.append(el("table", { class: "data", id: "recs-table" }, el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "title"), el("th", { class: "num" }, "score"), el("th", {}, "because you had"))),
       el("tbody", {}, recs.items.map((r) => el("tr", { "data-item": r.item_id }, el("td", { class: "num" }, r.rank), el("td", {}, r.title || `item ${r.item_id}`),
-        el("td", { class: "num" }, fmt.num(r.score, 3)), el("td", { class: "muted" }, r.because.map((b) => titleOf[b] || `item ${b}`).join("; ")))))));
+        el("td", { class: "num" }, fmt.num(r.score, 3)), el("td", { class: "muted" }, r.because.map((b) => titleOf.get(b) || `item ${b}`).join("; ")))))));
   }
   out.replaceChildren(histBox, recBox);
 }

@@ -5,7 +5,16 @@
 //! `{"error": {"code", "message"}}`; only messages written for clients (bad request, not found)
 //! are shown, anything else is logged with the request id and answered with a generic message.
 //! Every response carries `x-request-id`, and the request's log lines carry the same id.
+//!
+//! **Ids.** Clients name users and items by their external ids (what producers sent: strings
+//! such as `A3CIUOJXQ5VDQ2`, a UUID or `42`), percent-encoded in paths (`SKU%2F12%20A` is the
+//! id `SKU/12 A`; axum decodes a path parameter after routing, so an encoded `/` stays inside
+//! its segment). The night's id dictionary ([`Snapshot::ids`]) turns them into the snapshot's
+//! internal ids; an id it does not know is an unknown user or item (the popular fallback, or
+//! 404), as a numeric id without data is. Every id of an answer is the external id, as a JSON
+//! string (`"42"` too).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +22,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -22,11 +32,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::Instrument;
 
-use elastirec_core::manifest::{EvaluationReport, RunRecord};
+use elastirec_core::ids::{IdKind, MAX_ID_BYTES, check_external};
+use elastirec_core::manifest::{EvaluationReport, RunRecord, sources};
 use elastirec_core::{ErrorKind, Night, layout};
 
 use crate::Error;
-use crate::snapshot::{MAX_HISTORY, Snapshot};
+use crate::snapshot::{MAX_HISTORY, Snapshot, check_similar_k};
 use crate::state::Served;
 
 /// The dashboard's page and scripts, compiled into the binary (no build step, no CDN).
@@ -271,9 +282,41 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_id(what: &str, raw: &str) -> Result<i64, Error> {
-    raw.parse()
-        .map_err(|_| Error::BadRequest(format!("{what} id '{raw}' is not an integer")))
+/// An id as messages show it: at most 64 characters, control characters escaped.
+fn shown(raw: &str) -> String {
+    let mut out = String::new();
+    for c in raw.chars().take(64) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if raw.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The external id of a path's `{id}` segment, percent-decoded, if it is one (1 to
+/// [`MAX_ID_BYTES`] bytes of UTF-8, no control characters).
+fn path_id(kind: IdKind, path: Result<Path<String>, PathRejection>) -> Result<String, Error> {
+    let what = kind.as_str();
+    let raw = path.map_err(|e| {
+        Error::BadRequest(format!(
+            "the {what} id of this path cannot be read ({}): percent-encode it as UTF-8",
+            e.body_text()
+        ))
+    })?;
+    let Path(raw) = raw;
+    check_external(&raw).map_err(|why| {
+        Error::BadRequest(format!(
+            "{what} id '{}' is not an id: {why} (an id is 1 to {MAX_ID_BYTES} bytes of UTF-8 \
+             without control characters, percent-encoded in the path)",
+            shown(&raw)
+        ))
+    })?;
+    Ok(raw)
 }
 
 /// Query parameters; unknown ones are ignored.
@@ -307,18 +350,23 @@ fn title(s: &Snapshot, item_id: i64) -> Option<&str> {
     s.item_meta(item_id).and_then(|m| m.title.as_deref())
 }
 
+/// The external id of an internal item id.
+fn item_name(s: &Snapshot, item_id: i64) -> Cow<'_, str> {
+    s.ids().items.external(item_id)
+}
+
 #[derive(Serialize)]
 struct RecItem<'a> {
-    item_id: i64,
+    item_id: Cow<'a, str>,
     title: Option<&'a str>,
     score: f32,
     rank: u32,
-    because: &'a [i64],
+    because: Vec<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
 struct RecsBody<'a> {
-    user_id: i64,
+    user_id: String,
     items: Vec<RecItem<'a>>,
     model_date: Night,
     generated_at: DateTime<Utc>,
@@ -328,30 +376,36 @@ struct RecsBody<'a> {
 
 async fn recommendations(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let user_id = parse_id("user", &id)?;
+    let user = path_id(IdKind::User, path)?;
     let s = current(&state)?;
     let k = count_param(&query(q), "k", DEFAULT_K.min(s.k))?;
-    let recs = s.recommendations(user_id, k)?;
+    // An id the night's dictionary does not know is a user without a list: the fallback.
+    let (source, fallback, items) = match s.ids().users.internal(&user) {
+        Some(user_id) => {
+            let recs = s.recommendations(user_id, k)?;
+            (recs.source, recs.fallback, recs.items)
+        }
+        None => (sources::POPULAR, true, s.fallback(k)?),
+    };
     let body = RecsBody {
-        user_id,
-        items: recs
-            .items
+        user_id: user,
+        items: items
             .iter()
             .map(|&(item_id, score, rank, because)| RecItem {
-                item_id,
+                item_id: item_name(&s, item_id),
                 title: title(&s, item_id),
                 score,
                 rank,
-                because,
+                because: because.iter().map(|&b| item_name(&s, b)).collect(),
             })
             .collect(),
         model_date: s.night(),
         generated_at: s.generated_at,
-        fallback: recs.fallback,
-        source: recs.source,
+        fallback,
+        source,
     };
     state.metrics.served_rows(body.items.len());
     Ok(json(&body))
@@ -359,7 +413,7 @@ async fn recommendations(
 
 #[derive(Serialize)]
 struct HistoryItem<'a> {
-    item_id: i64,
+    item_id: Cow<'a, str>,
     title: Option<&'a str>,
     value: Option<f32>,
     events: Option<i64>,
@@ -368,10 +422,10 @@ struct HistoryItem<'a> {
 
 async fn history(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let user_id = parse_id("user", &id)?;
+    let user = path_id(IdKind::User, path)?;
     let limit = count_param(&query(q), "limit", DEFAULT_HISTORY)?;
     if limit == 0 || limit > MAX_HISTORY {
         return Err(Error::BadRequest(format!(
@@ -380,17 +434,22 @@ async fn history(
         .into());
     }
     let s = current(&state)?;
-    let entries = s.history(user_id).ok_or_else(|| {
-        Error::NotFound(format!(
-            "user {user_id} has no history up to night {}",
-            s.night()
-        ))
-    })?;
+    let entries = s
+        .ids()
+        .users
+        .internal(&user)
+        .and_then(|user_id| s.history(user_id))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "user {user} has no history up to night {}",
+                s.night()
+            ))
+        })?;
     let items: Vec<HistoryItem> = entries
         .iter()
         .take(limit)
         .map(|e| HistoryItem {
-            item_id: e.item_id,
+            item_id: item_name(&s, e.item_id),
             title: title(&s, e.item_id),
             value: e.value,
             events: e.events,
@@ -398,22 +457,22 @@ async fn history(
         })
         .collect();
     Ok(json(&serde_json::json!({
-        "user_id": user_id,
+        "user_id": user,
         "total": entries.len(),
         "items": items,
         "model_date": s.night(),
     })))
 }
 
-async fn item(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let item_id = parse_id("item", &id)?;
+async fn item(State(state): State<Shared>, path: Result<Path<String>, PathRejection>) -> ApiResult {
+    let item = path_id(IdKind::Item, path)?;
     let s = current(&state)?;
-    if !s.item_known(item_id) {
-        return Err(Error::NotFound(format!("item {item_id} not found")).into());
-    }
+    let Some(item_id) = s.ids().items.internal(&item).filter(|&i| s.item_known(i)) else {
+        return Err(Error::NotFound(format!("item {item} not found")).into());
+    };
     let meta = s.item_meta(item_id);
     Ok(json(&serde_json::json!({
-        "item_id": item_id,
+        "item_id": item,
         "title": meta.and_then(|m| m.title.as_deref()),
         "genres": meta.and_then(|m| m.genres.as_deref()),
         "users_in_window": s.item_users(item_id),
@@ -424,30 +483,35 @@ async fn item(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult 
 
 #[derive(Serialize)]
 struct SimilarItem<'a> {
-    item_id: i64,
+    item_id: Cow<'a, str>,
     title: Option<&'a str>,
     similarity: f32,
 }
 
 async fn similar(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let item_id = parse_id("item", &id)?;
+    let item = path_id(IdKind::Item, path)?;
     let k = count_param(&query(q), "k", DEFAULT_K)?;
     let s = current(&state)?;
+    let Some(item_id) = s.ids().items.internal(&item) else {
+        // A bad k is a 400 whatever the id, as for a known one.
+        check_similar_k(k)?;
+        return Err(Error::NotFound(format!("item {item} not found")).into());
+    };
     let items: Vec<SimilarItem> = s
         .similar(item_id, k)?
         .into_iter()
         .map(|(id, similarity)| SimilarItem {
-            item_id: id,
+            item_id: item_name(&s, id),
             title: title(&s, id),
             similarity,
         })
         .collect();
     Ok(json(&serde_json::json!({
-        "item_id": item_id,
+        "item_id": item,
         "title": title(&s, item_id),
         "items": items,
         "model_date": s.night(),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  recommendations/_LATEST ─▶ recommendations/D/ (lists) ─┐
-//!  exports/training/D/ (history, items-*: titles) ────────┼─▶ Snapshot (immutable, in memory)
+//!  exports/training/D/ (history, items-*: titles, ids-*) ─┼─▶ Snapshot (immutable, in memory)
 //!  models/D/item_factors (cosine: similar, because) ──────┘        │ swapped whole (ArcSwap)
 //!                                                                  ▼
 //!  runs/*.json, evaluations/ (read per request) ──▶ axum Router ──▶ http1 front ──▶ clients
@@ -29,7 +29,8 @@ use elastirec_core::ErrorKind;
 /// Errors of serving.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is wrong (a non-numeric id, k out of range); the message says how.
+    /// The request is wrong (an id too long or with control characters, k out of range); the
+    /// message says how.
     #[error("{0}")]
     BadRequest(String),
     /// The user, item or night asked for does not exist.

@@ -1,17 +1,24 @@
-//! One published night, loaded whole into memory: lists, history, titles and item factors.
+//! One published night, loaded whole into memory: lists, history, titles, item factors and the
+//! id dictionary.
 //!
 //! Built from lake files only, in this order: `recommendations/_LATEST` names night D; its
-//! recommendations manifest lists the ranked lists; D's training export gives each user's history
-//! (`part-*`: pairs of the training window with value and event count; `seen-*`: older pairs) and
-//! the item titles (`items-*`, absent from exports older than it); D's item factors give the
-//! cosine similarities behind "similar items" and "because".
+//! recommendations manifest lists the ranked lists; D's training export gives the id dictionary
+//! (`ids-*`: the external names of string ids, absent from exports with numeric ids only), each
+//! user's history (`part-*`: pairs of the training window with value and event count; `seen-*`:
+//! older pairs) and the item titles (`items-*`, absent from exports older than it); D's item
+//! factors give the cosine similarities behind "similar items" and "because".
+//!
+//! **Ids.** Everything in a snapshot is keyed by internal ids (`i64`, as in the export and the
+//! model); the lists, whose files hold external ids, are turned into internal ids through the
+//! dictionary as they are read. [`Snapshot::ids`] turns ids back and forth at the API's edge,
+//! where clients send and see external ids only (strings, such as `A3CIUOJXQ5VDQ2` or `42`).
 //!
 //! **`because`** of a recommended item: the (up to) [`BECAUSE`] items of the user's history
 //! (both `part-*` and `seen-*` pairs, items the model has factors for) whose factor vectors have
 //! the highest cosine similarity with the recommended item's, most similar first, ties by the
-//! lower item id. It is computed once at load for every stored model list, and is empty for
-//! popularity lists. **Similar items**: cosine similarity of item factor vectors, computed per
-//! request over the normalised factors kept in memory.
+//! lower internal item id. It is computed once at load for every stored model list, and is empty
+//! for popularity lists. **Similar items**: cosine similarity of item factor vectors, computed
+//! per request over the normalised factors kept in memory.
 //!
 //! A snapshot never changes after it is built; serving swaps a new one in whole.
 
@@ -25,10 +32,11 @@ use object_store::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use elastirec_core::ids::IdDictionary;
 use elastirec_core::manifest::{FileEntry, LatestPointer, columns, sources};
 use elastirec_core::{Lake, Night, layout};
 use elastirec_lake::io;
-use elastirec_lake::{read_export_manifest, read_recommendations_manifest};
+use elastirec_lake::{read_export_ids, read_export_manifest, read_recommendations_manifest};
 
 use crate::{Error, Result};
 
@@ -155,7 +163,12 @@ pub struct Snapshot {
     items: HashMap<i64, ItemMeta>,
     history: HashMap<i64, Vec<HistoryEntry>>,
     factors: UnitFactors,
+    /// External names of the night's string ids (internal ids ≥ `DICTIONARY_BASE`).
+    ids: IdDictionary,
 }
+
+/// One item of a list as served, with internal ids: (item, score, rank, `because` items).
+pub type ServedItem<'a> = (i64, f32, u32, &'a [i64]);
 
 /// The recommendations of one user, as served.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +178,7 @@ pub struct Recommendations<'a> {
     pub source: &'static str,
     /// The user has no stored list: the items are the night's most popular.
     pub fallback: bool,
-    pub items: Vec<(i64, f32, u32, &'a [i64])>,
+    pub items: Vec<ServedItem<'a>>,
 }
 
 impl Snapshot {
@@ -197,16 +210,17 @@ impl Snapshot {
         let night = pointer.night;
         let manifest = read_recommendations_manifest(lake, night).await?;
         let export = read_export_manifest(lake, night).await?;
-        let ranked = io::read_recommendations(lake, &manifest.files).await?;
+        let ids = read_export_ids(lake, &export).await?;
+        let ranked = io::read_recommendations_internal(lake, &manifest.files, &ids).await?;
         let window = read_history(lake, &export.files, true).await?;
         let older = read_history(lake, &export.seen_files, false).await?;
         let items = read_items(lake, &export.item_files).await?;
-        let (ids, rows, dim) =
+        let (factor_ids, rows, dim) =
             io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
         let generated_at = manifest.created_at;
         let k = manifest.k;
         tokio::task::spawn_blocking(move || {
-            let factors = UnitFactors::new(ids, rows, dim)?;
+            let factors = UnitFactors::new(factor_ids, rows, dim)?;
             Ok::<_, Error>(Snapshot::build(
                 pointer,
                 generated_at,
@@ -216,6 +230,7 @@ impl Snapshot {
                 older,
                 items,
                 factors,
+                ids,
             ))
         })
         .await
@@ -232,6 +247,7 @@ impl Snapshot {
         older: Vec<(i64, HistoryEntry)>,
         items: HashMap<i64, ItemMeta>,
         factors: UnitFactors,
+        ids: IdDictionary,
     ) -> Snapshot {
         let mut popularity: HashMap<i64, u64> = HashMap::new();
         for (_, h) in &window {
@@ -307,7 +323,14 @@ impl Snapshot {
             items,
             history,
             factors,
+            ids,
         }
+    }
+
+    /// The night's id dictionary: [`IdDictionary::users`] and [`IdDictionary::items`] turn the
+    /// snapshot's internal ids into the external ids clients see, and back.
+    pub fn ids(&self) -> &IdDictionary {
+        &self.ids
     }
 
     /// Users with a stored list.
@@ -360,15 +383,23 @@ impl Snapshot {
                 user_id,
                 source: sources::POPULAR,
                 fallback: true,
-                items: self
-                    .popular
-                    .iter()
-                    .take(k)
-                    .enumerate()
-                    .map(|(r, &(item, users))| (item, users as f32, r as u32 + 1, &[][..]))
-                    .collect(),
+                items: self.fallback(k)?,
             },
         })
+    }
+
+    /// What a user without a stored list gets (also one whose external id the night's dictionary
+    /// does not know): the first `k` of the window's most popular items, scored by their users,
+    /// with no `because`. `k` must be 1 to [`Snapshot::k`].
+    pub fn fallback(&self, k: usize) -> Result<Vec<ServedItem<'_>>> {
+        self.check_k(k)?;
+        Ok(self
+            .popular
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(r, &(item, users))| (item, users as f32, r as u32 + 1, &[][..]))
+            .collect())
     }
 
     fn check_k(&self, k: usize) -> Result<()> {
@@ -385,19 +416,16 @@ impl Snapshot {
 
     /// The `k` items whose factors are most similar (cosine) to the item's, best first.
     pub fn similar(&self, item_id: i64, k: usize) -> Result<Vec<(i64, f32)>> {
-        if k == 0 || k > MAX_SIMILAR {
-            return Err(Error::BadRequest(format!(
-                "k = {k} is out of range: ask for 1 to {MAX_SIMILAR} similar items"
-            )));
-        }
+        check_similar_k(k)?;
         let Some(v) = self.factors.row(item_id) else {
+            let name = self.ids.items.external(item_id);
             return Err(if self.items.contains_key(&item_id) {
                 Error::NotFound(format!(
-                    "item {item_id} is not in night {}'s model (no interactions in the window)",
+                    "item {name} is not in night {}'s model (no interactions in the window)",
                     self.night()
                 ))
             } else {
-                Error::NotFound(format!("item {item_id} not found"))
+                Error::NotFound(format!("item {name} not found"))
             });
         };
         let f = &self.factors;
@@ -416,6 +444,16 @@ impl Snapshot {
     pub fn history(&self, user_id: i64) -> Option<&[HistoryEntry]> {
         self.history.get(&user_id).map(Vec::as_slice)
     }
+}
+
+/// Whether `k` similar items may be asked for: 1 to [`MAX_SIMILAR`].
+pub fn check_similar_k(k: usize) -> Result<()> {
+    if k == 0 || k > MAX_SIMILAR {
+        return Err(Error::BadRequest(format!(
+            "k = {k} is out of range: ask for 1 to {MAX_SIMILAR} similar items"
+        )));
+    }
+    Ok(())
 }
 
 fn bad_column(path: &str, name: &str, batch: &RecordBatch) -> Error {

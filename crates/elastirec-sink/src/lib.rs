@@ -1,13 +1,19 @@
 //! Copies a night's lists where applications usually read nightly recommendations from.
 //!
 //! - **Redis**: one hash per user, key `<redis_key_prefix><user_id>`, fields `night`, `source`
-//!   and `items` (a JSON array of `{item_id, score, rank}`), expiring after `ttl_seconds`. Each
+//!   and `items` (a JSON array of `{item_id, score, rank}`, `item_id` a JSON string), expiring
+//!   after `ttl_seconds`. Each
 //!   user's key is replaced in one `MULTI`/`EXEC` (`DEL`, `HSET`, `EXPIRE`), so a reader sees the
 //!   user's old list or the new one; users move to the new night one by one while it runs.
 //!   Commands are pipelined in batches. Spoken over RESP directly (a few lines, no client crate).
 //! - **PostgreSQL**: the rows go into a staging table with `COPY`, which then replaces the table
 //!   in the same transaction (drop, rename): readers see the old night or the new one, whole.
+//!   `user_id` and `item_id` are `text`. The table is created anew on every copy, so a table
+//!   an older elastirec made (with `bigint` ids) is replaced by the first copy, with no step to
+//!   run; readers that compared the ids with numbers compare them with text from then on.
 //!
+//! Ids are the external ids consumers know (what producers sent: a numeric id as its decimal
+//! digits, a string id as it came), as the recommendation files hold them, also in Redis keys.
 //! Both read the lists from the lake (the recommendations manifest of the night), never from a
 //! running server.
 
@@ -19,7 +25,7 @@ use tokio::net::TcpStream;
 
 use elastirec_core::config::{SinkConfig, SinkTarget};
 use elastirec_core::{Lake, Night};
-use elastirec_lake::io::{RankedLists, read_recommendations};
+use elastirec_lake::io::{ExternalLists, read_recommendations};
 use elastirec_lake::read_recommendations_manifest;
 
 use elastirec_core::ErrorKind;
@@ -258,13 +264,13 @@ impl Redis {
 }
 
 #[derive(Serialize)]
-struct PublishedItem {
-    item_id: i64,
+struct PublishedItem<'a> {
+    item_id: &'a str,
     score: f32,
     rank: i32,
 }
 
-async fn copy_redis(config: &SinkConfig, night: Night, lists: &RankedLists) -> Result<()> {
+async fn copy_redis(config: &SinkConfig, night: Night, lists: &ExternalLists) -> Result<()> {
     let mut redis = Redis::connect(&config.redis_url).await?;
     let ttl = config.ttl_seconds.max(1).to_string();
     let night_text = night.to_string();
@@ -276,7 +282,7 @@ async fn copy_redis(config: &SinkConfig, night: Night, lists: &RankedLists) -> R
             let items: Vec<PublishedItem> = list
                 .iter()
                 .map(|(item_id, rank, score, _)| PublishedItem {
-                    item_id: *item_id,
+                    item_id: item_id.as_str(),
                     score: *score,
                     rank: *rank,
                 })
@@ -314,7 +320,7 @@ fn postgres_error(reason: impl std::fmt::Display) -> Error {
     }
 }
 
-async fn copy_postgres(config: &SinkConfig, night: Night, lists: &RankedLists) -> Result<()> {
+async fn copy_postgres(config: &SinkConfig, night: Night, lists: &ExternalLists) -> Result<()> {
     use futures::SinkExt;
 
     let (mut client, connection) =
@@ -332,8 +338,8 @@ async fn copy_postgres(config: &SinkConfig, night: Night, lists: &RankedLists) -
     let tx = client.transaction().await.map_err(postgres_error)?;
     tx.batch_execute(&format!(
         "DROP TABLE IF EXISTS {next}; \
-         CREATE TABLE {next} (user_id bigint NOT NULL, rank integer NOT NULL, \
-         item_id bigint NOT NULL, score real NOT NULL, source text NOT NULL, night date NOT NULL)"
+         CREATE TABLE {next} (user_id text NOT NULL, rank integer NOT NULL, \
+         item_id text NOT NULL, score real NOT NULL, source text NOT NULL, night date NOT NULL)"
     ))
     .await
     .map_err(postgres_error)?;
@@ -343,8 +349,10 @@ async fn copy_postgres(config: &SinkConfig, night: Night, lists: &RankedLists) -
     futures::pin_mut!(sink);
     let mut buf = String::new();
     for (user, list) in lists {
+        let user = copy_text(user);
         for (item, rank, score, source) in list {
-            // Text format: tab-separated; none of these values can hold a tab or newline.
+            // Text format: tab-separated, ids escaped (they may hold a tab or a backslash).
+            let item = copy_text(item);
             buf.push_str(&format!(
                 "{user}\t{rank}\t{item}\t{score}\t{source}\t{night}\n"
             ));
@@ -373,4 +381,35 @@ async fn copy_postgres(config: &SinkConfig, night: Night, lists: &RankedLists) -
     drop(client);
     driver.await.ok();
     Ok(())
+}
+
+/// A value in `COPY`'s text format: backslash, tab, newline and carriage return escaped (ids are
+/// free UTF-8 without control characters, but a tab or a backslash is neither).
+fn copy_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '\t', '\n', '\r']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_text;
+
+    #[test]
+    fn copy_text_escapes_what_the_text_format_reads_specially() {
+        assert_eq!(copy_text("u-alice"), "u-alice");
+        assert_eq!(copy_text(r"a\b"), r"a\\b");
+        assert_eq!(copy_text("a\tb"), r"a\tb");
+    }
 }

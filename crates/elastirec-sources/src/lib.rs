@@ -4,9 +4,11 @@
 //! - [`movielens`] splits a MovieLens ratings file (any of its published layouts) into one CSV
 //!   per UTC day, in MovieLens 20M's columns.
 //! - [`simulate`] generates days of events from a planted preference model, so that a model's
-//!   quality can be checked against a known truth and scale can be tested without downloads.
+//!   quality can be checked against a known truth and scale can be tested without downloads;
+//!   [`segment`] writes the same events as a Segment producer delivers them through Firehose.
 
 pub mod movielens;
+pub mod segment;
 pub mod simulate;
 
 use elastirec_core::ErrorKind;

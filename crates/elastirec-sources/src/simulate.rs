@@ -41,6 +41,8 @@ pub struct SimulateOptions {
     pub items: u32,
     pub events_per_day: u32,
     pub seed: u64,
+    /// How the events are written.
+    pub format: SimulateFormat,
 }
 
 impl Default for SimulateOptions {
@@ -52,6 +54,7 @@ impl Default for SimulateOptions {
             items: 1_000,
             events_per_day: 10_000,
             seed: 42,
+            format: SimulateFormat::Movielens,
         }
     }
 }
@@ -61,6 +64,10 @@ impl Default for SimulateOptions {
 pub struct SimulateReport {
     pub days: u32,
     pub events: u64,
+    /// Event files written (one per day, or one per arrival hour with `--format segment`).
+    pub files: u64,
+    /// Lines delivered a second time (`--format segment`).
+    pub redelivered: u64,
     pub first_day: Night,
     pub last_day: Night,
 }
@@ -227,6 +234,19 @@ pub struct ScaleOptions {
     /// 1 gives MovieLens 20M's counts; smaller scales shrink users, items and events alike.
     pub scale: f64,
     pub seed: u64,
+    /// How the events are written.
+    pub format: SimulateFormat,
+}
+
+/// The files a scaled simulation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimulateFormat {
+    /// MovieLens 20M's CSV, one file per day folder, integer ids, ratings.
+    #[default]
+    Movielens,
+    /// Segment track calls (UUID users, SKU items, view/cart/purchase) in gzip JSON lines, one
+    /// file per arrival-hour folder, ~1% delivered twice: see [`crate::segment`].
+    Segment,
 }
 
 /// Counts and days of a scaled simulation.
@@ -262,11 +282,11 @@ impl ScaleOptions {
 
 /// One generated event, compact: seconds since the first day's midnight, indices, half stars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    second: u32,
-    user: u32,
-    item: u32,
-    half_stars: u8,
+pub(crate) struct Event {
+    pub(crate) second: u32,
+    pub(crate) user: u32,
+    pub(crate) item: u32,
+    pub(crate) half_stars: u8,
 }
 
 /// Each user's number of events: 20 plus a Lomax-distributed share of the rest, capped at half
@@ -426,7 +446,9 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
     let counts = user_event_counts(&shape, opts.seed)?;
     let model = PlantedModel::new(shape.users as usize, shape.items as usize, opts.seed);
     let days = (shape.last_day.days_since_epoch() - shape.first_day.days_since_epoch() + 1) as u32;
-    write_items(lake, shape.items).await?;
+    if opts.format == SimulateFormat::Movielens {
+        write_items(lake, shape.items).await?;
+    }
 
     let mut events = vec![
         Event {
@@ -463,6 +485,30 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
         e.second = (days - 1) * 86_400 + e.second % 86_400;
     }
     events.par_sort_unstable();
+    let event_days = events
+        .windows(2)
+        .filter(|w| w[0].second / 86_400 != w[1].second / 86_400)
+        .count() as u32
+        + u32::from(!events.is_empty());
+    if opts.format == SimulateFormat::Segment {
+        let (files, _, redelivered) = crate::segment::write_segment(
+            lake,
+            &events,
+            shape.first_day,
+            shape.users,
+            shape.items,
+            opts.seed,
+        )
+        .await?;
+        return Ok(SimulateReport {
+            days: event_days,
+            events: events.len() as u64,
+            files,
+            redelivered,
+            first_day: shape.first_day,
+            last_day: shape.last_day,
+        });
+    }
 
     let base = shape.first_day.start_unix_seconds();
     // Day boundaries of the sorted events.
@@ -507,6 +553,8 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
     Ok(SimulateReport {
         days: day_ranges.len() as u32,
         events: events.len() as u64,
+        files: day_ranges.len() as u64,
+        redelivered: 0,
         first_day: shape.first_day,
         last_day: shape.last_day,
     })
@@ -536,9 +584,34 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
         ));
     }
     let model = PlantedModel::new(opts.users as usize, opts.items as usize, opts.seed);
+    let last_day = opts.start.plus_days(u64::from(opts.days) - 1);
+    if opts.format == SimulateFormat::Segment {
+        let base = opts.start.start_unix_seconds();
+        let mut events = Vec::new();
+        for day in opts.start.through(last_day) {
+            let rows = model.day_events(day, opts.events_per_day, opts.seed);
+            events.extend(rows.iter().map(|r| Event {
+                second: (r.timestamp - base) as u32,
+                user: (r.user_id - 1) as u32,
+                item: (r.item_id - 1) as u32,
+                half_stars: (r.rating * 2.0).round() as u8,
+            }));
+        }
+        let (files, _, redelivered) = crate::segment::write_segment(
+            lake, &events, opts.start, opts.users, opts.items, opts.seed,
+        )
+        .await?;
+        return Ok(SimulateReport {
+            days: opts.days,
+            events: events.len() as u64,
+            files,
+            redelivered,
+            first_day: opts.start,
+            last_day,
+        });
+    }
     write_items(lake, opts.items).await?;
     let mut events = 0u64;
-    let last_day = opts.start.plus_days(u64::from(opts.days) - 1);
     for day in opts.start.through(last_day) {
         let rows = model.day_events(day, opts.events_per_day, opts.seed);
         events += rows.len() as u64;
@@ -549,6 +622,8 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
     Ok(SimulateReport {
         days: opts.days,
         events,
+        files: u64::from(opts.days),
+        redelivered: 0,
         first_day: opts.start,
         last_day,
     })

@@ -16,15 +16,17 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use object_store::path::Path;
 
 use elastirec_core::config::{FeedbackKind, ModelConfig};
+use elastirec_core::ids::IdNames;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, columns, sources,
 };
 use elastirec_core::{Lake, Night, layout};
 use elastirec_lake::io::{self, RecommendationRow};
+use elastirec_lake::read_export_ids;
 
 use crate::job::JobReport;
 use crate::{Error, Result};
@@ -275,6 +277,8 @@ pub async fn publish_recommendations<R: CandidateRules>(
     rules: Option<R>,
 ) -> Result<RecommendationsManifest> {
     let schema = manifest::recommendations_schema();
+    // The job worked on internal ids; the published files speak the producers' ids.
+    let names = read_export_ids(lake, export).await?;
     // Per user: rows, highest rank, source of rank 1.
     let mut users: HashMap<i64, (u64, i32, String)> = HashMap::new();
     let mut rows_by_source: BTreeMap<String, u64> = BTreeMap::new();
@@ -334,9 +338,12 @@ pub async fn publish_recommendations<R: CandidateRules>(
                 }
             }
             if rules.is_none() {
+                let external = |ids: &IdNames, a: &Int64Array| -> StringArray {
+                    a.values().iter().map(|&i| Some(ids.external(i))).collect()
+                };
                 let arrays: Vec<ArrayRef> = vec![
-                    Arc::new(user.clone()),
-                    Arc::new(item.clone()),
+                    Arc::new(external(&names.users, user)),
+                    Arc::new(external(&names.items, item)),
                     Arc::new(rank.clone()),
                     Arc::new(score.clone()),
                     Arc::new(source.clone()),
@@ -383,7 +390,10 @@ pub async fn publish_recommendations<R: CandidateRules>(
                 }
             }
             let flat: Vec<RecommendationRow> = lists.values().flatten().cloned().collect();
-            (lists.len() as u64, Some(io::recommendations_batch(&flat)?))
+            (
+                lists.len() as u64,
+                Some(io::recommendations_batch(&flat, &names)?),
+            )
         }
     };
     lake.clear_output(

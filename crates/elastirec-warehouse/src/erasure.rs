@@ -1,24 +1,33 @@
 //! Erasure in the warehouse: forgetting users (the right to be forgotten).
 //!
 //! ```text
-//!  forget --user ID ──▶ warehouse/erasures (salted hash of ID, pending)
-//!                   ──▶ warehouse/events: Delta delete of ID's rows (files rewritten without them)
+//!  forget --user ID ──▶ ID resolved: a numeric id is its own internal id, a string id is looked
+//!                       up in warehouse/ids (a user it does not know has no rows: only the
+//!                       request is recorded)
+//!                   ──▶ warehouse/erasures (salted hash of ID, pending)
+//!                   ──▶ warehouse/events: Delta delete of the internal id's rows (files
+//!                       rewritten without them)
 //!                   ──▶ warehouse/rejects: rows whose raw line names ID
+//!                   ──▶ warehouse/ids: ID's row keeps its internal id, its external id becomes
+//!                       null (the name is gone, the id is never given again)
 //!                   ──▶ (outputs rewritten by the caller, raw files purged if asked)
 //!                   ──▶ warehouse/erasures: completed, with what was removed
 //!  ingest           ──▶ drops events of every hashed user before loading (counted)
 //!  restore          ──▶ deletes them again from the restored versions
-//!  vacuum --erasures──▶ deletes the Delta files the deletes replaced, the log entries that
-//!                       name them and the snapshots that need them
+//!  vacuum --erasures──▶ deletes the Delta files the deletes and the blanking replaced, the log
+//!                       entries that name them and the snapshots that need them
 //! ```
 //!
 //! A user id is never stored in clear: `warehouse/erasures` keeps `SHA-256(salt ":" id)` in
-//! hex, with the lake's salt in `governance/salt.json` (created on first use, never changed).
-//! The hash lets ingest recognise the user's events in files that arrive later; whoever can read
-//! the salt can check a guessed id, so the salt's object should be readable only by elastirec.
+//! hex of the external id (what producers sent, so a numeric id's digits: the same hash as
+//! before string ids), with the lake's salt in `governance/salt.json` (created on first use,
+//! never changed). The hash lets ingest recognise the user's events in files that arrive later
+//! (ingest hashes each file's external ids); whoever can read the salt can check a guessed id,
+//! so the salt's object should be readable only by elastirec.
 //!
-//! Until `warehouse vacuum --erasures` runs, the user's rows remain in Delta history (older table
-//! versions) and in the snapshots that name them; `forget` says which.
+//! Until `warehouse vacuum --erasures` runs, the user's rows (and the name in the dictionary's
+//! older files) remain in Delta history (older table versions) and in the snapshots that name
+//! them; `forget` says which.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -38,11 +47,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use elastirec_core::config::EventsConfig;
+use elastirec_core::ids::{DICTIONARY_BASE, numeric_id};
 use elastirec_core::layout::{self, Table};
 use elastirec_core::manifest::SnapshotRecord;
 
 use crate::ingest::ParsedEvents;
-use crate::query::{i64s, strings};
+use crate::query::{first_count, i64s, strings};
 use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
@@ -62,6 +72,34 @@ pub fn user_hash(salt: &str, user_id: i64) -> String {
 pub fn external_user_hash(salt: &str, user: &str) -> String {
     let digest = Sha256::digest(format!("{salt}:{user}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash recorded for a user known only by internal id (a dictionary id whose name an earlier
+/// erasure blanked, found again after a `warehouse restore`): the hash of the id's digits behind
+/// a NUL, which no external id holds (ids have no control characters), so it matches no file.
+fn internal_user_hash(salt: &str, id: i64) -> String {
+    external_user_hash(salt, &format!("\0{id}"))
+}
+
+/// A user an erasure removes.
+#[derive(Debug, Clone)]
+struct Target {
+    /// The id producers sent; `None` for a user known only by internal id (see
+    /// [`internal_user_hash`]).
+    external: Option<String>,
+    /// The internal id the events hold; `None` for a user the warehouse does not know (no event
+    /// ever loaded, or a string id the dictionary never named): only the request is recorded.
+    internal: Option<i64>,
+}
+
+impl Target {
+    fn hash(&self, salt: &str) -> String {
+        match (&self.external, self.internal) {
+            (Some(e), _) => external_user_hash(salt, e),
+            (None, Some(i)) => internal_user_hash(salt, i),
+            (None, None) => internal_user_hash(salt, -1),
+        }
+    }
 }
 
 /// A fresh random salt: 32 bytes from the operating system, in hex.
@@ -86,8 +124,20 @@ pub struct EventErasure {
     /// (and snapshots naming them) still hold the rows until vacuumed.
     pub events_version: i64,
     pub rejects_version: i64,
-    /// Delta data files (lake paths) the deletes replaced; they still hold the rows.
+    /// Delta data files (lake paths) the deletes and the blanking replaced; they still hold
+    /// the rows (and the dictionary's names).
     pub replaced_files: Vec<String>,
+    /// Rows of `warehouse/ids` whose external id was blanked (the users' string ids).
+    #[serde(default)]
+    pub ids_blanked: u64,
+    /// Version of `warehouse/ids` after the blanking; -1 when nothing was blanked. Older
+    /// versions (and snapshots naming them) still hold the names until vacuumed.
+    #[serde(default)]
+    pub ids_version: i64,
+    /// The internal ids the users' rows had (numeric ids, and string ids the dictionary named):
+    /// what exports and models hold. Never serialized: they identify the users.
+    #[serde(skip)]
+    pub internal_ids: Vec<i64>,
 }
 
 /// One forgotten user, as recorded.
@@ -206,14 +256,19 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Deletes `users`' rows from `warehouse/events` and `warehouse/rejects`, after recording
-    /// the request (pending) in `warehouse/erasures` under `erasure_id`; the caller rewrites the
-    /// outputs and then calls [`Warehouse::complete_erasure`]. Rerunning it after a crash is
-    /// safe: it finds nothing more to delete.
+    /// Erases `users` (external ids, as producers sent them) from the warehouse: records the
+    /// request (pending) in `warehouse/erasures` under `erasure_id`, deletes their rows from
+    /// `warehouse/events` and `warehouse/rejects`, and blanks their external ids in
+    /// `warehouse/ids` (the internal ids stay taken). A user the warehouse does not know is
+    /// recorded all the same, so ingest drops their events from then on. The caller rewrites the
+    /// outputs (with [`EventErasure::internal_ids`] and the external ids) and then calls
+    /// [`Warehouse::complete_erasure`]. Rerunning it after a crash is safe: it finds nothing more
+    /// to delete (outputs of a user whose name is already blanked are found through each
+    /// export's `ids-*.parquet`).
     pub async fn erase_events(
         &self,
         erasure_id: &str,
-        users: &[i64],
+        users: &[String],
         events: &EventsConfig,
     ) -> Result<EventErasure> {
         if users.is_empty() {
@@ -221,36 +276,109 @@ impl Warehouse {
                 "forget: name at least one user (--user ID or --users-file FILE)".into(),
             )));
         }
-        let salt = self.erasure_salt().await?;
-        let list = users
-            .iter()
-            .map(|u| u.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let counts = self
-            .sql(&format!(
-                "SELECT user_id, COUNT(*) AS n FROM events WHERE user_id IN ({list}) GROUP BY user_id"
-            ))
+        let targets = self.resolve_users(users).await?;
+        let wanted: HashSet<&str> = users.iter().map(String::as_str).collect();
+        let reject_rows = self
+            .reject_rows_of(&|field: &str| wanted.contains(field), events)
             .await?;
-        let mut per_user: HashMap<i64, u64> = HashMap::new();
-        for b in &counts {
-            for (u, n) in i64s(b, "user_id")?.into_iter().zip(i64s(b, "n")?) {
-                if let (Some(u), Some(n)) = (u, n) {
-                    per_user.insert(u, n as u64);
+        self.erase_targets(erasure_id, &targets, reject_rows).await
+    }
+
+    /// The internal id of each external user id: a numeric id is its own; a string id is looked
+    /// up in the dictionary (`None` when it has no named row: never seen, or already erased).
+    async fn resolve_users(&self, users: &[String]) -> Result<Vec<Target>> {
+        let names: Vec<Expr> = users
+            .iter()
+            .filter(|u| numeric_id(u).is_none())
+            .map(|u| lit(u.clone()))
+            .collect();
+        let mut named: HashMap<String, i64> = HashMap::new();
+        if !names.is_empty() {
+            // A filter on the table rather than SQL text: ids may hold quotes and backslashes.
+            let ctx = self
+                .session_over([(Table::Ids, self.table(Table::Ids).await?)])
+                .await?;
+            let batches = ctx
+                .table(Table::Ids.name())
+                .await
+                .map_err(Error::query("read ids"))?
+                .filter(
+                    col("kind")
+                        .eq(lit("user"))
+                        .and(col("external").in_list(names, false)),
+                )
+                .and_then(|df| df.select_columns(&["external", "id"]))
+                .map_err(Error::query("look users up in ids"))?
+                .collect()
+                .await
+                .map_err(Error::query("look users up in ids"))?;
+            for b in &batches {
+                for (name, id) in strings(b, "external")?.into_iter().zip(i64s(b, "id")?) {
+                    if let (Some(name), Some(id)) = (name, id) {
+                        named.insert(name, id);
+                    }
                 }
             }
         }
-        let reject_rows = self.reject_rows_of(users, events).await?;
-        let mut rejects_per_user: HashMap<i64, u64> = HashMap::new();
-        for (_, _, u) in &reject_rows {
-            *rejects_per_user.entry(*u).or_default() += 1;
-        }
-        let mut erased: Vec<ErasedUser> = users
+        Ok(users
             .iter()
-            .map(|&u| ErasedUser {
-                id_hash: user_hash(&salt, u),
-                events_deleted: per_user.get(&u).copied().unwrap_or(0),
-                rejects_deleted: rejects_per_user.get(&u).copied().unwrap_or(0),
+            .map(|u| Target {
+                external: Some(u.clone()),
+                internal: numeric_id(u).or_else(|| named.get(u).copied()),
+            })
+            .collect())
+    }
+
+    /// The warehouse part of an erasure of `targets`, with the reject rows (file, line, user
+    /// field) found for them; see [`Warehouse::erase_events`].
+    async fn erase_targets(
+        &self,
+        erasure_id: &str,
+        targets: &[Target],
+        reject_rows: Vec<(String, i64, String)>,
+    ) -> Result<EventErasure> {
+        let salt = self.erasure_salt().await?;
+        let mut internal_ids: Vec<i64> = targets.iter().filter_map(|t| t.internal).collect();
+        internal_ids.sort_unstable();
+        internal_ids.dedup();
+        let mut per_user: HashMap<i64, u64> = HashMap::new();
+        if !internal_ids.is_empty() {
+            let list = internal_ids
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let counts = self
+                .sql(&format!(
+                    "SELECT user_id, COUNT(*) AS n FROM events WHERE user_id IN ({list}) \
+                     GROUP BY user_id"
+                ))
+                .await?;
+            for b in &counts {
+                for (u, n) in i64s(b, "user_id")?.into_iter().zip(i64s(b, "n")?) {
+                    if let (Some(u), Some(n)) = (u, n) {
+                        per_user.insert(u, n as u64);
+                    }
+                }
+            }
+        }
+        let mut rejects_per_user: HashMap<&str, u64> = HashMap::new();
+        for (_, _, u) in &reject_rows {
+            *rejects_per_user.entry(u.as_str()).or_default() += 1;
+        }
+        let mut erased: Vec<ErasedUser> = targets
+            .iter()
+            .map(|t| ErasedUser {
+                id_hash: t.hash(&salt),
+                events_deleted: t
+                    .internal
+                    .and_then(|u| per_user.get(&u).copied())
+                    .unwrap_or(0),
+                rejects_deleted: t
+                    .external
+                    .as_deref()
+                    .and_then(|u| rejects_per_user.get(u).copied())
+                    .unwrap_or(0),
             })
             .collect();
         erased.sort_by(|a, b| a.id_hash.cmp(&b.id_hash));
@@ -258,11 +386,11 @@ impl Warehouse {
         // The request first: from here on, ingest drops the users' events.
         self.append_erasures(erasure_id, &erased).await?;
 
-        let ids: Vec<Expr> = users.iter().map(|&u| lit(u)).collect();
         let table = self.table(Table::Events).await?;
         let before = self.data_files(&table)?;
-        let events_deleted: u64 = erased.iter().map(|u| u.events_deleted).sum();
+        let events_deleted: u64 = per_user.values().sum();
         let table = if events_deleted > 0 {
+            let ids: Vec<Expr> = internal_ids.iter().map(|&u| lit(u)).collect();
             let (t, _) = table
                 .delete()
                 .with_predicate(col("user_id").in_list(ids, false))
@@ -299,6 +427,11 @@ impl Warehouse {
         };
         let rejects_after = self.data_files(&rejects)?;
         replaced.extend(rejects_before.difference(&rejects_after).cloned());
+
+        // Last, once no row needs the name to be found: a rerun after a crash before this
+        // point resolves the users again.
+        let (ids_blanked, ids_version, ids_replaced) = self.blank_ids(&internal_ids).await?;
+        replaced.extend(ids_replaced);
         replaced.sort();
         Ok(EventErasure {
             erasure_id: erasure_id.to_string(),
@@ -308,7 +441,61 @@ impl Warehouse {
             events_version: table.version().map_or(-1, |v| v as i64),
             rejects_version: rejects.version().map_or(-1, |v| v as i64),
             replaced_files: replaced,
+            ids_blanked,
+            ids_version,
+            internal_ids,
         })
+    }
+
+    /// Sets the external id of the dictionary's user rows of `ids` to null (a tombstone: the id
+    /// stays taken, the name is gone; a user who comes back later gets a new id). Returns the
+    /// rows blanked, the table's version after it (-1 when nothing was to blank) and the data
+    /// files it replaced (they still hold the names until vacuumed).
+    async fn blank_ids(&self, ids: &[i64]) -> Result<(u64, i64, Vec<String>)> {
+        let ids: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|&i| i >= DICTIONARY_BASE)
+            .collect();
+        if ids.is_empty() {
+            return Ok((0, -1, Vec::new()));
+        }
+        let list = ids
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let named = first_count(
+            &self
+                .sql(&format!(
+                    "SELECT COUNT(*) AS n FROM ids WHERE kind = 'user' AND external IS NOT NULL \
+                     AND id IN ({list})"
+                ))
+                .await?,
+            "n",
+        )?;
+        if named == 0 {
+            return Ok((0, -1, Vec::new()));
+        }
+        let table = self.table(Table::Ids).await?;
+        let before = self.data_files(&table)?;
+        let predicate = col("kind")
+            .eq(lit("user"))
+            .and(col("external").is_not_null())
+            .and(col("id").in_list(ids.iter().map(|&i| lit(i)).collect(), false));
+        let (table, _) = table
+            .update()
+            .with_predicate(predicate)
+            .with_update("external", lit(ScalarValue::Utf8(None)))
+            .await
+            .map_err(Error::delta("ids"))?;
+        self.scrub_predicate(Table::Ids, &table).await?;
+        let after = self.data_files(&table)?;
+        Ok((
+            named,
+            table.version().map_or(-1, |v| v as i64),
+            before.difference(&after).cloned().collect(),
+        ))
     }
 
     /// Rewrites the commit that `table` is at so that its `commitInfo` no longer quotes the
@@ -355,17 +542,17 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Reject rows (file, line, user) whose raw line has one of `users` in its user column
-    /// (read with the file's header, when the raw file is still there) or, when the column
-    /// cannot be told, in any field.
+    /// Reject rows (file, line, user field) whose raw line has a user `hit` accepts in its user
+    /// column (read with the file's header, when the raw file is still there; a JSON line by the
+    /// configured field names) or, when the column cannot be told, in any field.
     async fn reject_rows_of(
         &self,
-        users: &[i64],
+        hit: &dyn Fn(&str) -> bool,
         events: &EventsConfig,
-    ) -> Result<Vec<(String, i64, i64)>> {
-        let wanted: HashSet<i64> = users.iter().copied().collect();
+    ) -> Result<Vec<(String, i64, String)>> {
         let batches = self.sql("SELECT file, line, raw_line FROM rejects").await?;
         let mut headers: HashMap<String, Option<usize>> = HashMap::new();
+        let user_names = events.mapping().map(|m| m.user.names).unwrap_or_default();
         let mut out = Vec::new();
         for b in &batches {
             let files = strings(b, "file")?;
@@ -376,6 +563,12 @@ impl Warehouse {
                     continue;
                 };
                 let raw = raws[i].clone().unwrap_or_default();
+                if let Some(user) = json_user(&raw, &user_names) {
+                    if hit(&user) {
+                        out.push((file, line, user));
+                    }
+                    continue;
+                }
                 if !headers.contains_key(&file) {
                     let column = match self.lake().get_opt(&Path::from(file.as_str())).await? {
                         Some(body) => user_column_index(&body, events),
@@ -383,18 +576,12 @@ impl Warehouse {
                     };
                     headers.insert(file.clone(), column);
                 }
-                let fields: Vec<&str> = raw.split(events.delimiter).map(str::trim).collect();
-                let hit = match headers.get(&file).copied().flatten() {
-                    Some(c) => fields
-                        .get(c)
-                        .and_then(|f| f.parse::<i64>().ok())
-                        .filter(|u| wanted.contains(u)),
-                    None => fields
-                        .iter()
-                        .filter_map(|f| f.parse::<i64>().ok())
-                        .find(|u| wanted.contains(u)),
+                let fields = csv_fields(&raw, events.delimiter as u8);
+                let found = match headers.get(&file).copied().flatten() {
+                    Some(c) => fields.get(c).filter(|f| hit(f)).cloned(),
+                    None => fields.into_iter().find(|f| hit(f)),
                 };
-                if let Some(u) = hit {
+                if let Some(u) = found {
                     out.push((file, line, u));
                 }
             }
@@ -457,12 +644,14 @@ impl Warehouse {
     }
 
     /// Snapshot records that name a version of `warehouse/events` or `warehouse/rejects` older
-    /// than an erasure's deletes: restoring them would bring erased rows back, and they keep
-    /// the files holding them from being vacuumed.
+    /// than an erasure's deletes, or of `warehouse/ids` older than its blanking (-1: none):
+    /// restoring them would bring erased rows back, and they keep the files holding them (or
+    /// the users' names) from being vacuumed.
     pub async fn snapshots_holding(
         &self,
         events_version: i64,
         rejects_version: i64,
+        ids_version: i64,
     ) -> Result<Vec<SnapshotRecord>> {
         Ok(self
             .snapshots()
@@ -470,7 +659,9 @@ impl Warehouse {
             .into_iter()
             .filter(|s| {
                 let older = |t: &str, v: i64| s.table_versions.get(t).is_some_and(|&x| x < v);
-                older("events", events_version) || older("rejects", rejects_version)
+                older("events", events_version)
+                    || older("rejects", rejects_version)
+                    || older("ids", ids_version)
             })
             .collect())
     }
@@ -478,26 +669,71 @@ impl Warehouse {
     /// Deletes again the rows of every erased user from `warehouse/events` and `rejects` (after
     /// `warehouse restore` to a version older than an erasure), as a new erasure `erasure_id`
     /// of those users, so that `vacuum --erasures` also removes the files the restore brought
-    /// back. Returns the events removed.
+    /// back. An erased user of the events is one whose external id hashes to a recorded hash, or
+    /// whose dictionary row was blanked (the dictionary is never restored); a reject row, one
+    /// whose user field hashes to a recorded hash. Returns the events removed.
     pub async fn reapply_erasures(&self, erasure_id: &str, events: &EventsConfig) -> Result<u64> {
         let hashes = self.erased_hashes().await?;
         if hashes.is_empty() {
             return Ok(0);
         }
         let salt = self.erasure_salt().await?;
-        let batches = self.sql("SELECT DISTINCT user_id FROM events").await?;
-        let mut users = Vec::new();
+        let batches = self
+            .sql(
+                "SELECT u.user_id, i.external, i.id AS dictionary_id \
+                 FROM (SELECT DISTINCT user_id FROM events) u \
+                 LEFT JOIN ids i ON i.kind = 'user' AND i.id = u.user_id",
+            )
+            .await?;
+        let mut targets = Vec::new();
         for b in &batches {
-            for u in i64s(b, "user_id")?.into_iter().flatten() {
-                if hashes.contains(&user_hash(&salt, u)) {
-                    users.push(u);
+            let users = i64s(b, "user_id")?;
+            let names = strings(b, "external")?;
+            let known = i64s(b, "dictionary_id")?;
+            for i in 0..b.num_rows() {
+                let Some(u) = users[i] else { continue };
+                let external = if u < DICTIONARY_BASE {
+                    Some(u.to_string())
+                } else if known[i].is_some() {
+                    names[i].clone()
+                } else {
+                    continue; // a dictionary id without a row: not one an erasure blanked
+                };
+                let erased = match &external {
+                    Some(e) => hashes.contains(&external_user_hash(&salt, e)),
+                    None => true, // blanked by an erasure
+                };
+                if erased {
+                    targets.push(Target {
+                        external,
+                        internal: Some(u),
+                    });
                 }
             }
         }
-        if users.is_empty() {
+        let reject_rows = self
+            .reject_rows_of(
+                &|field: &str| hashes.contains(&external_user_hash(&salt, field)),
+                events,
+            )
+            .await?;
+        // Users of reject rows only (no event): recorded by their external id.
+        let mut named: HashSet<String> =
+            targets.iter().filter_map(|t| t.external.clone()).collect();
+        for (_, _, user) in &reject_rows {
+            if named.insert(user.clone()) {
+                targets.push(Target {
+                    external: Some(user.clone()),
+                    internal: None,
+                });
+            }
+        }
+        if targets.is_empty() {
             return Ok(0);
         }
-        let erasure = self.erase_events(erasure_id, &users, events).await?;
+        let erasure = self
+            .erase_targets(erasure_id, &targets, reject_rows)
+            .await?;
         let details = serde_json::json!({
             "reason": "warehouse restore brought back rows of erased users",
             "warehouse": {
@@ -505,6 +741,8 @@ impl Warehouse {
                 "rejects_deleted": erasure.rejects_deleted,
                 "events_version": erasure.events_version,
                 "rejects_version": erasure.rejects_version,
+                "ids_blanked": erasure.ids_blanked,
+                "ids_version": erasure.ids_version,
                 "replaced_files": erasure.replaced_files,
             },
         });
@@ -555,8 +793,15 @@ impl Warehouse {
     /// each loaded file to its new size and ETag in one Delta commit, so the next ingest neither
     /// reports the file as changed nor loads it again. A crash between the two leaves the file
     /// reported as changed; `forget --purge-raw` again, or `ingest --reload FILE`, settles it.
-    pub async fn purge_raw(&self, users: &[i64], events: &EventsConfig) -> Result<Vec<RawPurge>> {
-        let wanted: HashSet<i64> = users.iter().copied().collect();
+    /// `users` are external ids: a line is the user's when its user column (the `[events]`
+    /// mapping's, found in the file's header), trimmed, is one of them. Only uncompressed CSV
+    /// files are rewritten; other files keep their lines.
+    pub async fn purge_raw(
+        &self,
+        users: &[String],
+        events: &EventsConfig,
+    ) -> Result<Vec<RawPurge>> {
+        let wanted: HashSet<&str> = users.iter().map(String::as_str).collect();
         let loaded = self.loaded_files().await?;
         let mut purged = Vec::new();
         let mut ledger_updates: Vec<LedgerUpdate> = Vec::new();
@@ -653,6 +898,7 @@ impl Warehouse {
         let mut ids = Vec::new();
         let mut events_version = -1i64;
         let mut rejects_version = -1i64;
+        let mut ids_version = -1i64;
         let mut files: BTreeMap<String, ()> = BTreeMap::new();
         for b in &batches {
             let erasure_ids = strings(b, "erasure_id")?;
@@ -670,6 +916,7 @@ impl Warehouse {
                     .as_deref()
                     .and_then(|t| serde_json::from_str(t).ok())
                     .unwrap_or_default();
+                ids_version = ids_version.max(d["warehouse"]["ids_version"].as_i64().unwrap_or(-1));
                 for f in d["warehouse"]["replaced_files"]
                     .as_array()
                     .into_iter()
@@ -686,7 +933,7 @@ impl Warehouse {
             return Ok(report);
         }
         let holding = self
-            .snapshots_holding(events_version, rejects_version)
+            .snapshots_holding(events_version, rejects_version, ids_version)
             .await?;
         report.snapshots_removed = holding.iter().map(|s| s.name.clone()).collect();
         report.files_deleted = files.len() as u64;
@@ -702,6 +949,7 @@ impl Warehouse {
         for (table, version) in [
             (Table::Events, events_version),
             (Table::Rejects, rejects_version),
+            (Table::Ids, ids_version),
         ] {
             if version > 0 {
                 report.log_entries_deleted += self.drop_history_before(table, version).await?;
@@ -757,11 +1005,50 @@ fn user_column_index(body: &[u8], events: &EventsConfig) -> Option<usize> {
         .find_map(|n| header.iter().position(|h| h.trim() == n))
 }
 
-/// A raw event file without the lines of `users` (byte for byte otherwise), and how many lines
-/// were removed; `None` when the file has no configured user column.
+/// The user of a reject's raw line that is a JSON object: the first configured user field
+/// present (a dotted name is a path into nested objects), as ingest reads it (trimmed; a number
+/// as its digits). `None` for a line that is not a JSON object.
+fn json_user(raw: &str, names: &[String]) -> Option<String> {
+    let trimmed = raw.trim_start();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let object: serde_json::Value = serde_json::from_str(trimmed).ok()?;
+    let value = names.iter().find_map(|name| {
+        object
+            .get(name)
+            .or_else(|| name.split('.').try_fold(&object, |v, key| v.get(key)))
+            .filter(|v| !v.is_null())
+    });
+    Some(match value {
+        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    })
+}
+
+/// The fields of one CSV line, trimmed (quotes read as CSV reads them); split at the delimiter
+/// when the line is not valid CSV.
+fn csv_fields(raw: &str, delimiter: u8) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(raw.as_bytes());
+    match reader.records().next() {
+        Some(Ok(record)) => record.iter().map(|f| f.trim().to_string()).collect(),
+        _ => raw
+            .split(delimiter as char)
+            .map(|f| f.trim().to_string())
+            .collect(),
+    }
+}
+
+/// A raw event file without the lines of `users` (external ids; byte for byte otherwise), and
+/// how many lines were removed; `None` when the file has no configured user column.
 fn without_users(
     body: &[u8],
-    users: &HashSet<i64>,
+    users: &HashSet<&str>,
     events: &EventsConfig,
 ) -> Option<(Vec<u8>, u64)> {
     let column = user_column_index(body, events)?;
@@ -781,8 +1068,8 @@ fn without_users(
                 let user = record
                     .get(column)
                     .and_then(|f| std::str::from_utf8(f).ok())
-                    .and_then(|f| f.trim().parse::<i64>().ok());
-                starts.push((start, user.is_some_and(|u| users.contains(&u))));
+                    .map(str::trim);
+                starts.push((start, user.is_some_and(|u| users.contains(u))));
             }
             Ok(false) => break,
             // A line the CSV reader cannot read is kept as it is, with everything after it.
@@ -827,16 +1114,58 @@ mod tests {
     fn raw_files_lose_exactly_the_users_lines() {
         let cfg = EventsConfig::default();
         let body = b"userId,movieId,rating,timestamp\n1,10,4.0,5\n2,11,3.0,6\n1,12,2.0,7\n3,1,1,8";
-        let users: HashSet<i64> = [1].into_iter().collect();
+        let users: HashSet<&str> = ["1"].into_iter().collect();
         let (kept, removed) = without_users(body, &users, &cfg).unwrap();
         assert_eq!(removed, 2);
         assert_eq!(
             String::from_utf8(kept).unwrap(),
             "userId,movieId,rating,timestamp\n2,11,3.0,6\n3,1,1,8"
         );
-        let none: HashSet<i64> = [9].into_iter().collect();
+        let none: HashSet<&str> = ["9"].into_iter().collect();
         let (same, removed) = without_users(body, &none, &cfg).unwrap();
         assert_eq!((same.as_slice(), removed), (&body[..], 0));
         assert!(without_users(b"a,b\n1,2\n", &users, &cfg).is_none());
+    }
+
+    #[test]
+    fn raw_files_lose_string_id_lines_by_exact_trimmed_id() {
+        let cfg = EventsConfig::default();
+        let body = "userId,movieId,rating,timestamp\n\
+                    u-alice,10,4.0,5\n \"u-alice\" ,11,3.0,6\nu-alice2,12,2.0,7\n\
+                    42,1,1,8\n042,1,1,9\n\"dom\\bob, jr\",1,1,10\n";
+        let users: HashSet<&str> = ["u-alice", "42", "dom\\bob, jr"].into_iter().collect();
+        let (kept, removed) = without_users(body.as_bytes(), &users, &cfg).unwrap();
+        // A quoted field with spaces outside the quotes is not the id CSV reads: kept.
+        assert_eq!(removed, 3);
+        assert_eq!(
+            String::from_utf8(kept).unwrap(),
+            "userId,movieId,rating,timestamp\n \"u-alice\" ,11,3.0,6\nu-alice2,12,2.0,7\n\
+             042,1,1,9\n"
+        );
+    }
+
+    #[test]
+    fn reject_lines_give_their_user_as_ingest_reads_it() {
+        assert_eq!(
+            csv_fields(" u-alice ,\"SKU, 12\",x", b','),
+            ["u-alice", "SKU, 12", "x"]
+        );
+        let names = vec!["userId".to_string(), "context.user".to_string()];
+        assert_eq!(
+            json_user(r#"{"userId": " u-alice ", "rating": "x"}"#, &names).as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(
+            json_user(r#"{"context": {"user": 42}}"#, &names).as_deref(),
+            Some("42")
+        );
+        assert_eq!(json_user("u-alice,1,2", &names), None);
+    }
+
+    #[test]
+    fn internal_hashes_match_no_external_id() {
+        let h = internal_user_hash("s", 4_611_686_018_427_387_904);
+        assert_ne!(h, external_user_hash("s", "4611686018427387904"));
+        assert_eq!(h.len(), 64);
     }
 }

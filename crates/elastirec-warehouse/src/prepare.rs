@@ -92,6 +92,7 @@ impl Warehouse {
         let events = self.table(Table::Events).await?;
         let items = self.table(Table::Items).await?;
         let availability = self.table(Table::Availability).await?;
+        let ids = self.table(Table::Ids).await?;
         let mut table_versions = BTreeMap::new();
         table_versions.insert(
             "availability".to_string(),
@@ -105,11 +106,13 @@ impl Warehouse {
             "items".to_string(),
             items.version().map_or(-1, |v| v as i64),
         );
+        table_versions.insert("ids".to_string(), ids.version().map_or(-1, |v| v as i64));
         let ctx = self
             .session_over([
                 (Table::Events, events),
                 (Table::Items, items),
                 (Table::Availability, availability),
+                (Table::Ids, ids),
             ])
             .await?;
         // `seen.sql` and the counts read the training query as the view `training`.
@@ -164,6 +167,17 @@ impl Warehouse {
         )
         .await?;
 
+        // The dictionary's names of string ids, for every step that shows ids to a consumer.
+        let id_files = unload(
+            &ctx,
+            lake,
+            IDS_SQL,
+            &SqlFile::builtin("ids.sql", IDS_SQL),
+            manifest::ids_schema(),
+            |i| layout::training_export_ids_part(night, i),
+        )
+        .await?;
+
         let counts_sql = "SELECT COUNT(DISTINCT user_id) AS users, \
                           COUNT(DISTINCT item_id) AS items FROM training";
         let counts = collect(&ctx, counts_sql).await?;
@@ -179,6 +193,7 @@ impl Warehouse {
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
             availability_files,
+            id_files,
             users: first("users")?,
             items: first("items")?,
             table_versions,
@@ -193,6 +208,11 @@ impl Warehouse {
         Ok(manifest)
     }
 }
+
+/// The id dictionary's entries an export carries: every string id with a name (a forgotten
+/// user's row keeps its id and loses its name). Not a user-replaceable query: it is the id
+/// boundary, not a modelling choice.
+const IDS_SQL: &str = "SELECT kind, id, external FROM ids WHERE external IS NOT NULL";
 
 /// A failing query is the user's fault when their file replaced the built-in one.
 fn sql_error(file: &SqlFile) -> impl FnOnce(DataFusionError) -> Error + '_ {

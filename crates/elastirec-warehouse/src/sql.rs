@@ -34,6 +34,15 @@ impl SqlFile {
     pub fn is_override(&self) -> bool {
         self.origin != BUILTIN
     }
+
+    /// A fixed query of the program's own (never replaced by `[prepare] sql_dir`).
+    pub fn builtin(name: &'static str, text: &str) -> SqlFile {
+        SqlFile {
+            name,
+            origin: BUILTIN.to_string(),
+            text: text.to_string(),
+        }
+    }
 }
 
 const BUILTIN: &str = "built-in";

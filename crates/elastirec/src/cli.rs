@@ -165,14 +165,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
-    /// A user id to erase; repeat for several users
+    /// A user id to erase, as producers sent it (`42`, `A3CIUOJXQ5VDQ2`); repeat for several
+    /// users
     #[arg(
         long = "user",
         value_name = "ID",
         required_unless_present = "users_file"
     )]
-    pub users: Vec<i64>,
-    /// A file of user ids, one per line (blank lines and lines starting with # are skipped)
+    pub users: Vec<String>,
+    /// A file of user ids, one per line, as producers sent them (each line trimmed; blank lines
+    /// and lines starting with # are skipped)
     #[arg(long, value_name = "FILE")]
     pub users_file: Option<PathBuf>,
     /// Also rewrite the raw event files that hold the users' events, without those lines (the
@@ -227,6 +229,19 @@ pub struct SimulateArgs {
         conflicts_with_all = ["start", "days", "users", "items", "events_per_day"]
     )]
     pub scale: Option<f64>,
+    /// How the events are written: `movielens` (CSV per day folder, integer ids, ratings) or
+    /// `segment` (Segment track calls with UUID users and SKU items, view/cart/purchase by the
+    /// planted rating, gzip JSON lines per arrival-hour folder `YYYY/MM/DD/HH/`, ~1% delivered
+    /// twice; read with `[events] preset = "segment"`)
+    #[arg(long, value_enum, default_value = "movielens")]
+    pub format: SimulateFormatArg,
+}
+
+/// `simulate --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulateFormatArg {
+    Movielens,
+    Segment,
 }
 
 #[derive(Debug, Args)]
@@ -593,9 +608,9 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The user id
+    /// The user id, as producers sent it (`42`, `A3CIUOJXQ5VDQ2`)
     #[arg(long)]
-    pub user: i64,
+    pub user: String,
     /// The night whose lists to show [default: the night recommendations/_LATEST names]
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<Night>,

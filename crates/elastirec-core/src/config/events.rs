@@ -139,8 +139,9 @@ pub struct EventsConfig {
     /// `auto` (by extension), `csv`, `jsonl` or `parquet`.
     pub format: EventFormat,
     /// Where producers write event files, when not the lake's `raw/events/`: a folder of the
-    /// lake (`firehose/`) or a URL on the lake's store (`s3://bucket/firehose/`). Files go in
-    /// day folders `YYYY/MM/DD/` or hour folders `YYYY/MM/DD/HH/` below it.
+    /// lake (`firehose/`; a producer outside the lake's prefix is pointed at the lake's
+    /// `firehose/` folder rather than named by URL). Files go in day folders `YYYY/MM/DD/` or
+    /// hour folders `YYYY/MM/DD/HH/` below it.
     pub raw_prefix: Option<String>,
     /// The user id field (any string, or an integer).
     pub user_column: Option<FieldNames>,

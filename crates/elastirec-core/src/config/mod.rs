@@ -155,6 +155,16 @@ impl Config {
                 ));
             }
         }
+        for id in self
+            .rules
+            .exclude_items
+            .iter()
+            .chain(&self.rules.promoted_items)
+        {
+            if let Err(why) = crate::ids::check_external(id) {
+                return fail(format!("[rules] item id '{id}': {why}"));
+            }
+        }
         if !self.rules.boost.is_finite() {
             return fail("[rules] boost must be a finite number".into());
         }

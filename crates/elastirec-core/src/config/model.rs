@@ -151,13 +151,17 @@ pub struct RulesConfig {
     pub region: Option<String>,
     /// Availability rows of this segment apply besides rows without a segment.
     pub segment: Option<String>,
-    /// Items never recommended.
-    pub exclude_items: Vec<i64>,
+    /// Items never recommended, by the ids producers send (`["B00ABC", "42"]`; TOML integers
+    /// are read as their digits).
+    #[serde(deserialize_with = "external_ids")]
+    pub exclude_items: Vec<String>,
     /// At most this many items of one genre in a list (genres of `warehouse/items`,
     /// `|`-separated; an item counts once for each of its genres); 0: no cap.
     pub max_per_genre: usize,
-    /// Items the business promotes (`source = promoted` when a rule placed them).
-    pub promoted_items: Vec<i64>,
+    /// Items the business promotes (`source = promoted` when a rule placed them), by external
+    /// id, in order of preference.
+    #[serde(deserialize_with = "external_ids")]
+    pub promoted_items: Vec<String>,
     /// How promoted items enter a list.
     pub promote: PromoteMode,
     /// Added to a promoted item's score with `promote = "boost"`.
@@ -180,6 +184,25 @@ impl Default for RulesConfig {
             max_promoted: 1,
         }
     }
+}
+
+/// A list of external ids written as TOML strings or integers (MovieLens configs name items by
+/// number: `exclude_items = [4, 5]`).
+fn external_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(i64),
+        Text(String),
+    }
+    let ids = Vec::<Id>::deserialize(d)?;
+    Ok(ids
+        .into_iter()
+        .map(|id| match id {
+            Id::Number(n) => n.to_string(),
+            Id::Text(s) => s,
+        })
+        .collect())
 }
 
 /// `[evaluate]`: the nightly evaluation step.

@@ -36,6 +36,7 @@ pub async fn simulate_days(lake: &Lake, days: u32) {
         items: 150,
         events_per_day: 3_000,
         seed: 7,
+        ..SimulateOptions::default()
     };
     simulate(lake, &opts).await.unwrap();
 }

@@ -4,6 +4,9 @@
 //! Item factors: 1 (1, 0), 2 (0.9, 0.1), 3 (0, 1), 4 (0.1, 0.9), 5 (1, 1), 6 (-1, 0).
 //! User 7 had items 1 (value 5, 2 events) and 3 (value 4) in the window, and item 6 before it;
 //! night 1 recommends 2, 4, 5 to user 7; user 8 has a popularity list; user 9 had item 1 only.
+//!
+//! [`Names::strings`] gives the same lake string ids (an `ids-*.parquet` dictionary in the
+//! export, lists written with the external ids): the answers are the same, named differently.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use chrono::Utc;
 
+use elastirec_core::ids::{DICTIONARY_BASE, IdDictionary, IdKind};
 use elastirec_core::manifest::{
     self, ColumnSpec, EvaluationReport, ExportManifest, FileEntry, LatestPointer, RankingScores,
     RecommendationsManifest, RunRecord, StepRecord, StepState,
@@ -23,6 +27,97 @@ pub const NIGHT2: &str = "2024-01-11";
 
 pub fn night(s: &str) -> Night {
     s.parse().unwrap()
+}
+
+/// How the fixture's users (7, 8, 9) and items (1 to 6) are named in a lake: by themselves
+/// (numeric ids, no dictionary) or by strings with dictionary ids.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// (kind, fixture id) → (internal id, external id).
+    names: BTreeMap<(IdKind, i64), (i64, &'static str)>,
+}
+
+/// The external ids of [`Names::strings`]: users 7, 8, 9.
+pub const USER7: &str = "A3CIUOJXQ5VDQ2";
+pub const USER8: &str = "9b2f0c1e-5d4a-4f8e-9a51-0c6f1f0d2a77";
+pub const USER9: &str = "user/9 ä";
+/// Items 1, 2, 3, 5 and 6; item 4 keeps its numeric id "4".
+pub const ITEM1: &str = "SKU/12 A";
+pub const ITEM2: &str = "B00004U9V2";
+pub const ITEM3: &str = "007";
+pub const ITEM5: &str = "100%";
+pub const ITEM6: &str = "ÉCLAIR-6";
+
+impl Names {
+    /// Numeric ids: every id is its own, no dictionary.
+    pub fn numeric() -> Names {
+        Names::default()
+    }
+
+    /// String ids for every user and every item but 4 (a lake may mix numeric and string ids).
+    /// Dictionary ids follow the fixture's order, so ties break as with numeric ids.
+    pub fn strings() -> Names {
+        let mut names = BTreeMap::new();
+        let entries = [
+            (IdKind::User, 7, USER7),
+            (IdKind::User, 8, USER8),
+            (IdKind::User, 9, USER9),
+            (IdKind::Item, 1, ITEM1),
+            (IdKind::Item, 2, ITEM2),
+            (IdKind::Item, 3, ITEM3),
+            (IdKind::Item, 5, ITEM5),
+            (IdKind::Item, 6, ITEM6),
+        ];
+        for (n, (kind, id, external)) in entries.into_iter().enumerate() {
+            names.insert((kind, id), (DICTIONARY_BASE + n as i64, external));
+        }
+        Names { names }
+    }
+
+    fn internal(&self, kind: IdKind, id: i64) -> i64 {
+        self.names.get(&(kind, id)).map_or(id, |e| e.0)
+    }
+
+    /// The internal id of fixture user `id`.
+    pub fn user(&self, id: i64) -> i64 {
+        self.internal(IdKind::User, id)
+    }
+
+    /// The internal id of fixture item `id`.
+    pub fn item(&self, id: i64) -> i64 {
+        self.internal(IdKind::Item, id)
+    }
+
+    /// The dictionary the export lists.
+    pub fn dictionary(&self) -> IdDictionary {
+        let mut d = IdDictionary::default();
+        for ((kind, _), (id, external)) in &self.names {
+            d.of_mut(*kind).insert(*id, external);
+        }
+        d
+    }
+
+    /// The dictionary as an `ids-*.parquet` batch.
+    fn batch(&self) -> RecordBatch {
+        let rows: Vec<_> = self.names.iter().collect();
+        RecordBatch::try_new(
+            manifest::ids_schema(),
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|((k, _), _)| k.as_str())
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|(_, (id, _))| *id).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|(_, (_, e))| *e).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
 }
 
 pub struct Fixture {
@@ -40,8 +135,13 @@ pub async fn lake() -> Fixture {
 
 /// A lake with night 1 written and published, two run records and one evaluation.
 pub async fn published() -> Fixture {
+    published_with(&Names::numeric()).await
+}
+
+/// [`published`] with the ids named by `names`.
+pub async fn published_with(names: &Names) -> Fixture {
     let f = lake().await;
-    write_night(&f.lake, night(NIGHT1), &night1_lists()).await;
+    write_named_night(&f.lake, night(NIGHT1), &night1_lists(), names).await;
     publish(&f.lake, night(NIGHT1)).await;
     write_run(&f.lake, night("2024-01-09"), StepState::Succeeded).await;
     write_run(&f.lake, night(NIGHT1), StepState::Failed).await;
@@ -98,28 +198,38 @@ async fn put(lake: &Lake, path: object_store::path::Path, batch: RecordBatch) ->
 
 /// Writes a night's export, item factors and lists (manifests last), without publishing it.
 pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
+    write_named_night(lake, n, lists, &Names::numeric()).await;
+}
+
+/// [`write_night`] with the ids named by `names`: the export, the factors and the rows hold
+/// internal ids, the export lists the dictionary and the recommendation files external ids.
+/// `lists` are of fixture ids.
+pub async fn write_named_night(lake: &Lake, n: Night, lists: &[RecommendationRow], names: &Names) {
+    let (u, i) = (|id| names.user(id), |id| names.item(id));
     let part = pairs_batch(&[
-        (7, 1, 5.0, 2),
-        (7, 3, 4.0, 1),
-        (8, 2, 3.0, 1),
-        (8, 5, 1.0, 1),
-        (9, 1, 2.0, 1),
+        (u(7), i(1), 5.0, 2),
+        (u(7), i(3), 4.0, 1),
+        (u(8), i(2), 3.0, 1),
+        (u(8), i(5), 1.0, 1),
+        (u(9), i(1), 2.0, 1),
     ]);
     let seen = RecordBatch::try_new(
         manifest::seen_schema(),
         vec![
-            Arc::new(Int64Array::from(vec![7])) as ArrayRef,
-            Arc::new(Int64Array::from(vec![6])),
+            Arc::new(Int64Array::from(vec![u(7)])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![i(6)])),
         ],
     )
     .unwrap();
-    let ids: Vec<i64> = (1..=6).collect();
+    let fixture_ids: Vec<i64> = (1..=6).collect();
+    let ids: Vec<i64> = fixture_ids.iter().map(|&id| i(id)).collect();
     let items = RecordBatch::try_new(
         manifest::items_schema(),
         vec![
             Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
             Arc::new(StringArray::from(
-                ids.iter()
+                fixture_ids
+                    .iter()
                     .map(|i| Some(format!("Item {i}")))
                     .collect::<Vec<_>>(),
             )),
@@ -137,6 +247,12 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
     let files = vec![put(lake, layout::training_export_part(n, 0), part).await];
     let seen_files = vec![put(lake, layout::training_export_seen_part(n, 0), seen).await];
     let item_files = vec![put(lake, layout::training_export_items_part(n, 0), items).await];
+    let dictionary = names.dictionary();
+    let id_files = if names.names.is_empty() {
+        Vec::new()
+    } else {
+        vec![put(lake, layout::training_export_ids_part(n, 0), names.batch()).await]
+    };
     let export = ExportManifest {
         night: n,
         created_at: Utc::now(),
@@ -148,6 +264,7 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
         item_rows: 6,
         item_files,
         availability_files: Vec::new(),
+        id_files,
         users: 3,
         items: 4,
         table_versions: BTreeMap::new(),
@@ -171,7 +288,15 @@ pub async fn write_night(lake: &Lake, n: Night, lists: &[RecommendationRow]) {
     .await
     .unwrap();
 
-    let batch = io::recommendations_batch(lists).unwrap();
+    let rows: Vec<RecommendationRow> = lists
+        .iter()
+        .map(|r| RecommendationRow {
+            user_id: u(r.user_id),
+            item_id: i(r.item_id),
+            ..r.clone()
+        })
+        .collect();
+    let batch = io::recommendations_batch(&rows, &dictionary).unwrap();
     let recs = io::write_parquet(
         lake,
         &layout::recommendations_part(n, 0),

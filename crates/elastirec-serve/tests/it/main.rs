@@ -4,4 +4,5 @@
 mod fixture;
 mod router;
 mod socket;
+mod strings;
 mod swap;

@@ -62,11 +62,17 @@ pub async fn app(token: Option<&str>) -> (fixture::Fixture, Arc<Served>, Router)
     (f, served, app)
 }
 
-fn ids(v: &Value) -> Vec<i64> {
+/// The `item_id`s of a list of items: JSON strings, numeric ids too.
+pub fn ids(v: &Value) -> Vec<String> {
     v.as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
         .iter()
-        .map(|x| x["item_id"].as_i64().unwrap())
+        .map(|x| {
+            x["item_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("item_id is not a string: {x}"))
+                .to_string()
+        })
         .collect()
 }
 
@@ -77,12 +83,12 @@ async fn a_known_user_gets_the_stored_list_with_titles_and_because() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.headers["content-type"], "application/json");
     let body = a.json();
-    assert_eq!(body["user_id"], 7);
+    assert_eq!(body["user_id"], "7");
     assert_eq!(body["model_date"], NIGHT1);
     assert_eq!(body["fallback"], false);
     assert_eq!(body["source"], "als");
     assert!(body["generated_at"].as_str().unwrap().starts_with("20"));
-    assert_eq!(ids(&body["items"]), [2, 4, 5]);
+    assert_eq!(ids(&body["items"]), ["2", "4", "5"]);
     let items = body["items"].as_array().unwrap();
     assert_eq!(items[0]["title"], "Item 2");
     assert_eq!(items[0]["rank"], 1);
@@ -93,14 +99,14 @@ async fn a_known_user_gets_the_stored_list_with_titles_and_because() {
     assert_eq!(
         because,
         [
-            serde_json::json!([1, 3, 6]),
-            serde_json::json!([3, 1, 6]),
-            serde_json::json!([1, 3, 6])
+            serde_json::json!(["1", "3", "6"]),
+            serde_json::json!(["3", "1", "6"]),
+            serde_json::json!(["1", "3", "6"])
         ]
     );
 
     let two = get(&app, "/v1/users/7/recommendations?k=2").await.json();
-    assert_eq!(ids(&two["items"]), [2, 4]);
+    assert_eq!(ids(&two["items"]), ["2", "4"]);
     // A stored popularity list is served as stored, with no `because`.
     let popular = get(&app, "/v1/users/8/recommendations").await.json();
     assert_eq!(popular["source"], "popular");
@@ -112,12 +118,31 @@ async fn a_known_user_gets_the_stored_list_with_titles_and_because() {
 async fn an_unknown_user_gets_popular_items_as_a_fallback() {
     let (_f, _s, app) = app(None).await;
     let body = get(&app, "/v1/users/12345/recommendations").await.json();
+    assert_eq!(body["user_id"], "12345");
     assert_eq!(body["fallback"], true);
     assert_eq!(body["source"], "popular");
     // Users per item in the window: item 1 has two (users 7 and 9), the others one each.
-    assert_eq!(ids(&body["items"]), [1, 2, 3]);
+    assert_eq!(ids(&body["items"]), ["1", "2", "3"]);
     assert_eq!(body["items"][0]["score"], 2.0);
     assert_eq!(body["items"][0]["title"], "Item 1");
+    // Any string is an id: one the night does not know is an unknown user, never a 400 (a
+    // leading zero makes "07" a string id, not user 7; so is a number past the numeric range).
+    for (uri, user) in [
+        ("/v1/users/abc/recommendations", "abc"),
+        ("/v1/users/07/recommendations", "07"),
+        ("/v1/users/-7/recommendations", "-7"),
+        (
+            "/v1/users/99999999999999999999/recommendations",
+            "99999999999999999999",
+        ),
+    ] {
+        let a = get(&app, uri).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text);
+        let body = a.json();
+        assert_eq!(body["user_id"], user, "{uri}");
+        assert_eq!(body["fallback"], true, "{uri}");
+        assert_eq!(ids(&body["items"]), ["1", "2", "3"], "{uri}");
+    }
 }
 
 #[tokio::test]
@@ -145,20 +170,36 @@ async fn bad_requests_get_4xx_with_a_json_error() {
             "'ten'",
         ),
         (
-            "/v1/users/abc/recommendations",
+            "/v1/users/a%0Ab/recommendations",
             StatusCode::BAD_REQUEST,
-            "user id 'abc'",
+            "user id 'a\\nb' is not an id: an id with control characters",
+        ),
+        (
+            "/v1/users/%FF%FE/recommendations",
+            StatusCode::BAD_REQUEST,
+            "percent-encode it as UTF-8",
+        ),
+        (
+            "/v1/items/%00/similar",
+            StatusCode::BAD_REQUEST,
+            "item id '\\0' is not an id",
         ),
         (
             "/v1/users/99999999999999999999/history",
-            StatusCode::BAD_REQUEST,
-            "not an integer",
+            StatusCode::NOT_FOUND,
+            "user 99999999999999999999 has no history",
         ),
         (
             "/v1/items/x1/similar",
-            StatusCode::BAD_REQUEST,
-            "item id 'x1'",
+            StatusCode::NOT_FOUND,
+            "item x1 not found",
         ),
+        (
+            "/v1/items/x1/similar?k=101",
+            StatusCode::BAD_REQUEST,
+            "1 to 100",
+        ),
+        ("/v1/items/x1", StatusCode::NOT_FOUND, "item x1 not found"),
         (
             "/v1/items/1/similar?k=101",
             StatusCode::BAD_REQUEST,
@@ -193,6 +234,26 @@ async fn bad_requests_get_4xx_with_a_json_error() {
         assert!(message.contains(says), "{uri}: {message}");
         assert!(a.headers.contains_key("x-request-id"), "{uri}");
     }
+    // An id longer than the longest external id.
+    let long = "x".repeat(elastirec_core::ids::MAX_ID_BYTES + 1);
+    for uri in [
+        format!("/v1/users/{long}/recommendations"),
+        format!("/v1/users/{long}/history"),
+        format!("/v1/items/{long}"),
+        format!("/v1/items/{long}/similar"),
+    ] {
+        let a = get(&app, &uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text);
+        let message = a.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("257 bytes, longer than 256"), "{message}");
+        assert!(message.len() < 300, "the id is shortened: {message}");
+    }
+    // The longest id is an id (unknown here).
+    let longest = "x".repeat(elastirec_core::ids::MAX_ID_BYTES);
+    let a = get(&app, &format!("/v1/users/{longest}/recommendations")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["user_id"], longest.as_str());
+
     let post = call(&app, Method::POST, "/v1/users/7/recommendations", None).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.json()["error"]["code"], "method_not_allowed");
@@ -202,31 +263,34 @@ async fn bad_requests_get_4xx_with_a_json_error() {
 async fn items_similar_items_and_history() {
     let (_f, _s, app) = app(None).await;
     let item = get(&app, "/v1/items/2").await.json();
+    assert_eq!(item["item_id"], "2");
     assert_eq!(item["title"], "Item 2");
     assert_eq!(item["genres"], "A|B");
     assert_eq!(item["in_model"], true);
     assert_eq!(item["users_in_window"], 1);
 
     let similar = get(&app, "/v1/items/1/similar?k=2").await.json();
-    assert_eq!(ids(&similar["items"]), [2, 5]);
+    assert_eq!(similar["item_id"], "1");
+    assert_eq!(ids(&similar["items"]), ["2", "5"]);
     let s0 = similar["items"][0]["similarity"].as_f64().unwrap();
     assert!((s0 - 0.9 / (0.82f64).sqrt()).abs() < 1e-5, "{s0}");
     let all = get(&app, "/v1/items/1/similar").await.json();
     assert_eq!(
         ids(&all["items"]),
-        [2, 5, 4, 3, 6],
+        ["2", "5", "4", "3", "6"],
         "every other item, most similar first"
     );
 
     let history = get(&app, "/v1/users/7/history").await.json();
+    assert_eq!(history["user_id"], "7");
     assert_eq!(history["total"], 3);
-    assert_eq!(ids(&history["items"]), [1, 3, 6]);
+    assert_eq!(ids(&history["items"]), ["1", "3", "6"]);
     assert_eq!(history["items"][0]["value"], 5.0);
     assert_eq!(history["items"][0]["events"], 2);
     assert_eq!(history["items"][2]["before_window"], true);
     assert_eq!(history["items"][2]["value"], Value::Null);
     let first = get(&app, "/v1/users/7/history?limit=1").await.json();
-    assert_eq!(ids(&first["items"]), [1]);
+    assert_eq!(ids(&first["items"]), ["1"]);
 }
 
 #[tokio::test]
@@ -294,7 +358,7 @@ async fn healthz_and_metrics_tell_what_is_served() {
     for _ in 0..3 {
         get(&app, "/v1/users/7/recommendations?k=2").await;
     }
-    get(&app, "/v1/users/x/recommendations").await;
+    get(&app, "/v1/users/x%0A/recommendations").await;
     get(&app, "/no/such/route").await;
     assert_eq!(
         served

@@ -71,7 +71,7 @@ async fn answers_over_a_real_socket_with_keep_alive_and_pipelining() {
     assert!(head.contains("content-type: application/json"), "{head}");
     assert!(head.contains("x-request-id: "), "{head}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(json["items"][0]["item_id"], 2);
+    assert_eq!(json["items"][0]["item_id"], "2");
     assert_eq!(json["model_date"], NIGHT1);
     let (status, _, body) = read_response(&mut s, &mut buf).await;
     assert_eq!(status, 200, "{body}");

@@ -29,7 +29,7 @@ async fn a_moved_latest_is_swapped_in_by_refresh() {
     assert!(served.refresh().await.unwrap());
     let after = get(&app, "/v1/users/7/recommendations").await.json();
     assert_eq!(after["model_date"], NIGHT2);
-    assert_eq!(after["items"][0]["item_id"], 4);
+    assert_eq!(after["items"][0]["item_id"], "4");
     // User 8 has no list on night 2: now the fallback.
     assert_eq!(
         get(&app, "/v1/users/8/recommendations").await.json()["fallback"],
@@ -76,14 +76,14 @@ async fn readers_racing_swaps_never_see_half_a_night() {
                 while !stop.load(Ordering::Relaxed) {
                     let body = get(&app, "/v1/users/7/recommendations").await.json();
                     // Night 1 lists 2 first and knows user 8's list; night 2 lists 4 first.
-                    let first = body["items"][0]["item_id"].as_i64().unwrap();
+                    let first = body["items"][0]["item_id"].as_str().unwrap();
                     match body["model_date"].as_str().unwrap() {
                         NIGHT1 => {
-                            assert_eq!(first, 2, "{body}");
+                            assert_eq!(first, "2", "{body}");
                             seen[0] += 1;
                         }
                         NIGHT2 => {
-                            assert_eq!(first, 4, "{body}");
+                            assert_eq!(first, "4", "{body}");
                             seen[1] += 1;
                         }
                         other => panic!("unexpected night {other}"),

@@ -38,9 +38,23 @@ pub async fn forget(config: Config, args: &ForgetArgs) -> Result<()> {
     Ok(())
 }
 
-/// The ids of `forget`: `--user` flags and the lines of `--users-file`.
-fn forget_users(flags: &[i64], file: Option<&std::path::Path>) -> Result<Vec<i64>> {
-    let mut users = flags.to_vec();
+/// The ids of `forget`: `--user` flags and the lines of `--users-file`, as producers sent them
+/// (external ids: `42`, `A3CIUOJXQ5VDQ2`). Lines are trimmed; blank lines and lines starting
+/// with `#` are skipped (an id that starts with `#` goes with `--user`).
+fn forget_users(flags: &[String], file: Option<&std::path::Path>) -> Result<Vec<String>> {
+    let bad = |whence: String, id: &str, why: String| {
+        elastirec_core::Error::Config(format!(
+            "{whence}: '{}' is not a user id: {why} (an id is 1 to {} bytes of UTF-8 without \
+             control characters)",
+            shown(id),
+            elastirec_core::ids::MAX_ID_BYTES
+        ))
+    };
+    let mut users = Vec::with_capacity(flags.len());
+    for id in flags {
+        elastirec_core::ids::check_external(id).map_err(|why| bad("--user".into(), id, why))?;
+        users.push(id.clone());
+    }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             elastirec_core::Error::Config(format!(
@@ -53,14 +67,14 @@ fn forget_users(flags: &[i64], file: Option<&std::path::Path>) -> Result<Vec<i64
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let id = line.parse::<i64>().map_err(|_| {
-                elastirec_core::Error::Config(format!(
-                    "--users-file {}:{}: '{line}' is not an integer user id",
-                    path.display(),
-                    i + 1
-                ))
+            elastirec_core::ids::check_external(line).map_err(|why| {
+                bad(
+                    format!("--users-file {}:{}", path.display(), i + 1),
+                    line,
+                    why,
+                )
             })?;
-            users.push(id);
+            users.push(line.to_string());
         }
     }
     users.sort_unstable();
@@ -85,4 +99,41 @@ pub async fn migrate(config: Config) -> Result<()> {
     let m = result?;
     print_migration(&lake, &m);
     Ok(())
+}
+
+/// An id as a message shows it: its first 64 characters, control characters escaped.
+fn shown(id: &str) -> String {
+    let mut out: String = id.chars().take(64).flat_map(char::escape_debug).collect();
+    if id.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forget_users;
+
+    #[test]
+    fn forget_users_are_external_ids_from_flags_and_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.txt");
+        std::fs::write(
+            &file,
+            "# erasure requests of the week\n\n  u-alice  \n42\r\n007\n#u-not-me\nA3CIUOJXQ5VDQ2\n",
+        )
+        .unwrap();
+        let users = forget_users(&["u-alice".into(), "9".into()], Some(&file)).unwrap();
+        assert_eq!(
+            users,
+            ["007", "42", "9", "A3CIUOJXQ5VDQ2", "u-alice"].map(String::from)
+        );
+        let err = forget_users(&["a\tb".into()], None).unwrap_err();
+        assert!(err.to_string().contains("--user: 'a\\tb'"), "{err}");
+        std::fs::write(&file, "ok\n".to_string() + &"x".repeat(300)).unwrap();
+        let err = forget_users(&[], Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("users.txt:2"), "{err}");
+        std::fs::write(&file, "# nobody\n").unwrap();
+        assert!(forget_users(&[], Some(&file)).is_err());
+    }
 }

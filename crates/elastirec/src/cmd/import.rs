@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use elastirec_core::{Config, Lake};
 use elastirec_sources::{movielens, simulate};
 
-use crate::cli::{MovielensArgs, SimulateArgs};
+use crate::cli::{MovielensArgs, SimulateArgs, SimulateFormatArg};
 use crate::print::{print_import, print_simulated, print_simulated_scaled};
 
 /// `import movielens`.
@@ -29,6 +29,7 @@ pub async fn simulate(config: Config, args: &SimulateArgs) -> Result<()> {
         let opts = simulate::ScaleOptions {
             scale,
             seed: args.seed,
+            format: format(args.format),
         };
         let shape = opts.shape()?;
         let started = Instant::now();
@@ -44,8 +45,16 @@ pub async fn simulate(config: Config, args: &SimulateArgs) -> Result<()> {
         items: args.items,
         events_per_day: args.events_per_day,
         seed: args.seed,
+        format: format(args.format),
     };
     let r = simulate::simulate(&lake, &opts).await?;
     print_simulated(&r, args.users, args.items, args.seed, &lake);
     Ok(())
+}
+
+fn format(arg: SimulateFormatArg) -> simulate::SimulateFormat {
+    match arg {
+        SimulateFormatArg::Movielens => simulate::SimulateFormat::Movielens,
+        SimulateFormatArg::Segment => simulate::SimulateFormat::Segment,
+    }
 }

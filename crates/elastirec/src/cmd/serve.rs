@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use elastirec_core::manifest::sources;
 use elastirec_core::{Config, Lake, Night};
 
 use crate::cli::{ServeArgs, ShowArgs, SinkArgs};
@@ -79,10 +80,21 @@ pub async fn show(config: Config, args: &ShowArgs) -> Result<()> {
         None => latest_night(&lake).await?,
     };
     let snapshot = elastirec_serve::Snapshot::load_night(&lake, night).await?;
-    print_user_history(&snapshot, args.user, args.history);
+    // The night's dictionary names the user's internal id; an id it does not know is a user
+    // without data (no history, the popular fallback), as a numeric id without data is.
+    let user = snapshot.ids().users.internal(&args.user);
+    print_user_history(&snapshot, &args.user, user, args.history);
     let k = args.k.unwrap_or(snapshot.k);
-    let recs = snapshot.recommendations(args.user, k)?;
-    print_user_recommendations(&snapshot, &recs);
+    match user {
+        Some(user) => {
+            let recs = snapshot.recommendations(user, k)?;
+            print_user_recommendations(&snapshot, recs.source, recs.fallback, &recs.items);
+        }
+        None => {
+            let items = snapshot.fallback(k)?;
+            print_user_recommendations(&snapshot, sources::POPULAR, true, &items);
+        }
+    }
     Ok(())
 }
 

@@ -122,6 +122,12 @@ pub fn print_forget(r: &ForgetReport, users: usize) {
         "erasure {}: {users} users; deleted {} events and {} reject rows (events table version {})",
         r.erasure_id, w.events_deleted, w.rejects_deleted, w.events_version
     );
+    if w.ids_blanked > 0 {
+        println!(
+            "  warehouse/ids: the string ids of {} users blanked (their internal ids stay taken)",
+            w.ids_blanked
+        );
+    }
     for f in &r.outputs.folders {
         println!(
             "  {} of night {}: removed {} rows ({} files rewritten)",

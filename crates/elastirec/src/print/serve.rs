@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use elastirec_core::Lake;
 use elastirec_serve::Snapshot;
-use elastirec_serve::snapshot::Recommendations;
 use elastirec_sink::SinkReport;
 
 /// `serve`: the night served (if any) and where.
@@ -33,10 +32,16 @@ fn title(snapshot: &Snapshot, item: i64) -> String {
         .unwrap_or_else(|| "(no title)".into())
 }
 
-/// `show`: the user and the first `history` entries of their history.
-pub fn print_user_history(snapshot: &Snapshot, user: i64, history: usize) {
+/// An item's external id, as producers sent it.
+fn item_name(snapshot: &Snapshot, item: i64) -> std::borrow::Cow<'_, str> {
+    snapshot.ids().items.external(item)
+}
+
+/// `show`: the user (`user` as given, `internal` its id in the night's dictionary, if known)
+/// and the first `history` entries of their history.
+pub fn print_user_history(snapshot: &Snapshot, user: &str, internal: Option<i64>, history: usize) {
     println!("user {user}, night {}", snapshot.night());
-    match snapshot.history(user) {
+    match internal.and_then(|u| snapshot.history(u)) {
         Some(entries) => {
             println!(
                 "history ({} items{}):",
@@ -54,7 +59,7 @@ pub fn print_user_history(snapshot: &Snapshot, user: i64, history: usize) {
                 };
                 println!(
                     "  {:>8}  {:<50}  {detail}",
-                    h.item_id,
+                    item_name(snapshot, h.item_id),
                     title(snapshot, h.item_id)
                 );
             }
@@ -63,19 +68,25 @@ pub fn print_user_history(snapshot: &Snapshot, user: i64, history: usize) {
     }
 }
 
-/// `show`: the user's top K, with the history items that explain each.
-pub fn print_user_recommendations(snapshot: &Snapshot, recs: &Recommendations<'_>) {
+/// `show`: the user's top K (`source`; `fallback` when the user has no stored list), with the
+/// history items that explain each.
+pub fn print_user_recommendations(
+    snapshot: &Snapshot,
+    source: &str,
+    fallback: bool,
+    items: &[(i64, f32, u32, &[i64])],
+) {
     println!(
         "top {} ({}{}):",
-        recs.items.len(),
-        recs.source,
-        if recs.fallback {
+        items.len(),
+        source,
+        if fallback {
             ", fallback: user unknown to this night"
         } else {
             ""
         }
     );
-    for (item, score, rank, because) in &recs.items {
+    for (item, score, rank, because) in items {
         let because = if because.is_empty() {
             String::new()
         } else {
@@ -89,7 +100,8 @@ pub fn print_user_recommendations(snapshot: &Snapshot, recs: &Recommendations<'_
             )
         };
         println!(
-            "  {rank:>3}. {item:>8}  {:<50} {score:>9.4}{because}",
+            "  {rank:>3}. {:>8}  {:<50} {score:>9.4}{because}",
+            item_name(snapshot, *item),
             title(snapshot, *item)
         );
     }

@@ -45,7 +45,19 @@ pub fn print_simulated_scaled(
          {scale}, seed {} in {:.1}s",
         r.events, r.days, r.first_day, r.last_day, shape.users, shape.items, seed, seconds
     );
+    print_segment_files(r);
     println!("lake: {}", lake.url());
+}
+
+/// `simulate --format segment`: the hour files and redeliveries.
+fn print_segment_files(r: &SimulateReport) {
+    if r.redelivered > 0 || r.files != u64::from(r.days) {
+        println!(
+            "{} files in arrival-hour folders; {} lines delivered twice (read with [events] \
+             preset = \"segment\")",
+            r.files, r.redelivered
+        );
+    }
 }
 
 /// `simulate`: the events written.
@@ -54,6 +66,7 @@ pub fn print_simulated(r: &SimulateReport, users: u32, items: u32, seed: u64, la
         "simulated {} events over {} days ({} to {}) for {} users and {} items, seed {}",
         r.events, r.days, r.first_day, r.last_day, users, items, seed
     );
+    print_segment_files(r);
     println!("lake: {}", lake.url());
 }
 

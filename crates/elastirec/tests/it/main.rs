@@ -6,6 +6,7 @@ mod harness;
 mod import;
 mod movielens_100k;
 mod orchestrator;
+mod real_events;
 mod s3;
 mod serve;
 mod simulated;

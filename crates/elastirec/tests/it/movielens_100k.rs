@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use elastirec_core::manifest::RecommendationsManifest;
 use elastirec_core::{Night, layout};
-use elastirec_lake::io::read_recommendations;
+use elastirec_lake::io::read_recommendations_internal;
 use elastirec_warehouse::Warehouse;
 
 use crate::harness::{evaluation, import_movielens_100k, movielens_100k, ok, open_lake, read_json};
@@ -98,7 +98,10 @@ async fn nightly_runs_on_movielens_100k() {
         &layout::recommendations_manifest(last),
     ))
     .unwrap();
-    let lists = read_recommendations(&lake, &manifest.files).await.unwrap();
+    // MovieLens ids are numeric: each is its own internal id, no dictionary needed.
+    let lists = read_recommendations_internal(&lake, &manifest.files, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         lists.len(),
         seen.len(),

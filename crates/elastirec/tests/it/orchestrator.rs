@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use elastirec_core::failpoint;
 use elastirec_core::{Night, layout};
-use elastirec_lake::io::{RankedLists, read_recommendations};
+use elastirec_lake::io::{ExternalLists, read_recommendations};
 use elastirec_warehouse::Warehouse;
 
 use crate::harness::{NIGHTLY_STEPS, bin, ok, open_lake, read_json, step_names};
@@ -118,7 +118,7 @@ pub(crate) fn base_lake(root: &Path) -> std::path::PathBuf {
 }
 
 struct NightOutputs {
-    lists: RankedLists,
+    lists: ExternalLists,
     events: u64,
     loads: usize,
     evaluated: serde_json::Value,
@@ -151,12 +151,12 @@ async fn outputs(lake_dir: &Path) -> NightOutputs {
     }
 }
 
-fn same_lists(a: &RankedLists, b: &RankedLists, point: &str) {
+fn same_lists(a: &ExternalLists, b: &ExternalLists, point: &str) {
     assert_eq!(a.len(), b.len(), "{point}: users");
     for (user, list) in a {
         let other = &b[user];
-        let items = |l: &[(i64, i32, f32, String)]| -> Vec<(i64, i32)> {
-            l.iter().map(|r| (r.0, r.1)).collect()
+        let items = |l: &[(String, i32, f32, String)]| -> Vec<(String, i32)> {
+            l.iter().map(|r| (r.0.clone(), r.1)).collect()
         };
         assert_eq!(items(list), items(other), "{point}: user {user}");
         for (x, y) in list.iter().zip(other) {

@@ -316,7 +316,8 @@ fn the_demo_lake_is_served_shown_and_browsed() {
     assert_eq!(unknown["fallback"], true);
     for (path, want) in [
         ("/v1/users/1/recommendations?k=11", 400),
-        ("/v1/users/one/recommendations", 400),
+        // Any string is an id; a control character is not.
+        ("/v1/users/a%0Ab/recommendations", 400),
         ("/v1/nothing", 404),
     ] {
         let (status, body) = api(&addr, path);

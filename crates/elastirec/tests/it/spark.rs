@@ -11,8 +11,10 @@ use std::path::Path;
 
 use arrow_schema::Schema;
 use elastirec_core::{Night, layout};
-use elastirec_lake::io::{read_parquet, read_recommendations};
-use elastirec_lake::{SeenPairs, read_export_manifest, read_recommendations_manifest};
+use elastirec_lake::io::{read_parquet, read_recommendations_internal};
+use elastirec_lake::{
+    SeenPairs, read_export_ids, read_export_manifest, read_recommendations_manifest,
+};
 use elastirec_serve::snapshot::Snapshot;
 
 use crate::harness::{evaluation, import_movielens_100k, ok, open_lake, read_json};
@@ -71,7 +73,10 @@ async fn check_lists(lake_dir: &Path, night: Night, k: usize) {
     let export = read_export_manifest(&lake, night).await.unwrap();
     let seen = SeenPairs::read(&lake, &export).await.unwrap().by_user();
     let manifest = read_recommendations_manifest(&lake, night).await.unwrap();
-    let lists = read_recommendations(&lake, &manifest.files).await.unwrap();
+    let names = read_export_ids(&lake, &export).await.unwrap();
+    let lists = read_recommendations_internal(&lake, &manifest.files, &names)
+        .await
+        .unwrap();
     assert_eq!(
         lists.len(),
         seen.len(),
