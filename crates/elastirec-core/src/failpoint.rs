@@ -6,8 +6,8 @@
 //! starts a second process), `pause` prints `elastirec: paused at NAME` on stderr and waits
 //! for ever (so a test can send the SIGKILL itself, at a moment it knows). Unset, a point
 //! costs one lookup in a map built once. Points are named `STEP.where`, for example
-//! `prepare.after-parts`; [`POINTS`] lists them all. The variable has no `__`, so configuration
-//! loading ignores it.
+//! `prepare.after-parts`; [`POINTS`] and [`OTHER_POINTS`] list them all. The variable has no
+//! `__`, so configuration loading ignores it.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -38,6 +38,10 @@ pub const POINTS: &[&str] = &[
     "publish.before",
     "publish.done",
 ];
+
+/// Points of commands other than a night's run: `forget`, after the warehouse deletes and
+/// before the outputs are rewritten.
+pub const OTHER_POINTS: &[&str] = &["forget.after-warehouse"];
 
 #[derive(Debug, Clone, Copy)]
 enum Action {
