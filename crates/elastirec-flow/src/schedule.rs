@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use elastirec_core::Night;
 use elastirec_core::config::ScheduleConfig;
 
-use crate::cron::Cron;
+use crate::cron::{Cron, CronError};
 use crate::lease::Lease;
 use crate::{Error, Pipeline, Result, RunOptions, StopFlag};
 
@@ -82,10 +82,13 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// A scheduler for `pipeline` with `[schedule]` settings; the error names a bad setting.
     pub fn new(pipeline: Pipeline, config: &ScheduleConfig, clock: Arc<dyn Clock>) -> Result<Self> {
-        let cron: Cron = config
-            .cron
-            .parse()
-            .map_err(|e| Error::Config(format!("[schedule] cron: {e}")))?;
+        let cron: Cron = config.cron.parse().map_err(|e: CronError| {
+            Error::Config(format!(
+                "[schedule] cron = '{}' is not a cron expression: {}",
+                config.cron,
+                e.reason()
+            ))
+        })?;
         let tz: Tz = config.timezone.parse().map_err(|_| {
             Error::Config(format!(
                 "[schedule] timezone = '{}' is not an IANA time zone (such as UTC or \

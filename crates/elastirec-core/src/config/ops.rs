@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct RunConfig {
     /// Attempts of a step after a transient failure (1 = no retry).
     pub max_attempts: u32,
-    /// Wait before the first retry; doubles each retry.
+    /// Base wait before a retry: the retry after `n` earlier ones waits a random time ("full
+    /// jitter") between 0 and `backoff_initial_ms · 2^n`, at most `backoff_max_ms`. A stop request
+    /// (SIGTERM, Ctrl-C) ends the wait and stops the night instead of retrying.
     pub backoff_initial_ms: u64,
-    /// Longest wait between retries.
+    /// The cap of the random wait between retries.
     pub backoff_max_ms: u64,
     /// How long a lease lasts without a heartbeat (a crashed runner's lease expires after this).
     pub lease_seconds: u64,
@@ -34,7 +36,10 @@ impl Default for RunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    /// Cron expression: five fields (minute hour day-of-month month day-of-week) with names
+    /// (`MON-FRI`, `JAN`), or a shorthand (`@daily`, `@hourly`, `@weekly`, `@monthly`,
+    /// `@yearly`). When both day fields are restricted a day matches if either does (Vixie
+    /// cron): `0 0 1 * MON` fires on the 1st and on every Monday. Parsed by the `croner` crate.
     pub cron: String,
     /// IANA time zone of the cron expression, such as `Europe/Paris`.
     pub timezone: String,

@@ -133,7 +133,32 @@ fn bad_settings_are_named() {
             cron: "30 25 * * *".into(),
             ..ScheduleConfig::default()
         };
-        let e = Scheduler::new(p, &bad_cron, clock).unwrap_err();
-        assert!(e.to_string().contains("hour"), "{e}");
+        let e = Scheduler::new(p.clone(), &bad_cron, clock.clone()).unwrap_err();
+        assert!(
+            e.to_string().contains("[schedule] cron = '30 25 * * *'"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("hour '25'"), "{e}");
+        for (cron, needle) in [
+            ("@fortnightly", "not a shorthand"),
+            ("0 2 * * JAN", "not a weekday name"),
+            ("30 2 * *", "has 4 fields"),
+        ] {
+            let bad = ScheduleConfig {
+                cron: cron.into(),
+                ..ScheduleConfig::default()
+            };
+            let e = Scheduler::new(p.clone(), &bad, clock.clone()).unwrap_err();
+            assert!(e.to_string().contains("[schedule] cron"), "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        // Names, shorthands and the Vixie day rule are accepted.
+        for cron in ["0 2 * * MON-FRI", "@daily", "0 0 1 * MON"] {
+            let good = ScheduleConfig {
+                cron: cron.into(),
+                ..ScheduleConfig::default()
+            };
+            Scheduler::new(p.clone(), &good, clock.clone()).unwrap();
+        }
     });
 }
