@@ -30,12 +30,21 @@ fn id_hash(id: &str) -> u64 {
     h.finish()
 }
 
+/// What de-duplication remembers across the parts of one load: the event ids seen (by day and
+/// hash), and the days whose stored ids were already read from `warehouse/events`.
+#[derive(Debug, Default)]
+pub(crate) struct DedupeState {
+    seen: HashSet<(i32, u64)>,
+    queried: BTreeSet<i32>,
+}
+
 impl Warehouse {
-    /// Drops the duplicate rows of the parsed files (see the module documentation); returns
-    /// how many.
+    /// Drops the duplicate rows of the parsed files (see the module documentation), given what
+    /// earlier parts of the same load saw; returns how many.
     pub(crate) async fn drop_duplicates(
         &self,
         parsed: &mut [(Night, ObjectMeta, ParsedEvents)],
+        state: &mut DedupeState,
     ) -> Result<u64> {
         let dates: BTreeSet<i32> = parsed
             .iter()
@@ -46,8 +55,9 @@ impl Warehouse {
                     .filter(|(id, _)| id.is_some())
                     .map(|(_, d)| *d)
             })
+            .filter(|d| !state.queried.contains(d))
             .collect();
-        let mut seen: HashSet<(i32, u64)> = HashSet::new();
+        let seen = &mut state.seen;
         if !dates.is_empty() {
             let list: Vec<String> = dates
                 .iter()
@@ -75,6 +85,7 @@ impl Warehouse {
                     }
                 }
             }
+            state.queried.extend(dates);
         }
         let mut dropped = 0u64;
         for (_, _, p) in parsed.iter_mut() {

@@ -161,6 +161,12 @@ impl LedgerRow {
         self
     }
 
+    /// The row with the events table version that holds its file's rows.
+    pub(super) fn with_version(mut self, version: i64) -> Self {
+        self.version = version;
+        self
+    }
+
     pub(crate) fn of(
         meta: &ObjectMeta,
         target: &'static str,

@@ -41,11 +41,12 @@ mod parse;
 mod records;
 mod writer;
 
+use dedupe::DedupeState;
 pub(crate) use ledger::{LedgerEntry, LedgerRow};
 pub(crate) use parse::ParsedEvents;
 pub use parse::Reject;
 use parse::{ParseSettings, parse_events, parse_items, rejects_batch};
-use writer::append_events;
+use writer::{commit_events, write_events};
 
 /// What one ingest did.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -115,6 +116,9 @@ pub const INGEST_APP: &str = "elastirec.ingest";
 
 /// How many rejects a report or message names.
 const REJECTS_SHOWN: usize = 5;
+
+/// Raw files a load reads, parses and writes at a time (see `Warehouse::ingest`).
+const PART_FILES: usize = 8_192;
 
 impl Warehouse {
     /// Loads raw files for `night`: see the module documentation.
@@ -214,60 +218,85 @@ impl Warehouse {
 
         report.events_version = events_version;
         if !new_files.is_empty() {
-            let mut parsed = self.fetch_and_parse(new_files, &settings).await?;
-            report.files_skipped = parsed.iter().filter(|(_, _, p)| p.marker).count() as u64;
-            report.files_unreadable = parsed.iter().filter(|(_, _, p)| p.unreadable).count() as u64;
-            report.records_skipped = parsed.iter().map(|(_, _, p)| p.skipped).sum();
-            report.rows_erased = self.drop_erased_parsed(&mut parsed).await?;
-            report.rows_duplicate = self.drop_duplicates(&mut parsed).await?;
-            let rejects: Vec<Reject> = parsed
-                .iter()
-                .flat_map(|(_, _, p)| p.rejects.iter().cloned())
-                .collect();
-            report.rows_rejected = rejects.len() as u64;
-            report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
-            report.files_loaded = parsed.iter().filter(|(_, _, p)| !p.marker).count() as u64;
-            report.rows_loaded = parsed.iter().map(|(_, _, p)| p.len() as u64).sum();
-            if report.rows_rejected > options.max_errors {
-                return Err(Error::TooManyRejects {
-                    rejected: report.rows_rejected,
-                    max_errors: options.max_errors,
-                    first: report.first_rejects.iter().map(|r| r.to_string()).collect(),
-                });
+            // The files go through in parts of PART_FILES: each part is fetched, parsed,
+            // de-duplicated, given its dictionary ids and written as data files before the next
+            // is read, so memory follows a part, not the night (176,000 hourly files). Every
+            // part's data files are committed together at the end: a load is still one commit.
+            let mut rejects: Vec<Reject> = Vec::new();
+            let mut ledger_rows: Vec<LedgerRow> = Vec::new();
+            let mut adds = Vec::new();
+            let mut dedupe = DedupeState::default();
+            let mut files = new_files.into_iter().peekable();
+            while files.peek().is_some() {
+                let part: Vec<(Night, ObjectMeta)> = files.by_ref().take(PART_FILES).collect();
+                let mut parsed = self.fetch_and_parse(part, &settings).await?;
+                report.files_skipped += parsed.iter().filter(|(_, _, p)| p.marker).count() as u64;
+                report.files_unreadable +=
+                    parsed.iter().filter(|(_, _, p)| p.unreadable).count() as u64;
+                report.records_skipped += parsed.iter().map(|(_, _, p)| p.skipped).sum::<u64>();
+                report.rows_erased += self.drop_erased_parsed(&mut parsed).await?;
+                report.rows_duplicate += self.drop_duplicates(&mut parsed, &mut dedupe).await?;
+                rejects.extend(
+                    parsed
+                        .iter()
+                        .flat_map(|(_, _, p)| p.rejects.iter().cloned()),
+                );
+                report.rows_rejected = rejects.len() as u64;
+                report.files_loaded += parsed.iter().filter(|(_, _, p)| !p.marker).count() as u64;
+                report.rows_loaded += parsed.iter().map(|(_, _, p)| p.len() as u64).sum::<u64>();
+                if report.rows_rejected > options.max_errors {
+                    report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
+                    return Err(Error::TooManyRejects {
+                        rejected: report.rows_rejected,
+                        max_errors: options.max_errors,
+                        first: report.first_rejects.iter().map(|r| r.to_string()).collect(),
+                    });
+                }
+                ledger_rows.extend(parsed.iter().map(|(day, meta, p)| {
+                    LedgerRow::of(meta, "events", Some(*day), p.len() as i64, -1)
+                        .with_rejected(p.rejects.len() as i64)
+                }));
+                if options.dry_run {
+                    continue;
+                }
+                // String ids get their dictionary ids, committed before the events that use
+                // them.
+                let wanted: Vec<(IdKind, String)> = parsed
+                    .iter()
+                    .flat_map(|(_, _, p)| {
+                        let users = p.users.used_names().into_iter();
+                        let users = users.map(|(_, n)| (IdKind::User, n.to_string()));
+                        let items = p.items.used_names().into_iter();
+                        let items = items.map(|(_, n)| (IdKind::Item, n.to_string()));
+                        users.chain(items).collect::<Vec<_>>()
+                    })
+                    .collect();
+                let (dictionary, assigned) = self.ids_for(wanted, night, load).await?;
+                report.ids_assigned += assigned;
+                let mut batches = Vec::new();
+                for (_, meta, p) in &parsed {
+                    if p.len() == 0 {
+                        continue;
+                    }
+                    let users = ids::resolver(&dictionary, IdKind::User, &p.users)?;
+                    let items = ids::resolver(&dictionary, IdKind::Item, &p.items)?;
+                    // Every placeholder a row uses is in its resolver (checked just above).
+                    batches.push(p.batch(
+                        meta.location.as_ref(),
+                        |k| users.get(&k).copied().unwrap_or(k),
+                        |k| items.get(&k).copied().unwrap_or(k),
+                    )?);
+                }
+                drop(parsed);
+                adds.extend(write_events(&events_table, batches).await?);
             }
+            report.first_rejects = rejects.iter().take(REJECTS_SHOWN).cloned().collect();
             if options.dry_run {
                 return Ok(report);
             }
-            // String ids get their dictionary ids, committed before the events that use them.
-            let wanted: Vec<(IdKind, String)> = parsed
-                .iter()
-                .flat_map(|(_, _, p)| {
-                    let users = p.users.used_names().into_iter();
-                    let users = users.map(|(_, n)| (IdKind::User, n.to_string()));
-                    let items = p.items.used_names().into_iter();
-                    let items = items.map(|(_, n)| (IdKind::Item, n.to_string()));
-                    users.chain(items).collect::<Vec<_>>()
-                })
-                .collect();
-            let (dictionary, assigned) = self.ids_for(wanted, night, load).await?;
-            report.ids_assigned = assigned;
-            let mut batches = Vec::new();
-            for (_, meta, p) in &parsed {
-                if p.len() == 0 {
-                    continue;
-                }
-                let users = ids::resolver(&dictionary, IdKind::User, &p.users)?;
-                let items = ids::resolver(&dictionary, IdKind::Item, &p.items)?;
-                // Every placeholder a row uses is in its resolver (checked just above).
-                batches.push(p.batch(
-                    meta.location.as_ref(),
-                    |k| users.get(&k).copied().unwrap_or(k),
-                    |k| items.get(&k).copied().unwrap_or(k),
-                )?);
-            }
             let mut version = events_version;
             failpoint::hit("ingest.before-events-commit");
-            if !batches.is_empty() {
+            if !adds.is_empty() {
                 let mut meta = HashMap::new();
                 meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
                 meta.insert(
@@ -276,22 +305,19 @@ impl Warehouse {
                 );
                 meta.insert(
                     "elastirec.files".to_string(),
-                    serde_json::json!(parsed.len()),
+                    serde_json::json!(ledger_rows.len()),
                 );
                 let commit = CommitProperties::default()
                     .with_metadata(meta)
                     .with_application_transaction(Transaction::new(INGEST_APP, load));
-                version = append_events(&events_table, batches, commit).await?;
+                version = commit_events(&events_table, adds, commit).await?;
             }
             // A crash here leaves events committed and the ledger behind: see the module docs.
             failpoint::hit("ingest.after-events-commit");
             self.append_rejects(&rejects, night, load).await?;
-            let ledger_rows = parsed
-                .iter()
-                .map(|(day, meta, p)| {
-                    LedgerRow::of(meta, "events", Some(*day), p.len() as i64, version)
-                        .with_rejected(p.rejects.len() as i64)
-                })
+            let ledger_rows = ledger_rows
+                .into_iter()
+                .map(|r| r.with_version(version))
                 .collect();
             self.append_ledger(ledger_rows, night, load).await?;
             report.events_version = version;

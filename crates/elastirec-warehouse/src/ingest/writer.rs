@@ -1,10 +1,11 @@
-//! The Delta writer of a load: the parsed files' rows written as data files of
-//! `warehouse/events` (one writer per core over groups of files) and committed in one commit.
+//! The Delta writer of a load: each part's parsed rows written as data files of
+//! `warehouse/events` (one writer per core over groups of files), and all parts' files
+//! committed in one commit.
 
 use deltalake::arrow::array::{Array, Date32Array, RecordBatch};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use futures::{StreamExt, TryStreamExt};
@@ -14,8 +15,8 @@ use crate::{Error, Result};
 /// How many raw files' rows one data-file writer takes before it closes its files.
 const FILES_PER_WRITER: usize = 64;
 
-/// Appends the parsed files' rows to `warehouse/events` in one commit (with the load's
-/// application transaction in `commit`) and returns the new version.
+/// Writes the rows of a part of a load as data files of `warehouse/events` and returns their
+/// `add` actions, for [`commit_events`] to commit with the load's other parts.
 ///
 /// The data files are written here rather than by delta-rs's write operation, which keeps one
 /// open Parquet writer per partition value until the end and encodes on one writer per input
@@ -25,16 +26,14 @@ const FILES_PER_WRITER: usize = 64;
 /// writer's files are closed before the next group starts. Nothing is visible until the single
 /// commit of all their `add` actions; files of a run that dies before it are never referenced
 /// (vacuum removes them).
-pub(super) async fn append_events(
+pub(super) async fn write_events(
     table: &deltalake::DeltaTable,
     mut batches: Vec<RecordBatch>,
-    commit: CommitProperties,
-) -> Result<i64> {
+) -> Result<Vec<Add>> {
     let state = table.snapshot().map_err(Error::delta("events"))?;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::Internal("no event rows to append".into()))?;
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Ok(Vec::new());
+    };
     let config = WriterConfig::new(
         schema,
         vec!["event_date".to_string()],
@@ -61,27 +60,37 @@ pub(super) async fn append_events(
     }
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
     let store = table.object_store();
-    let adds: Vec<Vec<deltalake::kernel::Add>> =
-        futures::stream::iter(groups.into_iter().map(|group| {
-            let (store, config) = (store.clone(), config.clone());
-            tokio::spawn(async move {
-                let mut writer = DeltaWriter::new(store, config);
-                for batch in &group {
-                    writer.write(batch).await?;
-                }
-                writer.close().await
-            })
-        }))
-        .buffer_unordered(lanes)
-        .map(|joined| match joined {
-            Ok(written) => written.map_err(Error::delta("events")),
-            Err(e) => Err(Error::Internal(format!(
-                "an events writer task failed: {e}"
-            ))),
+    let adds: Vec<Vec<Add>> = futures::stream::iter(groups.into_iter().map(|group| {
+        let (store, config) = (store.clone(), config.clone());
+        tokio::spawn(async move {
+            let mut writer = DeltaWriter::new(store, config);
+            for batch in &group {
+                writer.write(batch).await?;
+            }
+            writer.close().await
         })
-        .try_collect()
-        .await?;
-    let actions: Vec<Action> = adds.into_iter().flatten().map(Action::Add).collect();
+    }))
+    .buffer_unordered(lanes)
+    .map(|joined| match joined {
+        Ok(written) => written.map_err(Error::delta("events")),
+        Err(e) => Err(Error::Internal(format!(
+            "an events writer task failed: {e}"
+        ))),
+    })
+    .try_collect()
+    .await?;
+    Ok(adds.into_iter().flatten().collect())
+}
+
+/// Commits the data files of every part of a load to `warehouse/events` in one commit (with
+/// the load's application transaction in `commit`) and returns the new version.
+pub(super) async fn commit_events(
+    table: &deltalake::DeltaTable,
+    adds: Vec<Add>,
+    commit: CommitProperties,
+) -> Result<i64> {
+    let state = table.snapshot().map_err(Error::delta("events"))?;
+    let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let done = CommitBuilder::from(commit)
         .with_actions(actions)
         .build(
