@@ -1,5 +1,6 @@
 //! `simulate --scale S --format segment`: the planted events as a Segment/RudderStack producer
-//! delivers them through Kinesis Firehose.
+//! delivers them through Kinesis Firehose (`--format segment-integer-ids`: the same files with
+//! the MovieLens-shaped integer ids, to compare string ids with integer ids on equal files).
 //!
 //! ```text
 //!  raw/events/YYYY/MM/DD/HH/segment-YYYY-MM-DD-HH.jsonl.gz   one gzip JSON-lines file per
@@ -46,6 +47,11 @@ pub fn item_sku(item: u32) -> String {
     format!("SKU-{:06}", u64::from(item) + 1)
 }
 
+/// The integer id of simulated item `item` (0-based), as MovieLens-shaped files number them.
+fn item_number(item: u32) -> String {
+    (u64::from(item) + 1).to_string()
+}
+
 fn uuid_of(g: &mut SplitMix64) -> String {
     let (a, b) = (g.next_u64(), g.next_u64());
     let a = (a & !0xF000) | 0x4000; // version 4
@@ -77,14 +83,21 @@ pub(crate) async fn write_segment(
     lake: &Lake,
     events: &[Event],
     first_day: Night,
-    users: u32,
-    items: u32,
+    (users, items): (u32, u32),
     seed: u64,
+    integer_ids: bool,
 ) -> Result<(u64, u64, u64)> {
-    write_catalogue(lake, items).await?;
+    let item_id = if integer_ids { item_number } else { item_sku };
+    write_catalogue(lake, items, item_id).await?;
     let user_ids: Vec<String> = (0..users)
         .into_par_iter()
-        .map(|u| user_uuid(seed, u))
+        .map(|u| {
+            if integer_ids {
+                (u64::from(u) + 1).to_string()
+            } else {
+                user_uuid(seed, u)
+            }
+        })
         .collect();
     let mut deliveries: Vec<Delivery> = events
         .par_iter()
@@ -123,7 +136,7 @@ pub(crate) async fn write_segment(
                     .join(name.as_str());
                 let lines = deliveries[range.clone()].iter().map(|&(_, i)| {
                     let e = &events[i as usize];
-                    line(e, i, base, &user_ids, seed)
+                    line(e, i, base, (&user_ids, item_id), seed)
                 });
                 gzip_lines(lines).map(|body| (path, body))
             })
@@ -144,7 +157,13 @@ pub(crate) async fn write_segment(
 }
 
 /// One track call as a JSON line (ids and names need no escaping: hex, digits, letters).
-fn line(e: &Event, index: u32, base: i64, user_ids: &[String], seed: u64) -> String {
+fn line(
+    e: &Event,
+    index: u32,
+    base: i64,
+    (user_ids, item_id): (&[String], fn(u32) -> String),
+    seed: u64,
+) -> String {
     let at = chrono::DateTime::from_timestamp(base + i64::from(e.second), 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
@@ -155,7 +174,7 @@ fn line(e: &Event, index: u32, base: i64, user_ids: &[String], seed: u64) -> Str
         user_ids[e.user as usize],
         message,
         at,
-        item_sku(e.item),
+        item_id(e.item),
         f32::from(e.half_stars) / 2.0
     )
 }
@@ -172,11 +191,11 @@ fn gzip_lines(lines: impl Iterator<Item = String>) -> Result<Vec<u8>> {
 
 /// The catalogue by SKU (`SKU-000001,Item 1,Genre 1`, in the items file's columns), as
 /// `raw/items/simulated-items.csv`.
-async fn write_catalogue(lake: &Lake, items: u32) -> Result<()> {
+async fn write_catalogue(lake: &Lake, items: u32, item_id: fn(u32) -> String) -> Result<()> {
     let mut body = crate::ITEMS_HEADER.join(",") + "\n";
     for i in 0..items {
         let n = u64::from(i) + 1;
-        body.push_str(&format!("{},Item {n},Genre {}\n", item_sku(i), n % 12));
+        body.push_str(&format!("{},Item {n},Genre {}\n", item_id(i), n % 12));
     }
     lake.put(
         &layout::raw_items_root().join(crate::simulate::ITEMS_FILE_NAME),

@@ -247,6 +247,18 @@ pub enum SimulateFormat {
     /// Segment track calls (UUID users, SKU items, view/cart/purchase) in gzip JSON lines, one
     /// file per arrival-hour folder, ~1% delivered twice: see [`crate::segment`].
     Segment,
+    /// The Segment files with integer user and item ids (1-based, as the MovieLens format).
+    SegmentIntegerIds,
+}
+
+impl SimulateFormat {
+    /// Whether the events are written as Segment track calls.
+    fn is_segment(self) -> bool {
+        matches!(
+            self,
+            SimulateFormat::Segment | SimulateFormat::SegmentIntegerIds
+        )
+    }
 }
 
 /// Counts and days of a scaled simulation.
@@ -490,14 +502,14 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
         .filter(|w| w[0].second / 86_400 != w[1].second / 86_400)
         .count() as u32
         + u32::from(!events.is_empty());
-    if opts.format == SimulateFormat::Segment {
+    if opts.format.is_segment() {
         let (files, _, redelivered) = crate::segment::write_segment(
             lake,
             &events,
             shape.first_day,
-            shape.users,
-            shape.items,
+            (shape.users, shape.items),
             opts.seed,
+            opts.format == SimulateFormat::SegmentIntegerIds,
         )
         .await?;
         return Ok(SimulateReport {
@@ -585,7 +597,7 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
     }
     let model = PlantedModel::new(opts.users as usize, opts.items as usize, opts.seed);
     let last_day = opts.start.plus_days(u64::from(opts.days) - 1);
-    if opts.format == SimulateFormat::Segment {
+    if opts.format.is_segment() {
         let base = opts.start.start_unix_seconds();
         let mut events = Vec::new();
         for day in opts.start.through(last_day) {
@@ -598,7 +610,12 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
             }));
         }
         let (files, _, redelivered) = crate::segment::write_segment(
-            lake, &events, opts.start, opts.users, opts.items, opts.seed,
+            lake,
+            &events,
+            opts.start,
+            (opts.users, opts.items),
+            opts.seed,
+            opts.format == SimulateFormat::SegmentIntegerIds,
         )
         .await?;
         return Ok(SimulateReport {

@@ -232,7 +232,8 @@ pub struct SimulateArgs {
     /// How the events are written: `movielens` (CSV per day folder, integer ids, ratings) or
     /// `segment` (Segment track calls with UUID users and SKU items, view/cart/purchase by the
     /// planted rating, gzip JSON lines per arrival-hour folder `YYYY/MM/DD/HH/`, ~1% delivered
-    /// twice; read with `[events] preset = "segment"`)
+    /// twice; read with `[events] preset = "segment"`), or `segment-integer-ids` (the same
+    /// files with integer ids, to compare the cost of string ids)
     #[arg(long, value_enum, default_value = "movielens")]
     pub format: SimulateFormatArg,
 }
@@ -242,6 +243,7 @@ pub struct SimulateArgs {
 pub enum SimulateFormatArg {
     Movielens,
     Segment,
+    SegmentIntegerIds,
 }
 
 #[derive(Debug, Args)]

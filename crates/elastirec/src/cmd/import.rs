@@ -56,5 +56,6 @@ fn format(arg: SimulateFormatArg) -> simulate::SimulateFormat {
     match arg {
         SimulateFormatArg::Movielens => simulate::SimulateFormat::Movielens,
         SimulateFormatArg::Segment => simulate::SimulateFormat::Segment,
+        SimulateFormatArg::SegmentIntegerIds => simulate::SimulateFormat::SegmentIntegerIds,
     }
 }
