@@ -78,7 +78,7 @@ fn event_type(half_stars: u8) -> &'static str {
 type Delivery = (u64, u32);
 
 /// Writes `events` (sorted by time) as Segment track calls in arrival-hour folders, and the
-/// catalogue; returns (files written, lines written, redelivered lines).
+/// catalogue; returns (files written, redelivered lines).
 pub(crate) async fn write_segment(
     lake: &Lake,
     events: &[Event],
@@ -86,7 +86,7 @@ pub(crate) async fn write_segment(
     (users, items): (u32, u32),
     seed: u64,
     integer_ids: bool,
-) -> Result<(u64, u64, u64)> {
+) -> Result<(u64, u64)> {
     let item_id = if integer_ids { item_number } else { item_sku };
     write_catalogue(lake, items, item_id).await?;
     let user_ids: Vec<String> = (0..users)
@@ -153,7 +153,7 @@ pub(crate) async fn write_segment(
             r?;
         }
     }
-    Ok((files, deliveries.len() as u64, redelivered))
+    Ok((files, redelivered))
 }
 
 /// One track call as a JSON line (ids and names need no escaping: hex, digits, letters).

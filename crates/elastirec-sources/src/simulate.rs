@@ -497,13 +497,13 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
         e.second = (days - 1) * 86_400 + e.second % 86_400;
     }
     events.par_sort_unstable();
-    let event_days = events
-        .windows(2)
-        .filter(|w| w[0].second / 86_400 != w[1].second / 86_400)
-        .count() as u32
-        + u32::from(!events.is_empty());
     if opts.format.is_segment() {
-        let (files, _, redelivered) = crate::segment::write_segment(
+        let event_days = events
+            .windows(2)
+            .filter(|w| w[0].second / 86_400 != w[1].second / 86_400)
+            .count() as u32
+            + u32::from(!events.is_empty());
+        let (files, redelivered) = crate::segment::write_segment(
             lake,
             &events,
             shape.first_day,
@@ -609,7 +609,7 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
                 half_stars: (r.rating * 2.0).round() as u8,
             }));
         }
-        let (files, _, redelivered) = crate::segment::write_segment(
+        let (files, redelivered) = crate::segment::write_segment(
             lake,
             &events,
             opts.start,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use elastirec_core::{Lake, layout};
 
-use crate::harness::{bin, fixtures, ok};
+use crate::harness::{bin, copy_dir, fixtures, ok};
 use crate::orchestrator::elastirec;
 use crate::serve::{Killed, http};
 
@@ -66,13 +66,35 @@ fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 /// recommendation files before layout 3), by external id `name` in a Utf8 one (recommendation
 /// files); and the number of such files read.
 fn user_rows_in_parquet(root: &Path, dir: &str, user: i64, name: &str) -> (u64, usize) {
+    let mut rows = 0;
+    let mut files = 0;
+    for b in parquet_batches_under(root, dir) {
+        let Some(ids) = b.column_by_name("user_id") else {
+            continue;
+        };
+        files += 1;
+        rows += match ids.as_string_opt::<i32>() {
+            Some(names) => names.iter().flatten().filter(|&u| u == name).count(),
+            None => ids
+                .as_primitive::<Int64Type>()
+                .iter()
+                .flatten()
+                .filter(|&u| u == user)
+                .count(),
+        } as u64;
+    }
+    (rows, files)
+}
+
+/// Every batch of every Parquet file under `dir` of the lake at `root` (named by a manifest or
+/// not).
+fn parquet_batches_under(root: &Path, dir: &str) -> Vec<arrow_array::RecordBatch> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let lake = Lake::open(root.to_str().unwrap(), Default::default())
             .await
             .unwrap();
-        let mut rows = 0;
-        let mut files = 0;
+        let mut out = Vec::new();
         for file in files_under(&root.join(dir), ".parquet") {
             let rel = file
                 .strip_prefix(root)
@@ -80,60 +102,30 @@ fn user_rows_in_parquet(root: &Path, dir: &str, user: i64, name: &str) -> (u64, 
                 .to_str()
                 .unwrap()
                 .to_string();
-            let batches = elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
-                .await
-                .unwrap();
-            for b in batches {
-                let Some(ids) = b.column_by_name("user_id") else {
-                    continue;
-                };
-                files += 1;
-                rows += match ids.as_string_opt::<i32>() {
-                    Some(names) => names.iter().flatten().filter(|&u| u == name).count(),
-                    None => ids
-                        .as_primitive::<Int64Type>()
-                        .iter()
-                        .flatten()
-                        .filter(|&u| u == user)
-                        .count(),
-                } as u64;
-            }
+            out.extend(
+                elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
+                    .await
+                    .unwrap(),
+            );
         }
-        (rows, files)
+        out
     })
 }
 
 /// Rows of every Parquet file under `warehouse/rejects` whose raw line contains `text`.
 fn reject_lines_with(root: &Path, text: &str) -> usize {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let lake = Lake::open(root.to_str().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let mut n = 0;
-        for file in files_under(&root.join("warehouse/rejects"), ".parquet") {
-            let rel = file
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            for b in elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
-                .await
-                .unwrap()
-            {
-                if let Some(lines) = b.column_by_name("raw_line") {
-                    n += lines
-                        .as_string::<i32>()
-                        .iter()
-                        .flatten()
-                        .filter(|l| l.contains(text))
-                        .count();
-                }
-            }
-        }
-        n
-    })
+    parquet_batches_under(root, "warehouse/rejects")
+        .iter()
+        .filter_map(|b| b.column_by_name("raw_line"))
+        .map(|lines| {
+            lines
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .filter(|l| l.contains(text))
+                .count()
+        })
+        .sum()
 }
 
 /// Lines of `user` in the raw event files.
@@ -413,32 +405,15 @@ fn files_holding(root: &Path, needle: &str) -> Vec<PathBuf> {
 
 /// Cells equal to `value` in every Utf8 column of every Parquet file under `dir`.
 fn string_cells(root: &Path, dir: &str, value: &str) -> u64 {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let lake = Lake::open(root.to_str().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let mut n = 0;
-        for file in files_under(&root.join(dir), ".parquet") {
-            let rel = file
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            for b in elastirec_lake::io::read_parquet(&lake, &rel.as_str().into())
-                .await
-                .unwrap()
-            {
-                for c in b.columns() {
-                    if let Some(strings) = c.as_string_opt::<i32>() {
-                        n += strings.iter().flatten().filter(|s| *s == value).count() as u64;
-                    }
-                }
+    let mut n = 0;
+    for b in parquet_batches_under(root, dir) {
+        for c in b.columns() {
+            if let Some(strings) = c.as_string_opt::<i32>() {
+                n += strings.iter().flatten().filter(|s| *s == value).count() as u64;
             }
         }
-        n
-    })
+    }
+    n
 }
 
 /// Raw event files of a shop whose users and items have string ids (`u-alice`, `u-07`,
@@ -916,20 +891,8 @@ fn offer_rules_shape_every_list_and_evaluation_reports_both() {
 /// The fixture lake written by elastirec's first released layout (version 1).
 fn v1_lake(root: &Path) -> PathBuf {
     let to = root.join("v1-lake");
-    copy(&fixtures().join("lake-v1"), &to);
+    copy_dir(&fixtures().join("lake-v1"), &to);
     to
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -116,3 +116,17 @@ pub fn step_names(record: &serde_json::Value) -> Vec<&str> {
         .map(|s| s["name"].as_str().unwrap())
         .collect()
 }
+
+/// Copies the folder `from` (recursively) to `to`, which is created.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

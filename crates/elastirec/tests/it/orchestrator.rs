@@ -12,7 +12,7 @@ use elastirec_core::{Night, layout};
 use elastirec_lake::io::{ExternalLists, read_recommendations};
 use elastirec_warehouse::Warehouse;
 
-use crate::harness::{NIGHTLY_STEPS, bin, ok, open_lake, read_json, step_names};
+use crate::harness::{NIGHTLY_STEPS, bin, copy_dir, ok, open_lake, read_json, step_names};
 
 pub(crate) const NIGHT_3: &str = "2024-01-03";
 
@@ -58,19 +58,6 @@ fn files_under(dir: &Path) -> usize {
             }
         })
         .sum()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A lake with one small simulated day (2024-01-01) and no night run yet.

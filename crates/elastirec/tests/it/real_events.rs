@@ -10,7 +10,7 @@ use elastirec_lake::{
     SeenPairs, read_export_ids, read_export_manifest, read_recommendations_manifest,
 };
 
-use crate::harness::{bin, ok, open_lake};
+use crate::harness::{bin, copy_dir, ok, open_lake};
 
 fn shared(name: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -252,18 +252,6 @@ async fn simulated_segment_firehose_files_run_a_night_with_the_segment_preset() 
         assert_eq!(user.len(), 36, "a UUID: {user}");
         for (item, _, _, _) in list {
             assert!(item.starts_with("SKU-"), "a SKU: {item}");
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
 }
