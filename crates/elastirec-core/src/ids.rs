@@ -15,8 +15,10 @@
 //! ids given by a user (`forget --user`, an API path) into internal ones.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+// foldhash, not SipHash: a night looks up every string id of its files here.
+use foldhash::HashMap;
 
 /// The first internal id the dictionary assigns; numeric external ids stay below it.
 pub const DICTIONARY_BASE: i64 = 1 << 62;

@@ -97,6 +97,8 @@ pub struct Lake {
     url: Url,
     options: HashMap<String, String>,
     remote: Option<Remote>,
+    /// The settings the handle was built with (for [`Lake::connect_source`]).
+    config: LakeConfig,
 }
 
 impl std::fmt::Debug for Lake {
@@ -154,6 +156,32 @@ impl Lake {
 
     /// Builds the handle without touching storage.
     pub fn connect_config(config: &LakeConfig) -> Result<Lake> {
+        Lake::connect_inner(config, true)
+    }
+
+    /// A handle on another root read with this lake's settings: a producer's prefix that
+    /// `[events] raw_prefix` names outside the lake (`s3://bucket/firehose/`, or
+    /// `file:///data/firehose/`). An S3 source takes this lake's `[lake] options` when the lake
+    /// is on S3 too (the same endpoint and credentials), else only the `AWS_*` environment;
+    /// timeouts and retries are the lake's. A local source must exist (it is never created),
+    /// and the remote one is checked like a lake ([`Lake::preflight`]).
+    pub async fn connect_source(&self, root: &str) -> Result<Lake> {
+        let options = if self.is_local() {
+            HashMap::new()
+        } else {
+            self.config.options.clone()
+        };
+        let config = LakeConfig {
+            root: root.to_string(),
+            options,
+            ..self.config.clone()
+        };
+        let source = Lake::connect_inner(&config, false)?;
+        source.preflight().await?;
+        Ok(source)
+    }
+
+    fn connect_inner(config: &LakeConfig, create: bool) -> Result<Lake> {
         let root = config.root.trim();
         let options = config.options.clone();
         if root.is_empty() {
@@ -167,12 +195,19 @@ impl Lake {
                 Some(p) => std::path::PathBuf::from(p),
                 None => std::path::PathBuf::from(root),
             };
-            std::fs::create_dir_all(&path).map_err(|e| {
-                Error::Config(format!(
-                    "cannot create the lake folder {}: {e} (check --lake and its permissions)",
+            if create {
+                std::fs::create_dir_all(&path).map_err(|e| {
+                    Error::Config(format!(
+                        "cannot create the lake folder {}: {e} (check --lake and its permissions)",
+                        path.display()
+                    ))
+                })?;
+            } else if !path.is_dir() {
+                return Err(Error::Config(format!(
+                    "{} is not a folder (check [events] raw_prefix)",
                     path.display()
-                ))
-            })?;
+                )));
+            }
             let abs = path.canonicalize().map_err(|e| {
                 Error::Config(format!(
                     "cannot resolve the lake folder {}: {e}",
@@ -189,6 +224,7 @@ impl Lake {
                 url,
                 options,
                 remote: None,
+                config: config.clone(),
             });
         }
         let mut url = Url::parse(root)
@@ -219,6 +255,7 @@ impl Lake {
                     has_static_credentials: s3.has_static_credentials(),
                     preflight_timeout: Duration::from_secs(config.preflight_timeout_seconds),
                 }),
+                config: config.clone(),
             });
         }
         // Other object stores (GCS, Azure, memory) through object_store's own URL parsing.
@@ -236,6 +273,7 @@ impl Lake {
             store,
             url,
             options,
+            config: config.clone(),
         })
     }
 

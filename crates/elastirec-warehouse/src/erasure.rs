@@ -163,6 +163,9 @@ pub struct RawPurge {
     pub lines_removed: u64,
     /// Whether the load ledger's row of the file was updated to its new size and ETag.
     pub ledger_updated: bool,
+    /// Why the file (or the whole raw prefix) was left as it is: it cannot be read by the
+    /// `[events]` readers, or it is a producer's prefix outside the lake.
+    pub left_because: Option<String>,
 }
 
 /// What `warehouse vacuum --erasures` did (or would do).
@@ -788,36 +791,57 @@ impl Warehouse {
         Ok(dropped)
     }
 
-    /// Rewrites every raw event file holding lines of `users` without those lines (one put per
-    /// file: a reader sees the old file or the new one), then updates the load ledger's row of
-    /// each loaded file to its new size and ETag in one Delta commit, so the next ingest neither
-    /// reports the file as changed nor loads it again. A crash between the two leaves the file
-    /// reported as changed; `forget --purge-raw` again, or `ingest --reload FILE`, settles it.
-    /// `users` are external ids: a line is the user's when its user column (the `[events]`
-    /// mapping's, found in the file's header), trimmed, is one of them. Only uncompressed CSV
-    /// files are rewritten; other files keep their lines.
+    /// Rewrites every raw event file holding records of `users` without those records (one put
+    /// per file: a reader sees the old file or the new one), then updates the load ledger's row
+    /// of each loaded file to its new size and ETag in one Delta commit, so the next ingest
+    /// neither reports the file as changed nor loads it again. A crash between the two leaves
+    /// the file reported as changed; `forget --purge-raw` again, or `ingest --reload FILE`,
+    /// settles it. `users` are external ids: a record is the user's when its user field (the
+    /// `[events]` mapping's) is one of them. CSV, JSON lines and Parquet, compressed or not,
+    /// are rewritten in their own format and codec; a file that cannot be read, and a raw
+    /// prefix outside the lake (never written), are reported as left.
     pub async fn purge_raw(
         &self,
         users: &[String],
         events: &EventsConfig,
     ) -> Result<Vec<RawPurge>> {
         let wanted: HashSet<&str> = users.iter().map(String::as_str).collect();
+        let source = crate::ingest::RawSource::of(self.lake(), events).await?;
+        if source.is_outside() {
+            return Ok(vec![RawPurge {
+                path: source.display(),
+                lines_removed: 0,
+                ledger_updated: false,
+                left_because: Some(
+                    "[events] raw_prefix is outside the lake, which elastirec only reads: \
+                     remove the users' records there with the producer's tools"
+                        .into(),
+                ),
+            }]);
+        }
         let loaded = self.loaded_files().await?;
         let mut purged = Vec::new();
         let mut ledger_updates: Vec<LedgerUpdate> = Vec::new();
-        for meta in self.lake().list(&layout::raw_events_root()).await? {
-            if layout::raw_event_file_day(&meta.location).is_none() {
+        for meta in source.list().await? {
+            if source.day(&meta.location).is_none() {
                 continue;
             }
-            let body = self.lake().get(&meta.location).await?;
-            let Some((kept, removed)) = without_users(&body, &wanted, events) else {
-                continue;
-            };
-            if removed == 0 {
-                continue;
-            }
-            self.lake().put(&meta.location, kept).await?;
             let path = meta.location.to_string();
+            let body = self.lake().get(&meta.location).await?;
+            let (kept, removed) = match crate::ingest::without_users(&path, body, &wanted, events) {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(reason) => {
+                    purged.push(RawPurge {
+                        path,
+                        lines_removed: 0,
+                        ledger_updated: false,
+                        left_because: Some(reason),
+                    });
+                    continue;
+                }
+            };
+            self.lake().put(&meta.location, kept).await?;
             let is_loaded = loaded.contains(&path);
             if is_loaded {
                 let head = self
@@ -840,6 +864,7 @@ impl Warehouse {
                 path,
                 lines_removed: removed,
                 ledger_updated: is_loaded,
+                left_because: None,
             });
         }
         if !ledger_updates.is_empty() {
@@ -1044,53 +1069,6 @@ fn csv_fields(raw: &str, delimiter: u8) -> Vec<String> {
     }
 }
 
-/// A raw event file without the lines of `users` (external ids; byte for byte otherwise), and
-/// how many lines were removed; `None` when the file has no configured user column.
-fn without_users(
-    body: &[u8],
-    users: &HashSet<&str>,
-    events: &EventsConfig,
-) -> Option<(Vec<u8>, u64)> {
-    let column = user_column_index(body, events)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(events.delimiter as u8)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(body);
-    // Bytes up to the first record: the header line.
-    let mut record = csv::ByteRecord::new();
-    let mut starts: Vec<(usize, bool)> = Vec::new();
-    loop {
-        let pos = reader.position().byte() as usize;
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {
-                let start = record.position().map_or(pos, |p| p.byte() as usize);
-                let user = record
-                    .get(column)
-                    .and_then(|f| std::str::from_utf8(f).ok())
-                    .map(str::trim);
-                starts.push((start, user.is_some_and(|u| users.contains(u))));
-            }
-            Ok(false) => break,
-            // A line the CSV reader cannot read is kept as it is, with everything after it.
-            Err(_) => break,
-        }
-    }
-    let header_end = starts.first().map_or(body.len(), |s| s.0);
-    let mut out = body[..header_end].to_vec();
-    let mut removed = 0u64;
-    for (i, &(start, drop)) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(body.len(), |s| s.0);
-        if drop {
-            removed += 1;
-        } else {
-            out.extend_from_slice(&body[start..end]);
-        }
-    }
-    // A record the loop stopped at (unreadable) and what follows stay.
-    Some((out, removed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1107,40 +1085,6 @@ mod tests {
         assert_eq!(
             user_hash("abc", 1),
             "bfcf0b9cbe9d8208b2cddd9a01c31a9a60698a106a0e4fc1664233a15f16acec"
-        );
-    }
-
-    #[test]
-    fn raw_files_lose_exactly_the_users_lines() {
-        let cfg = EventsConfig::default();
-        let body = b"userId,movieId,rating,timestamp\n1,10,4.0,5\n2,11,3.0,6\n1,12,2.0,7\n3,1,1,8";
-        let users: HashSet<&str> = ["1"].into_iter().collect();
-        let (kept, removed) = without_users(body, &users, &cfg).unwrap();
-        assert_eq!(removed, 2);
-        assert_eq!(
-            String::from_utf8(kept).unwrap(),
-            "userId,movieId,rating,timestamp\n2,11,3.0,6\n3,1,1,8"
-        );
-        let none: HashSet<&str> = ["9"].into_iter().collect();
-        let (same, removed) = without_users(body, &none, &cfg).unwrap();
-        assert_eq!((same.as_slice(), removed), (&body[..], 0));
-        assert!(without_users(b"a,b\n1,2\n", &users, &cfg).is_none());
-    }
-
-    #[test]
-    fn raw_files_lose_string_id_lines_by_exact_trimmed_id() {
-        let cfg = EventsConfig::default();
-        let body = "userId,movieId,rating,timestamp\n\
-                    u-alice,10,4.0,5\n \"u-alice\" ,11,3.0,6\nu-alice2,12,2.0,7\n\
-                    42,1,1,8\n042,1,1,9\n\"dom\\bob, jr\",1,1,10\n";
-        let users: HashSet<&str> = ["u-alice", "42", "dom\\bob, jr"].into_iter().collect();
-        let (kept, removed) = without_users(body.as_bytes(), &users, &cfg).unwrap();
-        // A quoted field with spaces outside the quotes is not the id CSV reads: kept.
-        assert_eq!(removed, 3);
-        assert_eq!(
-            String::from_utf8(kept).unwrap(),
-            "userId,movieId,rating,timestamp\n \"u-alice\" ,11,3.0,6\nu-alice2,12,2.0,7\n\
-             042,1,1,9\n"
         );
     }
 

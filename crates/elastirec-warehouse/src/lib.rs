@@ -26,7 +26,9 @@ mod tables;
 
 pub use access::{OutputFormat, format_batches};
 pub use erasure::{ErasedUser, ErasureVacuum, EventErasure, RawPurge, user_hash};
-pub use ingest::{INGEST_APP, IngestOptions, IngestReport, Reject, UnknownItems};
+pub use ingest::{
+    INGEST_APP, IngestOptions, IngestReport, Reject, UnknownItems, first_raw_event_day,
+};
 pub use pgwire::REFRESH as PG_REFRESH;
 pub use prepare::PrepareOptions;
 pub use query::EventPairs;

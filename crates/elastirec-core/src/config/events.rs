@@ -139,9 +139,11 @@ pub struct EventsConfig {
     /// `auto` (by extension), `csv`, `jsonl` or `parquet`.
     pub format: EventFormat,
     /// Where producers write event files, when not the lake's `raw/events/`: a folder of the
-    /// lake (`firehose/`; a producer outside the lake's prefix is pointed at the lake's
-    /// `firehose/` folder rather than named by URL). Files go in day folders `YYYY/MM/DD/` or
-    /// hour folders `YYYY/MM/DD/HH/` below it.
+    /// lake (`firehose/`) or a producer's own prefix anywhere (`s3://bucket/firehose/`,
+    /// `file:///data/events/`), read with the lake's `[lake]` settings (its options when both
+    /// are on S3) and the `AWS_*` environment, and never written. Files go in day folders
+    /// `YYYY/MM/DD/` or hour folders `YYYY/MM/DD/HH/` below it; files outside the lake are
+    /// named by their URL in the ledger and in rejects.
     pub raw_prefix: Option<String>,
     /// The user id field (any string, or an integer).
     pub user_column: Option<FieldNames>,

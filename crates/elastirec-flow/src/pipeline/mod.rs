@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use elastirec_core::manifest::{RunRecord, StepRecord, StepState};
-use elastirec_core::{Config, Lake, Night, layout};
+use elastirec_core::{Config, Lake, Night};
 use elastirec_warehouse::Warehouse;
 
 use crate::ledger::RunLedger;
@@ -297,13 +297,9 @@ impl Pipeline {
         let first = match last_ok {
             Some(n) => n.next(),
             None => {
-                let first_raw = self
-                    .lake
-                    .list(&layout::raw_events_root())
-                    .await?
-                    .iter()
-                    .filter_map(|m| layout::raw_event_file_day(&m.location))
-                    .min();
+                let first_raw =
+                    elastirec_warehouse::first_raw_event_day(&self.lake, &self.config.events)
+                        .await?;
                 match first_raw {
                     Some(d) => d,
                     None => return Ok(Vec::new()),

@@ -8,7 +8,6 @@
 //! user's entry keeps its id with a null external id (a tombstone). `warehouse restore` never
 //! rolls the dictionary back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
@@ -73,38 +72,38 @@ impl Warehouse {
         Ok(self.dictionary().await?.names)
     }
 
-    /// Gives ids to the external ids the dictionary does not have yet and commits them (with the
-    /// load's application transaction); returns how many were added.
-    async fn assign_ids(
+    /// The dictionary with ids given to the external ids of `wanted` it does not have yet,
+    /// committed (read only when there is something to look up).
+    pub(crate) async fn ids_for(
         &self,
-        dictionary: &mut Dictionary,
-        wanted: impl IntoIterator<Item = (IdKind, String)>,
+        wanted: &[(IdKind, &str)],
         night: Night,
         load: i64,
-    ) -> Result<u64> {
-        let mut kinds = Vec::new();
-        let mut names = Vec::new();
-        let mut ids = Vec::new();
-        for (kind, name) in wanted {
-            if dictionary.get(kind, &name).is_some() {
-                continue;
-            }
-            let id = dictionary.next;
-            dictionary.next += 1;
-            dictionary.names.of_mut(kind).insert(id, &name);
-            kinds.push(kind.as_str());
-            names.push(name);
-            ids.push(id);
+    ) -> Result<Dictionary> {
+        if wanted.is_empty() {
+            return Ok(Dictionary::default());
         }
-        if ids.is_empty() {
+        let mut dictionary = self.dictionary().await?;
+        let mut new = NewIds::default();
+        for (kind, name) in wanted {
+            dictionary.id_of(*kind, name, &mut new);
+        }
+        self.commit_ids(new, night, load).await?;
+        Ok(dictionary)
+    }
+
+    /// Commits the ids a load gave (with the load's application transaction), before the
+    /// events that use them; returns how many.
+    pub(crate) async fn commit_ids(&self, new: NewIds, night: Night, load: i64) -> Result<u64> {
+        let n = new.ids.len();
+        if n == 0 {
             return Ok(0);
         }
-        let n = ids.len();
         let now = chrono::Utc::now().timestamp_micros();
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(kinds)),
-            Arc::new(StringArray::from_iter_values(names.iter())),
-            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(new.kinds)),
+            Arc::new(StringArray::from(new.names)),
+            Arc::new(Int64Array::from(new.ids)),
             Arc::new(Date32Array::from(vec![night.days_since_epoch(); n])),
             Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
         ];
@@ -113,42 +112,41 @@ impl Warehouse {
         self.append_in_load(Table::Ids, batch, load).await?;
         Ok(n as u64)
     }
-
-    /// The dictionary a load needs for `wanted` (external ids that are not numeric), with ids
-    /// given to the new ones and committed; read only when there is something to look up.
-    /// Returns it and how many ids were given.
-    pub(crate) async fn ids_for(
-        &self,
-        wanted: Vec<(IdKind, String)>,
-        night: Night,
-        load: i64,
-    ) -> Result<(Dictionary, u64)> {
-        if wanted.is_empty() {
-            return Ok((Dictionary::default(), 0));
-        }
-        let mut dictionary = self.dictionary().await?;
-        let assigned = self
-            .assign_ids(&mut dictionary, wanted, night, load)
-            .await?;
-        Ok((dictionary, assigned))
-    }
 }
 
-/// The dictionary ids of a file's strings that rows still use (placeholder `-(k + 1)` → id).
-pub(crate) fn resolver(
-    dictionary: &Dictionary,
-    kind: IdKind,
-    ids: &ParsedIds,
-) -> Result<HashMap<i64, i64>> {
-    ids.used_names()
-        .into_iter()
-        .map(|(k, name)| {
-            dictionary.get(kind, name).map(|id| (k, id)).ok_or_else(|| {
-                Error::Internal(format!(
-                    "{} id '{name}' has no dictionary id",
-                    kind.as_str()
-                ))
-            })
-        })
-        .collect()
+/// Ids a load gave that are not committed yet.
+#[derive(Debug, Default)]
+pub(crate) struct NewIds {
+    kinds: Vec<&'static str>,
+    names: Vec<String>,
+    ids: Vec<i64>,
+}
+
+impl Dictionary {
+    /// The dictionary ids of a file's strings, by placeholder (`-(k + 1)` → `[k]`; 0 for a
+    /// string no row uses any more). A string the dictionary does not have gets the next id,
+    /// recorded in `new` to be committed before the events.
+    pub(crate) fn resolve(&mut self, kind: IdKind, ids: &ParsedIds, new: &mut NewIds) -> Vec<i64> {
+        let used = ids.used();
+        ids.names
+            .iter()
+            .zip(used)
+            .map(|(name, used)| if used { self.id_of(kind, name, new) } else { 0 })
+            .collect()
+    }
+
+    /// The id of an external id, given now (and recorded in `new`) if the dictionary does
+    /// not have it.
+    fn id_of(&mut self, kind: IdKind, name: &str, new: &mut NewIds) -> i64 {
+        if let Some(id) = self.get(kind, name) {
+            return id;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.names.of_mut(kind).insert(id, name);
+        new.kinds.push(kind.as_str());
+        new.names.push(name.to_string());
+        new.ids.push(id);
+        id
+    }
 }

@@ -167,6 +167,7 @@ impl LedgerRow {
         self
     }
 
+    /// The row of a lake file, named by its lake path.
     pub(crate) fn of(
         meta: &ObjectMeta,
         target: &'static str,
@@ -174,8 +175,20 @@ impl LedgerRow {
         rows: i64,
         version: i64,
     ) -> Self {
+        LedgerRow::named(meta.location.to_string(), meta, target, day, rows, version)
+    }
+
+    /// The row of a file named `path` (a raw event file outside the lake is named by its URL).
+    pub(crate) fn named(
+        path: String,
+        meta: &ObjectMeta,
+        target: &'static str,
+        day: Option<Night>,
+        rows: i64,
+        version: i64,
+    ) -> Self {
         LedgerRow {
-            path: meta.location.to_string(),
+            path,
             target,
             day,
             size: meta.size as i64,

@@ -38,7 +38,9 @@ mod formats;
 mod ids;
 mod ledger;
 mod parse;
+mod purge;
 mod records;
+mod source;
 mod writer;
 
 use dedupe::DedupeState;
@@ -46,6 +48,8 @@ pub(crate) use ledger::{LedgerEntry, LedgerRow};
 pub(crate) use parse::ParsedEvents;
 pub use parse::Reject;
 use parse::{ParseSettings, parse_events, parse_items, rejects_batch};
+pub(crate) use purge::without_users;
+pub(crate) use source::RawSource;
 use writer::{commit_events, write_events};
 
 /// What one ingest did.
@@ -135,12 +139,16 @@ impl Warehouse {
         };
         let settings = ParseSettings::of(events)?;
         let ledger = self.ledger().await?;
-        let root = raw_events_root(events)?;
-        let raw = lake.list(&root).await?;
+        let source = RawSource::of(lake, events).await?;
+        let raw = source.list().await?;
         let mut candidates = Vec::new();
         for meta in raw {
-            let Some(day) = layout::raw_file_day(&root, &meta.location) else {
-                tracing::warn!(path = %meta.location, "ignoring an object outside {root}/YYYY/MM/DD/[HH/]");
+            let Some(day) = source.day(&meta.location) else {
+                tracing::warn!(
+                    path = %source.name(&meta.location),
+                    "ignoring an object outside {}YYYY/MM/DD/[HH/]",
+                    source.display()
+                );
                 report.files_outside_layout += 1;
                 continue;
             };
@@ -164,7 +172,7 @@ impl Warehouse {
             let counts = self.rows_per_source_file().await?;
             let mut recovered = Vec::new();
             for (day, meta) in &candidates {
-                let path = meta.location.to_string();
+                let path = source.name(&meta.location);
                 if counts.contains_key(&path) && !loaded.contains_key(&path) {
                     recovered.push((*day, meta.clone()));
                     loaded.insert(path, LedgerEntry::of(meta));
@@ -177,19 +185,20 @@ impl Warehouse {
                     "recording files loaded by an interrupted run"
                 );
                 // Their rejects may not have been committed either: parse them again.
-                let parsed = self.fetch_and_parse(recovered, &settings).await?;
+                let parsed = self.fetch_and_parse(recovered, &settings, &source).await?;
                 let already = self.files_with_rejects().await?;
                 let rejects: Vec<Reject> = parsed
                     .iter()
-                    .filter(|(_, m, _)| !already.contains(m.location.as_ref()))
+                    .filter(|(_, m, _)| !already.contains(&source.name(&m.location)))
                     .flat_map(|(_, _, p)| p.rejects.iter().cloned())
                     .collect();
                 self.append_rejects(&rejects, night, events_load).await?;
                 let rows = parsed
                     .iter()
                     .map(|(day, meta, p)| {
-                        let loaded = counts.get(meta.location.as_ref()).copied().unwrap_or(0);
-                        LedgerRow::of(meta, "events", Some(*day), loaded, events_version)
+                        let name = source.name(&meta.location);
+                        let loaded = counts.get(&name).copied().unwrap_or(0);
+                        LedgerRow::named(name, meta, "events", Some(*day), loaded, events_version)
                             .with_rejected(p.rejects.len() as i64)
                     })
                     .collect();
@@ -201,7 +210,7 @@ impl Warehouse {
 
         let mut new_files = Vec::new();
         for (day, meta) in candidates {
-            let path = meta.location.to_string();
+            let path = source.name(&meta.location);
             match loaded.get(&path) {
                 Some(entry) => {
                     report.files_already_loaded += 1;
@@ -226,10 +235,12 @@ impl Warehouse {
             let mut ledger_rows: Vec<LedgerRow> = Vec::new();
             let mut adds = Vec::new();
             let mut dedupe = DedupeState::default();
+            let mut dictionary: Option<ids::Dictionary> = None;
+            let mut new_ids = ids::NewIds::default();
             let mut files = new_files.into_iter().peekable();
             while files.peek().is_some() {
                 let part: Vec<(Night, ObjectMeta)> = files.by_ref().take(PART_FILES).collect();
-                let mut parsed = self.fetch_and_parse(part, &settings).await?;
+                let mut parsed = self.fetch_and_parse(part, &settings, &source).await?;
                 report.files_skipped += parsed.iter().filter(|(_, _, p)| p.marker).count() as u64;
                 report.files_unreadable +=
                     parsed.iter().filter(|(_, _, p)| p.unreadable).count() as u64;
@@ -253,39 +264,31 @@ impl Warehouse {
                     });
                 }
                 ledger_rows.extend(parsed.iter().map(|(day, meta, p)| {
-                    LedgerRow::of(meta, "events", Some(*day), p.len() as i64, -1)
+                    let name = source.name(&meta.location);
+                    LedgerRow::named(name, meta, "events", Some(*day), p.len() as i64, -1)
                         .with_rejected(p.rejects.len() as i64)
                 }));
                 if options.dry_run {
                     continue;
                 }
-                // String ids get their dictionary ids, committed before the events that use
-                // them.
-                let wanted: Vec<(IdKind, String)> = parsed
-                    .iter()
-                    .flat_map(|(_, _, p)| {
-                        let users = p.users.used_names().into_iter();
-                        let users = users.map(|(_, n)| (IdKind::User, n.to_string()));
-                        let items = p.items.used_names().into_iter();
-                        let items = items.map(|(_, n)| (IdKind::Item, n.to_string()));
-                        users.chain(items).collect::<Vec<_>>()
-                    })
-                    .collect();
-                let (dictionary, assigned) = self.ids_for(wanted, night, load).await?;
-                report.ids_assigned += assigned;
+                // String ids get their dictionary ids (read once per load, when a file first
+                // has strings); the new ones are committed before the events that use them.
+                if dictionary.is_none() && parsed.iter().any(|(_, _, p)| p.has_names()) {
+                    dictionary = Some(self.dictionary().await?);
+                }
                 let mut batches = Vec::new();
                 for (_, meta, p) in &parsed {
                     if p.len() == 0 {
                         continue;
                     }
-                    let users = ids::resolver(&dictionary, IdKind::User, &p.users)?;
-                    let items = ids::resolver(&dictionary, IdKind::Item, &p.items)?;
-                    // Every placeholder a row uses is in its resolver (checked just above).
-                    batches.push(p.batch(
-                        meta.location.as_ref(),
-                        |k| users.get(&k).copied().unwrap_or(k),
-                        |k| items.get(&k).copied().unwrap_or(k),
-                    )?);
+                    let (users, items) = match dictionary.as_mut() {
+                        Some(d) => (
+                            d.resolve(IdKind::User, &p.users, &mut new_ids),
+                            d.resolve(IdKind::Item, &p.items, &mut new_ids),
+                        ),
+                        None => (Vec::new(), Vec::new()),
+                    };
+                    batches.push(p.batch(&source.name(&meta.location), &users, &items)?);
                 }
                 drop(parsed);
                 adds.extend(write_events(&events_table, batches).await?);
@@ -294,6 +297,7 @@ impl Warehouse {
             if options.dry_run {
                 return Ok(report);
             }
+            report.ids_assigned = self.commit_ids(new_ids, night, load).await?;
             let mut version = events_version;
             failpoint::hit("ingest.before-events-commit");
             if !adds.is_empty() {
@@ -339,7 +343,7 @@ impl Warehouse {
     /// `ingest --skip-file FILE`: records a raw event file in the load ledger with no rows, so
     /// no load reads it (a file that cannot be read and cannot be fixed or moved). A file already
     /// in the ledger is left as it is.
-    pub async fn skip_file(&self, night: Night, path: &str) -> Result<()> {
+    pub async fn skip_file(&self, night: Night, events: &EventsConfig, path: &str) -> Result<()> {
         let ledger = self.ledger().await?;
         if ledger
             .get("events")
@@ -347,21 +351,27 @@ impl Warehouse {
         {
             return Ok(());
         }
-        let location = object_store::path::Path::from(path);
+        let source = RawSource::of(self.lake(), events).await?;
+        let not_found = || {
+            Error::Lake(elastirec_core::Error::Config(format!(
+                "--skip-file {path}: no such raw event file (give the name a reject gives it, \
+                 such as {})",
+                source.example()
+            )))
+        };
+        let location = source.location(path).ok_or_else(not_found)?;
         // A listing's prefix is a folder: list the file's own.
-        let folder = object_store::path::Path::from(path.rsplit_once('/').map_or("", |(d, _)| d));
-        let meta = self
-            .lake()
-            .list(&folder)
+        let folder = object_store::path::Path::from_iter(
+            location
+                .parts()
+                .take(location.parts().count().saturating_sub(1)),
+        );
+        let meta = source
+            .list_under(&folder)
             .await?
             .into_iter()
             .find(|m| m.location == location)
-            .ok_or_else(|| {
-                Error::Lake(elastirec_core::Error::Config(format!(
-                    "--skip-file {path}: no such file in the lake (give its lake path, such as \
-                     raw/events/2024/01/05/app.json.gz)"
-                )))
-            })?;
+            .ok_or_else(not_found)?;
         let events = self.table(Table::Events).await?;
         let version = events.version().unwrap_or(0) as i64;
         let load = self
@@ -369,8 +379,8 @@ impl Warehouse {
             .await?
             .max(self.last_load(&self.table(Table::Loads).await?).await?)
             + 1;
-        let day = layout::raw_event_file_day(&location);
-        let row = LedgerRow::of(&meta, "events", day, 0, version);
+        let day = source.day(&location);
+        let row = LedgerRow::named(path.to_string(), &meta, "events", day, 0, version);
         self.append_ledger(vec![row], night, load).await
     }
 
@@ -438,22 +448,23 @@ impl Warehouse {
         &self,
         files: Vec<(Night, ObjectMeta)>,
         settings: &ParseSettings,
+        source: &RawSource,
     ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
-        let lake = self.lake();
         let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
             .map(|(day, meta)| async move {
-                let body = lake.get(&meta.location).await?;
+                let body = source.get(&meta.location).await?;
                 Ok::<_, Error>((day, meta, body))
             })
             .buffered(8)
             .try_collect()
             .await?;
         let settings = settings.clone();
+        let source = source.clone();
         tokio::task::spawn_blocking(move || {
             bodies
                 .into_par_iter()
                 .map(|(day, meta, body)| {
-                    let parsed = parse_events(meta.location.as_ref(), day, body, &settings);
+                    let parsed = parse_events(&source.name(&meta.location), day, body, &settings);
                     Ok((day, meta, parsed))
                 })
                 .collect::<Result<Vec<_>>>()
@@ -536,12 +547,12 @@ impl Warehouse {
             }
         }
         // String item ids get their dictionary ids, as in event files.
-        let wanted: Vec<(IdKind, String)> = by_external
+        let wanted: Vec<(IdKind, &str)> = by_external
             .keys()
             .filter(|id| elastirec_core::ids::numeric_id(id).is_none())
-            .map(|id| (IdKind::Item, id.clone()))
+            .map(|id| (IdKind::Item, id.as_str()))
             .collect();
-        let (dictionary, _) = self.ids_for(wanted, night, load).await?;
+        let dictionary = self.ids_for(&wanted, night, load).await?;
         let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
         for (external, row) in by_external {
             let id = dictionary.get(IdKind::Item, &external).ok_or_else(|| {
@@ -619,24 +630,17 @@ impl Warehouse {
     }
 }
 
-/// Where raw event files are listed: `[events] raw_prefix` (a folder of the lake, or a URL
-/// inside it), else `raw/events/`.
-pub(crate) fn raw_events_root(events: &EventsConfig) -> Result<object_store::path::Path> {
-    let Some(prefix) = events.raw_prefix.as_deref() else {
-        return Ok(layout::raw_events_root());
-    };
-    let relative = if prefix.contains("://") {
-        // A URL must name a folder of this lake (its store and credentials are the lake's).
-        return Err(Error::Lake(elastirec_core::Error::Config(format!(
-            "[events] raw_prefix = '{prefix}' is a URL; name a folder of the lake instead (such \
-             as 'firehose/'), or point [lake] root at a folder that holds both"
-        ))));
-    } else {
-        prefix.trim_matches('/')
-    };
-    object_store::path::Path::parse(relative).map_err(|e| {
-        Error::Lake(elastirec_core::Error::Config(format!(
-            "[events] raw_prefix = '{prefix}' is not a valid path: {e}"
-        )))
-    })
+/// The first arrival day of any raw event file where `[events]` says they are (`run
+/// --missing` starts there on a new lake); `None` when there is none yet.
+pub async fn first_raw_event_day(
+    lake: &elastirec_core::Lake,
+    events: &EventsConfig,
+) -> Result<Option<Night>> {
+    let source = RawSource::of(lake, events).await?;
+    Ok(source
+        .list()
+        .await?
+        .iter()
+        .filter_map(|m| source.day(&m.location))
+        .min())
 }

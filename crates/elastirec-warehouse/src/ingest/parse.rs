@@ -5,7 +5,6 @@
 //! ([`ParsedIds`]: numeric ids as themselves, other strings interned per file) until the load
 //! resolves them through the dictionary, after erased users' rows and duplicates are dropped.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::TimeZone;
@@ -52,28 +51,34 @@ impl std::fmt::Display for Reject {
 
 /// Ids of one column as a file wrote them: a numeric id as itself (`>= 0`), any other string
 /// as `-(k + 1)` for the k-th distinct string of the file in `names`.
+///
+/// While the file is parsed the strings live in `index` only (one allocation per distinct
+/// string, one hash per row); [`ParsedIds::finish`] moves them into `names`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ParsedIds {
     pub(crate) ids: Vec<i64>,
     pub(crate) names: Vec<String>,
-    index: HashMap<String, i64>,
+    index: foldhash::HashMap<String, i64>,
 }
 
 impl ParsedIds {
-    fn push(&mut self, external: &str) {
-        let id = match numeric_id(external) {
+    fn push(&mut self, external: String) {
+        let id = match numeric_id(&external) {
             Some(id) => id,
-            None => match self.index.get(external) {
-                Some(&k) => k,
-                None => {
-                    self.names.push(external.to_string());
-                    let k = -(self.names.len() as i64);
-                    self.index.insert(external.to_string(), k);
-                    k
-                }
-            },
+            None => {
+                let next = -(self.index.len() as i64) - 1;
+                *self.index.entry(external).or_insert(next)
+            }
         };
         self.ids.push(id);
+    }
+
+    /// Moves the interned strings into `names`, in placeholder order; called once the file is
+    /// read.
+    fn finish(&mut self) {
+        let mut names: Vec<(i64, String)> = self.index.drain().map(|(n, k)| (k, n)).collect();
+        names.sort_unstable_by_key(|(k, _)| std::cmp::Reverse(*k));
+        self.names = names.into_iter().map(|(_, n)| n).collect();
     }
 
     /// The external id of row `row`.
@@ -86,17 +91,15 @@ impl ParsedIds {
         }
     }
 
-    /// The strings rows still use (after erased users' and duplicate rows were dropped), with
-    /// their placeholder ids.
-    pub(crate) fn used_names(&self) -> Vec<(i64, &str)> {
-        let used: std::collections::HashSet<i64> =
-            self.ids.iter().filter(|i| **i < 0).copied().collect();
-        self.names
-            .iter()
-            .enumerate()
-            .map(|(k, n)| (-(k as i64) - 1, n.as_str()))
-            .filter(|(k, _)| used.contains(k))
-            .collect()
+    /// Which of `names` rows still use (after erased users' and duplicate rows were dropped).
+    pub(crate) fn used(&self) -> Vec<bool> {
+        let mut used = vec![false; self.names.len()];
+        for &id in &self.ids {
+            if id < 0 {
+                used[(-id - 1) as usize] = true;
+            }
+        }
+        used
     }
 }
 
@@ -120,6 +123,11 @@ pub(crate) struct ParsedEvents {
 }
 
 impl ParsedEvents {
+    /// Whether a row has an id that is not numeric (one the dictionary gives).
+    pub(crate) fn has_names(&self) -> bool {
+        !self.users.names.is_empty() || !self.items.names.is_empty()
+    }
+
     /// Rows to load.
     pub(crate) fn len(&self) -> usize {
         self.values.len()
@@ -143,21 +151,26 @@ impl ParsedEvents {
         filter(&mut self.event_ids, keep);
     }
 
-    /// The rows as a `warehouse/events` batch, with ids resolved by `user_id` and `item_id`
-    /// (which map a file's interned strings, `-(k + 1)`, to dictionary ids).
-    pub(crate) fn batch(
-        &self,
-        file: &str,
-        user_id: impl Fn(i64) -> i64,
-        item_id: impl Fn(i64) -> i64,
-    ) -> Result<RecordBatch> {
+    /// The rows as a `warehouse/events` batch, with the file's interned strings (`-(k + 1)`)
+    /// given the dictionary ids `users[k]` and `items[k]`.
+    pub(crate) fn batch(&self, file: &str, users: &[i64], items: &[i64]) -> Result<RecordBatch> {
         let n = self.len();
-        let resolve = |ids: &[i64], f: &dyn Fn(i64) -> i64| -> Int64Array {
-            ids.iter().map(|&i| if i >= 0 { i } else { f(i) }).collect()
+        let resolve = |ids: &[i64], names: &[i64]| -> Result<Int64Array> {
+            ids.iter()
+                .map(|&i| {
+                    if i >= 0 {
+                        Ok(i)
+                    } else {
+                        names.get((-i - 1) as usize).copied().ok_or_else(|| {
+                            Error::Internal(format!("an id of {file} has no dictionary id"))
+                        })
+                    }
+                })
+                .collect()
         };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(resolve(&self.users.ids, &user_id)),
-            Arc::new(resolve(&self.items.ids, &item_id)),
+            Arc::new(resolve(&self.users.ids, users)?),
+            Arc::new(resolve(&self.items.ids, items)?),
             Arc::new(Float32Array::from(self.values.clone())),
             Arc::new(TimestampMicrosecondArray::from(self.times.clone()).with_timezone("UTC")),
             Arc::new(StringArray::from(self.types.clone())),
@@ -409,8 +422,8 @@ pub(crate) fn parse_events(
         })();
         match row {
             Ok((user, item, value, micros, event_day, event_type, event_id)) => {
-                out.users.push(&user);
-                out.items.push(&item);
+                out.users.push(user);
+                out.items.push(item);
                 out.values.push(value);
                 out.times.push(micros);
                 out.dates.push(event_day.days_since_epoch());
@@ -421,6 +434,8 @@ pub(crate) fn parse_events(
         }
     });
     out.rejects = rejects;
+    out.users.finish();
+    out.items.finish();
     if let Err(reason) = result {
         // Rows read before the failure are not loaded: the file is rejected whole.
         out = ParsedEvents::default();

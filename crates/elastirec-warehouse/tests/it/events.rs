@@ -291,6 +291,7 @@ async fn segment_hour_folders_redelivery_markers_and_unreadable_files() {
     // Skipping the unreadable files lets the night load the rest, with m2 counted once.
     wh.skip_file(
         night("2024-03-06"),
+        &cfg,
         "raw/events/2024/03/06/00/firehose-3.json.gz",
     )
     .await
@@ -379,5 +380,92 @@ async fn day_first_dates_in_a_time_zone_and_bad_rows_named() {
         )
         .await,
         1_420_412_400
+    );
+}
+
+#[tokio::test]
+async fn a_producers_prefix_outside_the_lake_is_read_named_by_url_and_left_alone() {
+    let (dir, lake) = lake().await;
+    // The producer's folder is beside the lake, not in it.
+    let firehose = dir.path().join("producer/firehose");
+    let hour = firehose.join("2024/03/05/09");
+    std::fs::create_dir_all(&hour).unwrap();
+    let good = segment_line(
+        "track",
+        "Product Viewed",
+        "u-1",
+        "SKU-1",
+        "2024-03-05T09:10:00Z",
+        "m1",
+    ) + &segment_line(
+        "track",
+        "Order Completed",
+        "u-2",
+        "SKU-1",
+        "2024-03-05T09:20:00Z",
+        "m2",
+    );
+    std::fs::write(hour.join("f-1.json.gz"), gzip(good.as_bytes())).unwrap();
+    std::fs::write(hour.join("f-2.json.gz"), &gzip(good.as_bytes())[..10]).unwrap();
+    let url = url::Url::from_directory_path(&firehose).unwrap();
+    let cfg = config(&format!(
+        "preset = \"segment\"\nraw_prefix = \"{url}\"",
+        url = url.as_str()
+    ));
+    let wh = Warehouse::open(&lake).await.unwrap();
+    // The truncated file is named by its URL, with the fix.
+    let e = wh
+        .ingest(night("2024-03-05"), &cfg, options(0))
+        .await
+        .unwrap_err()
+        .to_string();
+    let bad = format!("{url}2024/03/05/09/f-2.json.gz");
+    assert!(e.contains(&bad) && e.contains("--skip-file"), "{e}");
+    wh.skip_file(night("2024-03-05"), &cfg, &bad).await.unwrap();
+    let r = wh
+        .ingest(night("2024-03-05"), &cfg, options(0))
+        .await
+        .unwrap();
+    assert_eq!((r.files_loaded, r.rows_loaded), (1, 2), "{r:?}");
+    let good_name = format!("{url}2024/03/05/09/f-1.json.gz");
+    assert_eq!(
+        scalar(
+            &wh,
+            &format!("SELECT COUNT(*) FROM events WHERE source_file = '{good_name}'")
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(
+            &wh,
+            &format!("SELECT COUNT(*) FROM loads WHERE path IN ('{good_name}', '{bad}')")
+        )
+        .await,
+        2
+    );
+    // A rerun loads nothing; the producer's folder holds only its own two files.
+    let again = wh
+        .ingest(night("2024-03-05"), &cfg, options(0))
+        .await
+        .unwrap();
+    assert_eq!((again.files_loaded, again.files_already_loaded), (0, 2));
+    assert_eq!(std::fs::read_dir(&hour).unwrap().count(), 2);
+    assert!(!dir.path().join("lake/raw/events").exists());
+    let first = elastirec_warehouse::first_raw_event_day(&lake, &cfg)
+        .await
+        .unwrap();
+    assert_eq!(first, Some(night("2024-03-05")));
+
+    // A prefix that does not exist says which setting to fix.
+    let missing = config("raw_prefix = \"file:///no/such/firehose/\"");
+    let e = wh
+        .ingest(night("2024-03-05"), &missing, options(0))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raw_prefix") && e.contains("/no/such/firehose"),
+        "{e}"
     );
 }

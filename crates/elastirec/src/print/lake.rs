@@ -138,6 +138,10 @@ pub fn print_forget(r: &ForgetReport, users: usize) {
         println!("  recommendations/_LATEST rewritten: serving reloads without them");
     }
     for raw in &r.raw_files {
+        if let Some(why) = &raw.left_because {
+            println!("  {}: left as it is: {why}", raw.path);
+            continue;
+        }
         println!(
             "  {}: removed {} lines{}",
             raw.path,

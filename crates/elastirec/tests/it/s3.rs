@@ -576,3 +576,81 @@ fn dead_endpoint_missing_bucket_and_bad_credentials_fail_fast() {
         ],
     );
 }
+
+#[test]
+fn a_night_reads_segment_files_from_a_producers_own_bucket() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = moto.config(dir.path());
+    // Segment's Firehose writes hour folders into its own bucket; the lake is another bucket.
+    let produced = dir.path().join("produced");
+    let out = ok(
+        &produced,
+        &[
+            "simulate",
+            "--format",
+            "segment",
+            "--days",
+            "3",
+            "--users",
+            "150",
+            "--items",
+            "80",
+            "--events-per-day",
+            "1500",
+        ],
+    );
+    assert!(out.contains("simulated"), "{out}");
+    moto.tool(&["create-bucket", "producer"]);
+    moto.tool(&["create-bucket", "lakes"]);
+    moto.tool(&[
+        "upload",
+        produced.join("raw/events").to_str().unwrap(),
+        "producer",
+        "firehose",
+    ]);
+    let listing = || moto.tool(&["count", "producer", "firehose/"]);
+    let before = listing();
+    let lake = "s3://lakes/shop";
+    let run = |args: &[&str]| -> String {
+        let out = s3_bin(&config, lake, args)
+            .env("ELASTIREC_EVENTS__PRESET", "segment")
+            .env("ELASTIREC_EVENTS__RAW_PREFIX", "s3://producer/firehose/")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let out = run(&["run", "--date", "2024-01-03"]);
+    assert!(out.contains(": succeeded"), "{out}");
+    // The ledger names the producer's files by URL; the lake holds no raw copy of them; the
+    // producer's bucket is as it was.
+    let paths = run(&[
+        "sql",
+        "SELECT COUNT(*) AS n, MIN(path) AS first FROM loads WHERE target = 'events' \
+         AND path LIKE 's3://producer/firehose/2024/01/%'",
+    ]);
+    assert!(
+        paths.contains("s3://producer/firehose/2024/01/0"),
+        "{paths}"
+    );
+    let none: serde_json::Value =
+        serde_json::from_str(&moto.tool(&["count", "lakes", "shop/raw/"])).unwrap();
+    assert_eq!(none["objects"], 0, "{none}");
+    assert_eq!(listing(), before);
+    // The lists carry the producer's UUIDs; a second run loads nothing new.
+    let lists = read_back(&moto, lake, "2024-01-03");
+    let users = lists["lists"].as_object().unwrap();
+    assert!(users.len() > 100, "{} users", users.len());
+    assert!(
+        users.keys().all(|u| u.len() == 36 && u.contains('-')),
+        "{users:?}"
+    );
+    let again = run(&["ingest", "--date", "2024-01-03"]);
+    assert!(again.contains("loaded 0 rows from 0 files"), "{again}");
+}

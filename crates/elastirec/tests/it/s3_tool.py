@@ -12,6 +12,7 @@ Usage:
   s3_tool.py recommendations LAKE NIGHT         LAKE is s3://bucket/prefix or a local folder;
                                                 prints {"rows", "latest", "lists": {user: [items]}}
   s3_tool.py cat LAKE PATH                      prints one object of the lake
+  s3_tool.py count BUCKET PREFIX                prints {"objects", "bytes"} under PREFIX
 """
 
 import io
@@ -44,6 +45,15 @@ def upload(local_dir, bucket, prefix):
                 s3.put_object(Bucket=bucket, Key=key, Body=f.read())
             count += 1
     print(json.dumps({"uploaded": count}))
+
+
+def count(bucket, prefix):
+    """Objects under a prefix, with their total size: a listing a test compares before and after."""
+    s3, n, size = client(), 0, 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            n, size = n + 1, size + obj["Size"]
+    print(json.dumps({"objects": n, "bytes": size}))
 
 
 class Lake:
@@ -89,6 +99,8 @@ def main(argv):
         upload(argv[2], argv[3], argv[4])
     elif len(argv) == 4 and argv[1] == "recommendations":
         recommendations(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "count":
+        count(argv[2], argv[3])
     elif len(argv) == 4 and argv[1] == "cat":
         sys.stdout.write(Lake(argv[2]).read(argv[3]).decode("utf-8"))
     else:

@@ -280,18 +280,41 @@ fn psql_reads_the_warehouse_over_the_postgres_protocol() {
     let titles = psql("SELECT title FROM items WHERE item_id = 1");
     assert!(titles.status.success());
 
+    let outside = root.path().join("copied.csv");
+    let copy = format!("COPY (SELECT 42 AS x) TO '{}'", outside.display());
+    let external = format!(
+        "CREATE EXTERNAL TABLE shadow STORED AS PARQUET LOCATION '{}'",
+        lake.join("warehouse/events").display()
+    );
     for write in [
         "INSERT INTO events SELECT * FROM events",
         "DELETE FROM events",
         "CREATE TABLE x AS SELECT 1",
         "DROP TABLE events",
+        // Found on 0.x: statements DataFusion could not plan ran unchecked.
+        copy.as_str(),
+        external.as_str(),
+        "DECLARE c CURSOR FOR INSERT INTO erasures SELECT * FROM erasures",
+        "SET datafusion.execution.target_partitions = 1",
     ] {
         let out = psql(write);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{write} was accepted");
         assert!(stderr.contains("read-only"), "{write}: {stderr}");
     }
+    assert!(!outside.exists(), "COPY wrote {}", outside.display());
     assert_eq!(text(&psql("SELECT COUNT(*) FROM events")), "6000");
+    assert_eq!(
+        text(&psql("SELECT COUNT(*) FROM erasures")),
+        sql_json(&lake, "SELECT COUNT(*) AS n FROM erasures")[0]["n"].to_string()
+    );
+    // What clients send on connecting still runs.
+    let settings = psql("SET extra_float_digits = 3; SET application_name = 'bi'; SELECT 1");
+    assert!(
+        settings.status.success(),
+        "{}",
+        String::from_utf8_lossy(&settings.stderr)
+    );
 
     // A nightly run commits; the server sees the new version within seconds.
     run_ok(&lake, &["run", "--date", NIGHT_3]);

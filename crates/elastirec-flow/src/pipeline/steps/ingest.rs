@@ -64,7 +64,7 @@ impl Pipeline {
         let wh = self.warehouse().await?;
         let mut out = Vec::new();
         for path in paths {
-            wh.skip_file(night, path).await?;
+            wh.skip_file(night, &self.config.events, path).await?;
             out.push(path.clone());
         }
         Ok(out)
