@@ -80,7 +80,13 @@ pub fn check_external(external: &str) -> Result<(), String> {
             external.len()
         ));
     }
-    if external.chars().any(char::is_control) {
+    // ASCII ids (nearly all) are checked byte by byte, without decoding characters.
+    let control = if external.is_ascii() {
+        external.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        external.chars().any(char::is_control)
+    };
+    if control {
         return Err("an id with control characters".into());
     }
     Ok(())
@@ -122,6 +128,11 @@ impl IdNames {
     /// The internal id of an external id, if it is numeric or known to the dictionary.
     pub fn internal(&self, external: &str) -> Option<i64> {
         numeric_id(external).or_else(|| self.internal.get(external).copied())
+    }
+
+    /// The dictionary id of a string the dictionary has (a numeric id is not looked for).
+    pub fn named(&self, external: &str) -> Option<i64> {
+        self.internal.get(external).copied()
     }
 
     /// Every dictionary entry, by internal id.

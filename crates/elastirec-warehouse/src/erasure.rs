@@ -773,7 +773,11 @@ impl Warehouse {
         for (_, _, p) in parsed.iter_mut() {
             let keep: Vec<bool> = (0..p.len())
                 .map(|row| {
-                    let user = p.users.external(row);
+                    // A string the dictionary had is not an erased user's: erasing a user
+                    // blanks their dictionary entry.
+                    let Some(user) = p.users.external(row) else {
+                        return true;
+                    };
                     if let Some(&erased) = verdict.get(user.as_ref()) {
                         return !erased;
                     }

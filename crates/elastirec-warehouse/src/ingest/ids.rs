@@ -26,14 +26,15 @@ use crate::{Error, Result};
 /// The dictionary as a load uses it: every named entry, and the next id to give.
 #[derive(Debug, Clone)]
 pub(crate) struct Dictionary {
-    pub(crate) names: IdDictionary,
+    /// Shared with the parsing threads of a part, which resolve the strings it already has.
+    pub(crate) names: Arc<IdDictionary>,
     next: i64,
 }
 
 impl Default for Dictionary {
     fn default() -> Self {
         Dictionary {
-            names: IdDictionary::default(),
+            names: Arc::default(),
             next: DICTIONARY_BASE,
         }
     }
@@ -51,6 +52,7 @@ impl Warehouse {
     pub(crate) async fn dictionary(&self) -> Result<Dictionary> {
         let batches = self.sql("SELECT kind, external, id FROM ids").await?;
         let mut d = Dictionary::default();
+        let entries = Arc::make_mut(&mut d.names);
         for b in &batches {
             let kinds = strings(b, "kind")?;
             let names = strings(b, "external")?;
@@ -59,7 +61,7 @@ impl Warehouse {
                 let Some(id) = id else { continue };
                 d.next = d.next.max(id + 1);
                 if let (Some(kind), Some(name)) = (kind.as_deref().and_then(IdKind::parse), name) {
-                    d.names.of_mut(kind).insert(id, &name);
+                    entries.of_mut(kind).insert(id, &name);
                 }
             }
         }
@@ -69,7 +71,7 @@ impl Warehouse {
     /// The named entries of the dictionary: the external id of every internal id that is not
     /// its own.
     pub async fn id_names(&self) -> Result<IdDictionary> {
-        Ok(self.dictionary().await?.names)
+        Ok(Arc::unwrap_or_clone(self.dictionary().await?.names))
     }
 
     /// The dictionary with ids given to the external ids of `wanted` it does not have yet,
@@ -143,7 +145,8 @@ impl Dictionary {
         }
         let id = self.next;
         self.next += 1;
-        self.names.of_mut(kind).insert(id, name);
+        // The parsing threads' handles are gone once a part is parsed: no copy is made.
+        Arc::make_mut(&mut self.names).of_mut(kind).insert(id, name);
         new.kinds.push(kind.as_str());
         new.names.push(name.to_string());
         new.ids.push(id);

@@ -36,6 +36,7 @@ use crate::{Error, Result};
 mod dedupe;
 mod formats;
 mod ids;
+mod json;
 mod ledger;
 mod parse;
 mod purge;
@@ -185,7 +186,10 @@ impl Warehouse {
                     "recording files loaded by an interrupted run"
                 );
                 // Their rejects may not have been committed either: parse them again.
-                let parsed = self.fetch_and_parse(recovered, &settings, &source).await?;
+                let known = Arc::default(); // only their rejects are wanted
+                let parsed = self
+                    .fetch_and_parse(recovered, &settings, &source, known)
+                    .await?;
                 let already = self.files_with_rejects().await?;
                 let rejects: Vec<Reject> = parsed
                     .iter()
@@ -235,12 +239,18 @@ impl Warehouse {
             let mut ledger_rows: Vec<LedgerRow> = Vec::new();
             let mut adds = Vec::new();
             let mut dedupe = DedupeState::default();
-            let mut dictionary: Option<ids::Dictionary> = None;
+            // The id dictionary as of each part goes to its parsing threads, which give the
+            // strings it has their ids as they read them; the rest are interned per file and
+            // given new ids after de-duplication.
+            let mut dictionary = self.dictionary().await?;
             let mut new_ids = ids::NewIds::default();
             let mut files = new_files.into_iter().peekable();
             while files.peek().is_some() {
                 let part: Vec<(Night, ObjectMeta)> = files.by_ref().take(PART_FILES).collect();
-                let mut parsed = self.fetch_and_parse(part, &settings, &source).await?;
+                let known = Arc::clone(&dictionary.names);
+                let mut parsed = self
+                    .fetch_and_parse(part, &settings, &source, known)
+                    .await?;
                 report.files_skipped += parsed.iter().filter(|(_, _, p)| p.marker).count() as u64;
                 report.files_unreadable +=
                     parsed.iter().filter(|(_, _, p)| p.unreadable).count() as u64;
@@ -271,23 +281,15 @@ impl Warehouse {
                 if options.dry_run {
                     continue;
                 }
-                // String ids get their dictionary ids (read once per load, when a file first
-                // has strings); the new ones are committed before the events that use them.
-                if dictionary.is_none() && parsed.iter().any(|(_, _, p)| p.has_names()) {
-                    dictionary = Some(self.dictionary().await?);
-                }
+                // New strings get their dictionary ids, committed before the events that use
+                // them.
                 let mut batches = Vec::new();
                 for (_, meta, p) in &parsed {
                     if p.len() == 0 {
                         continue;
                     }
-                    let (users, items) = match dictionary.as_mut() {
-                        Some(d) => (
-                            d.resolve(IdKind::User, &p.users, &mut new_ids),
-                            d.resolve(IdKind::Item, &p.items, &mut new_ids),
-                        ),
-                        None => (Vec::new(), Vec::new()),
-                    };
+                    let users = dictionary.resolve(IdKind::User, &p.users, &mut new_ids);
+                    let items = dictionary.resolve(IdKind::Item, &p.items, &mut new_ids);
                     batches.push(p.batch(&source.name(&meta.location), &users, &items)?);
                 }
                 drop(parsed);
@@ -449,6 +451,7 @@ impl Warehouse {
         files: Vec<(Night, ObjectMeta)>,
         settings: &ParseSettings,
         source: &RawSource,
+        known: Arc<elastirec_core::ids::IdDictionary>,
     ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
         let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
             .map(|(day, meta)| async move {
@@ -464,7 +467,8 @@ impl Warehouse {
             bodies
                 .into_par_iter()
                 .map(|(day, meta, body)| {
-                    let parsed = parse_events(&source.name(&meta.location), day, body, &settings);
+                    let name = source.name(&meta.location);
+                    let parsed = parse_events(&name, day, body, &settings, &known);
                     Ok((day, meta, parsed))
                 })
                 .collect::<Result<Vec<_>>>()

@@ -15,7 +15,9 @@ use deltalake::arrow::array::{
 
 use elastirec_core::Night;
 use elastirec_core::config::{EventMapping, TimestampFormat};
-use elastirec_core::ids::{check_external, numeric_id};
+use elastirec_core::ids::{
+    DICTIONARY_BASE, IdDictionary, IdKind, IdNames, check_external, numeric_id,
+};
 use elastirec_core::layout::Table;
 
 use super::formats::{self, FileKind};
@@ -62,12 +64,14 @@ pub(crate) struct ParsedIds {
 }
 
 impl ParsedIds {
-    fn push(&mut self, external: String) {
-        let id = match numeric_id(&external) {
+    /// Records a row's id: a numeric id as itself, a string the dictionary already has (as of
+    /// the load's part) as its dictionary id, any other string interned.
+    fn push(&mut self, external: std::borrow::Cow<'_, str>, known: &IdNames) {
+        let id = match numeric_id(&external).or_else(|| known.named(&external)) {
             Some(id) => id,
             None => {
                 let next = -(self.index.len() as i64) - 1;
-                *self.index.entry(external).or_insert(next)
+                *self.index.entry(external.into_owned()).or_insert(next)
             }
         };
         self.ids.push(id);
@@ -81,13 +85,16 @@ impl ParsedIds {
         self.names = names.into_iter().map(|(_, n)| n).collect();
     }
 
-    /// The external id of row `row`.
-    pub(crate) fn external(&self, row: usize) -> std::borrow::Cow<'_, str> {
+    /// The external id of row `row`; `None` for a string the dictionary already had (given
+    /// its dictionary id while the file was read).
+    pub(crate) fn external(&self, row: usize) -> Option<std::borrow::Cow<'_, str>> {
         let id = self.ids[row];
-        if id >= 0 {
-            std::borrow::Cow::Owned(id.to_string())
+        if id >= DICTIONARY_BASE {
+            None
+        } else if id >= 0 {
+            Some(std::borrow::Cow::Owned(id.to_string()))
         } else {
-            std::borrow::Cow::Borrowed(&self.names[(-id - 1) as usize])
+            Some(std::borrow::Cow::Borrowed(&self.names[(-id - 1) as usize]))
         }
     }
 
@@ -123,11 +130,6 @@ pub(crate) struct ParsedEvents {
 }
 
 impl ParsedEvents {
-    /// Whether a row has an id that is not numeric (one the dictionary gives).
-    pub(crate) fn has_names(&self) -> bool {
-        !self.users.names.is_empty() || !self.items.names.is_empty()
-    }
-
     /// Rows to load.
     pub(crate) fn len(&self) -> usize {
         self.values.len()
@@ -237,6 +239,7 @@ pub(crate) fn parse_events(
     day: Night,
     body: bytes::Bytes,
     settings: &ParseSettings,
+    known: &IdDictionary,
 ) -> ParsedEvents {
     let ParseSettings {
         mapping,
@@ -322,7 +325,7 @@ pub(crate) fn parse_events(
         }
         let field_name = |i: usize| specs[i].names.first().map_or("*", String::as_str);
         let row = (|| -> std::result::Result<_, Reject> {
-            let id = |i: usize| -> std::result::Result<String, Reject> {
+            let id = |i: usize| {
                 let Some(v) = &fields[i] else {
                     return Err(reject(
                         field_name(i),
@@ -338,7 +341,7 @@ pub(crate) fn parse_events(
                     return Err(reject(field_name(i), format!("'{text}' is not an id")));
                 }
                 check_external(&text).map_err(|why| reject(field_name(i), why))?;
-                Ok(text.into_owned())
+                Ok::<_, Reject>(text)
             };
             let user = id(USER)?;
             let item = id(ITEM)?;
@@ -422,8 +425,8 @@ pub(crate) fn parse_events(
         })();
         match row {
             Ok((user, item, value, micros, event_day, event_type, event_id)) => {
-                out.users.push(user);
-                out.items.push(item);
+                out.users.push(user, known.of(IdKind::User));
+                out.items.push(item, known.of(IdKind::Item));
                 out.values.push(value);
                 out.times.push(micros);
                 out.dates.push(event_day.days_since_epoch());
@@ -583,6 +586,7 @@ mod tests {
             day,
             bytes::Bytes::from_static(body),
             &ParseSettings::of(cfg).unwrap(),
+            &IdDictionary::default(),
         )
     }
 
@@ -599,9 +603,23 @@ mod tests {
             [10, 10, -1],
             "'007' is a string id, kept as written"
         );
-        assert_eq!(p.users.external(1), "A7");
-        assert_eq!(p.items.external(2), "007");
+        assert_eq!(p.users.external(1).as_deref(), Some("A7"));
+        assert_eq!(p.items.external(2).as_deref(), Some("007"));
         assert_eq!(p.values, [4.0, 3.5, 2.0]);
+        // A string the dictionary already has gets its id while the file is read.
+        let mut known = IdDictionary::default();
+        known.users.insert(DICTIONARY_BASE + 5, "A7");
+        let p = parse_events(
+            "raw/events/1997/12/04/a.csv",
+            "1997-12-04".parse().unwrap(),
+            bytes::Bytes::from_static(body),
+            &ParseSettings::of(&cfg).unwrap(),
+            &known,
+        );
+        assert_eq!(p.users.ids, [1, DICTIONARY_BASE + 5, DICTIONARY_BASE + 5]);
+        assert!(p.users.names.is_empty());
+        assert_eq!(p.users.external(1), None);
+        assert_eq!(p.items.ids, [10, 10, -1], "items are another id space");
     }
 
     #[test]

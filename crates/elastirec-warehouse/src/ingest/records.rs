@@ -257,6 +257,9 @@ fn read_json_lines(
 ) -> Result<(), FileError> {
     let mut offset = 0usize;
     let mut line_no = 0u64;
+    // The fields are read straight from each line (see `json`); the whole-object reader below
+    // is the reference, and serves the mappings the fast one cannot.
+    let fast = super::json::JsonFields::new(specs);
     // A UTF-8 byte order mark is not part of the first record.
     if body.starts_with(&[0xef, 0xbb, 0xbf]) {
         offset = 3;
@@ -277,7 +280,8 @@ fn read_json_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let object: serde_json::Value = match std::str::from_utf8(line) {
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => text,
             Err(_) => {
                 if line_no == 1 {
                     return Err(
@@ -296,46 +300,50 @@ fn read_json_lines(
                 );
                 continue;
             }
-            Ok(text) => match serde_json::from_str(text) {
-                Ok(v) => v,
-                Err(e) => {
-                    on_record(
-                        pos,
-                        Err(BadRecord {
-                            column: "*".into(),
-                            reason: format!("not a JSON object: {e}"),
-                        }),
-                    );
-                    continue;
-                }
-            },
         };
-        if !object.is_object() {
-            on_record(
-                pos,
-                Err(BadRecord {
-                    column: "*".into(),
-                    reason: "a JSON line must be an object".into(),
-                }),
-            );
-            continue;
-        }
-        let fields: Fields<'_> = specs
-            .iter()
-            .map(|spec| {
-                spec.names
-                    .iter()
-                    .find_map(|n| json_path(&object, n).and_then(json_value))
-                    .map(|v| match v {
-                        // Detach from `object`, which ends with this iteration.
-                        Value::Text(t) => Value::Text(Cow::Owned(t.into_owned())),
-                        other => other,
-                    })
-            })
-            .collect();
-        on_record(pos, Ok(fields));
+        let record = match &fast {
+            Some(fast) => fast.read(text).map_err(|e| BadRecord {
+                column: "*".into(),
+                reason: match e {
+                    super::json::LineError::NotObject => "a JSON line must be an object".into(),
+                    super::json::LineError::Syntax(e) => format!("not a JSON object: {e}"),
+                },
+            }),
+            None => whole_line(text, specs),
+        };
+        on_record(pos, record);
     }
     Ok(())
+}
+
+/// The fields of one JSON line read through a whole `serde_json::Value` (the reference for
+/// `json::JsonFields`).
+fn whole_line(text: &str, specs: &[FieldSpec]) -> Result<Fields<'static>, BadRecord> {
+    let object: serde_json::Value = serde_json::from_str(text).map_err(|e| BadRecord {
+        column: "*".into(),
+        reason: format!("not a JSON object: {e}"),
+    })?;
+    if !object.is_object() {
+        return Err(BadRecord {
+            column: "*".into(),
+            reason: "a JSON line must be an object".into(),
+        });
+    }
+    Ok(specs
+        .iter()
+        .map(|spec| {
+            spec.names
+                .iter()
+                .find_map(|n| json_path(&object, n).and_then(json_value))
+                .map(|v| match v {
+                    // Detach from `object`, which ends here.
+                    Value::Text(t) => Value::Text(Cow::Owned(t.into_owned())),
+                    Value::Int(i) => Value::Int(i),
+                    Value::Float(f) => Value::Float(f),
+                    Value::Micros(m) => Value::Micros(m),
+                })
+        })
+        .collect())
 }
 
 /// A column of a batch by dotted path through struct columns (the literal name first).
@@ -547,6 +555,54 @@ mod tests {
         assert_eq!(got[1], "2:a2|7");
         assert!(got[2].starts_with("4:!*:not a JSON object"), "{}", got[2]);
         assert_eq!(got[3], "5:a3|lit");
+    }
+
+    #[test]
+    fn the_fast_json_reader_reads_what_the_whole_object_reader_reads() {
+        let specs = [
+            spec(&["userId", "anonymousId"], true),
+            spec(&["properties.product_id", "properties.sku"], true),
+            spec(&["rating"], false),
+            spec(&["context.page.path"], false),
+            spec(&["flag"], false),
+        ];
+        let fast = crate::ingest::json::JsonFields::new(&specs).expect("no ambiguous key");
+        let lines = [
+            r#"{"userId":"u1","properties":{"product_id":"SKU-1"},"rating":4.5}"#,
+            r#"{"userId":null,"anonymousId":"  a2 ","properties":{"sku":7}}"#,
+            r#"{"userId":"","anonymousId":"a3","properties.product_id":"lit","properties":{"product_id":"nested"}}"#,
+            r#"{"userId":"esc"apedé","properties":{"product_id":18446744073709551615},"rating":-3}"#,
+            r#"{"userId":{"id":1},"properties":"not an object","rating":[1,2],"flag":true}"#,
+            r#"{"userId":"u5","properties":{"product_id":["a"]},"context":{"page":{"path":"/x"}}}"#,
+            r#"{"userId":"u6","userId":"u7","properties":{"sku":"s","product_id":null},"rating":1e3}"#,
+            r#"{"a":{"b":[{"c":{}}]},"userId":"u8","context":{"page":5}}"#,
+            r#"[1, 2]"#,
+            r#""just a string""#,
+            r#"{"userId":"u9""#,
+            r#"{"userId":"u9"} trailing"#,
+        ];
+        let show = |r: Result<Fields<'_>, BadRecord>| match r {
+            Ok(f) => format!("{f:?}"),
+            Err(b) => b.reason.split(':').next().unwrap_or_default().to_string(),
+        };
+        for line in lines {
+            let reference = show(whole_line(line, &specs));
+            let read = show(fast.read(line).map_err(|e| BadRecord {
+                column: "*".into(),
+                reason: match e {
+                    crate::ingest::json::LineError::NotObject => {
+                        "a JSON line must be an object".into()
+                    }
+                    crate::ingest::json::LineError::Syntax(e) => format!("not a JSON object: {e}"),
+                },
+            }));
+            assert_eq!(read, reference, "{line}");
+        }
+        // A name that is also the start of a longer path is read whole.
+        assert!(
+            crate::ingest::json::JsonFields::new(&[spec(&["properties", "properties.sku"], true)])
+                .is_none()
+        );
     }
 
     #[test]
