@@ -48,19 +48,23 @@ impl RawSource {
                     .into(),
             ));
         }
-        if !prefix.contains("://") {
-            let root = Path::parse(prefix.trim_matches('/')).map_err(|e| {
+        // A folder of the lake, read through the lake's own store.
+        let in_lake = |folder: &str| {
+            let root = Path::parse(folder.trim_matches('/')).map_err(|e| {
                 config_error(format!(
                     "[events] raw_prefix = '{prefix}' is not a valid path: {e}"
                 ))
             })?;
-            return Ok(RawSource {
+            Ok(RawSource {
                 store: lake.clone(),
                 root,
                 outside: false,
-            });
+            })
+        };
+        if !prefix.contains("://") {
+            return in_lake(prefix);
         }
-        // A URL inside the lake is a folder of the lake: read it through the lake's own store.
+        // A URL inside the lake is a folder of the lake.
         let lake_url = lake.url().as_str();
         let with_slash = if prefix.ends_with('/') {
             prefix.to_string()
@@ -68,16 +72,7 @@ impl RawSource {
             format!("{prefix}/")
         };
         if let Some(inside) = with_slash.strip_prefix(lake_url) {
-            let root = Path::parse(inside.trim_matches('/')).map_err(|e| {
-                config_error(format!(
-                    "[events] raw_prefix = '{prefix}' is not a valid path: {e}"
-                ))
-            })?;
-            return Ok(RawSource {
-                store: lake.clone(),
-                root,
-                outside: false,
-            });
+            return in_lake(inside);
         }
         let store = lake.connect_source(prefix).await.map_err(|e| {
             config_error(format!(

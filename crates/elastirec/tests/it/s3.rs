@@ -167,7 +167,13 @@ fn s3_bin(config: &Path, lake: &str, args: &[&str]) -> Command {
 }
 
 fn s3_ok(config: &Path, lake: &str, args: &[&str]) -> String {
+    s3_ok_with(config, lake, args, &[])
+}
+
+/// [`s3_ok`] with more environment variables (`ELASTIREC_*` settings).
+fn s3_ok_with(config: &Path, lake: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = s3_bin(config, lake, args)
+        .envs(env.iter().copied())
         .output()
         .expect("the elastirec binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -612,20 +618,11 @@ fn a_night_reads_segment_files_from_a_producers_own_bucket() {
     let listing = || moto.tool(&["count", "producer", "firehose/"]);
     let before = listing();
     let lake = "s3://lakes/shop";
-    let run = |args: &[&str]| -> String {
-        let out = s3_bin(&config, lake, args)
-            .env("ELASTIREC_EVENTS__PRESET", "segment")
-            .env("ELASTIREC_EVENTS__RAW_PREFIX", "s3://producer/firehose/")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
+    let env = [
+        ("ELASTIREC_EVENTS__PRESET", "segment"),
+        ("ELASTIREC_EVENTS__RAW_PREFIX", "s3://producer/firehose/"),
+    ];
+    let run = |args: &[&str]| s3_ok_with(&config, lake, args, &env);
     let out = run(&["run", "--date", "2024-01-03"]);
     assert!(out.contains(": succeeded"), "{out}");
     // The ledger names the producer's files by URL; the lake holds no raw copy of them; the
