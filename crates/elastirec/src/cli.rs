@@ -177,8 +177,10 @@ pub struct ForgetArgs {
     /// and lines starting with # are skipped)
     #[arg(long, value_name = "FILE")]
     pub users_file: Option<PathBuf>,
-    /// Also rewrite the raw event files that hold the users' events, without those lines (the
-    /// load ledger follows, so the files are neither reported as changed nor loaded again)
+    /// Also rewrite the raw event files that hold the users' records, without them, in their
+    /// own format and compression (CSV, JSON lines, Parquet; gzip, zstd, bzip2); the load
+    /// ledger follows, so the files are neither reported as changed nor loaded again. A
+    /// [events] raw_prefix outside the lake is only read, and is listed as left
     #[arg(long)]
     pub purge_raw: bool,
 }
