@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use elastirec_core::rng::SplitMix64;
 use elastirec_core::{Lake, Night, layout};
 
-use crate::simulate::Event;
+use crate::simulate::{Event, SimulateReport};
 use crate::{Error, Result};
 
 /// Hours of files built in memory at once.
@@ -77,16 +77,16 @@ fn event_type(half_stars: u8) -> &'static str {
 /// One delivery: arrival second (since the first day's midnight) and the event's index.
 type Delivery = (u64, u32);
 
-/// Writes `events` (sorted by time) as Segment track calls in arrival-hour folders, and the
-/// catalogue; returns (files written, redelivered lines).
+/// Writes `events` (sorted by time, over `days` days of `first_day..=last_day`) as Segment
+/// track calls in arrival-hour folders, and the catalogue; reports what it wrote.
 pub(crate) async fn write_segment(
     lake: &Lake,
     events: &[Event],
-    first_day: Night,
+    (first_day, last_day, days): (Night, Night, u32),
     (users, items): (u32, u32),
     seed: u64,
     integer_ids: bool,
-) -> Result<(u64, u64)> {
+) -> Result<SimulateReport> {
     let item_id = if integer_ids { item_number } else { item_sku };
     write_catalogue(lake, items, item_id).await?;
     let user_ids: Vec<String> = (0..users)
@@ -153,7 +153,14 @@ pub(crate) async fn write_segment(
             r?;
         }
     }
-    Ok((files, redelivered))
+    Ok(SimulateReport {
+        days,
+        events: events.len() as u64,
+        files,
+        redelivered,
+        first_day,
+        last_day,
+    })
 }
 
 /// One track call as a JSON line (ids and names need no escaping: hex, digits, letters).

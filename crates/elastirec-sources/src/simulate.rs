@@ -503,23 +503,15 @@ pub async fn simulate_scaled(lake: &Lake, opts: &ScaleOptions) -> Result<Simulat
             .filter(|w| w[0].second / 86_400 != w[1].second / 86_400)
             .count() as u32
             + u32::from(!events.is_empty());
-        let (files, redelivered) = crate::segment::write_segment(
+        return crate::segment::write_segment(
             lake,
             &events,
-            shape.first_day,
+            (shape.first_day, shape.last_day, event_days),
             (shape.users, shape.items),
             opts.seed,
             opts.format == SimulateFormat::SegmentIntegerIds,
         )
-        .await?;
-        return Ok(SimulateReport {
-            days: event_days,
-            events: events.len() as u64,
-            files,
-            redelivered,
-            first_day: shape.first_day,
-            last_day: shape.last_day,
-        });
+        .await;
     }
 
     let base = shape.first_day.start_unix_seconds();
@@ -609,23 +601,15 @@ pub async fn simulate(lake: &Lake, opts: &SimulateOptions) -> Result<SimulateRep
                 half_stars: (r.rating * 2.0).round() as u8,
             }));
         }
-        let (files, redelivered) = crate::segment::write_segment(
+        return crate::segment::write_segment(
             lake,
             &events,
-            opts.start,
+            (opts.start, last_day, opts.days),
             (opts.users, opts.items),
             opts.seed,
             opts.format == SimulateFormat::SegmentIntegerIds,
         )
-        .await?;
-        return Ok(SimulateReport {
-            days: opts.days,
-            events: events.len() as u64,
-            files,
-            redelivered,
-            first_day: opts.start,
-            last_day,
-        });
+        .await;
     }
     write_items(lake, opts.items).await?;
     let mut events = 0u64;
