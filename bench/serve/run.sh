@@ -13,7 +13,7 @@ LAKE="${1:-/var/tmp/elastirec-bench-lake}"
 DURATION="${2:-20}"
 CONNECTIONS="${3:-32}"
 PORT="${PORT:-18080}"
-BIN="${CARGO_TARGET_DIR:-target}/debug/elastirec"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/debug/elastirec}"
 USERS="${USERS:-2000}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "$BIN is missing: run cargo build first" >&2; exit 2; }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
+use elastirec_core::generation::Generation;
 use elastirec_core::layout;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, sources,
@@ -180,17 +181,23 @@ pub async fn recommend_night_with(
         }
     }
     let flat: Vec<RecommendationRow> = rows.values().flatten().cloned().collect();
-    lake.clear_output(
-        &layout::recommendations_manifest(night),
-        &layout::recommendations_dir(night),
-    )
-    .await?;
+    // The night's output may be live (`_LATEST` names it): the new files go beside the old ones
+    // and the manifest swaps them (see `elastirec_core::generation`).
+    let live = lake
+        .get_json::<RecommendationsManifest>(
+            &layout::recommendations_manifest(night),
+            "recommendations",
+        )
+        .await?
+        .map(|m| m.files)
+        .unwrap_or_default();
+    let generation = Generation::begin(lake, &layout::recommendations_dir(night), &live).await?;
     // The files speak the producers' ids; the engines worked on internal ids.
     let names = read_export_ids(lake, &export).await?;
     let batch = io::recommendations_batch(&flat, &names)?;
     let file = io::write_parquet(
         lake,
-        &layout::recommendations_part(night, 0),
+        &generation.path(&layout::recommendations_part(night, 0)),
         manifest::recommendations_schema(),
         &[batch],
     )
@@ -212,6 +219,7 @@ pub async fn recommend_night_with(
     elastirec_core::failpoint::hit("recommend.after-parts");
     lake.put_json(&layout::recommendations_manifest(night), &manifest)
         .await?;
+    generation.finish(lake, &manifest.files).await?;
     Ok(manifest)
 }
 

@@ -83,6 +83,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A write that matters was refused because this process no longer holds the lake's lease
+    /// (see [`crate::fence`]).
+    #[error(
+        "refused to write: this runner no longer holds the lake's lease ({0}); another runner \
+         may be writing the lake. Nothing was written; the next run redoes the work"
+    )]
+    Fenced(String),
     /// A broken invariant inside elastirec.
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +103,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Store { source, .. } => ErrorKind::of_store_error(source),
             Error::Json { .. } => ErrorKind::InvalidInput,
+            Error::Fenced(_) => ErrorKind::Transient,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

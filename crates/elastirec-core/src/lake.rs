@@ -130,6 +130,39 @@ impl Lake {
         Ok(lake)
     }
 
+    /// Opens a lake for a command that only reads it (`runs`, `status`, `show`, `serve`, `sql`,
+    /// ...): like [`Lake::open_config`], but a lake that does not exist (no folder, or no
+    /// `lake.json` in it) is an error naming the place, and nothing is created there, so a
+    /// mistyped `--lake` is not taken for a new, empty lake.
+    pub async fn open_existing(config: &LakeConfig) -> Result<Lake> {
+        let root = config.root.trim();
+        let fix = "check --lake or [lake] root (`elastirec simulate`, `import`, `ingest` and \
+                   `run` create a lake)";
+        if !root.is_empty() && (!root.contains("://") || root.starts_with("file://")) {
+            let path = std::path::Path::new(root.strip_prefix("file://").unwrap_or(root));
+            if !path.is_dir() {
+                return Err(Error::Config(format!(
+                    "no lake at {}: the folder does not exist; {fix}",
+                    path.display()
+                )));
+            }
+        }
+        let lake = Lake::connect_inner(config, false)?;
+        lake.preflight().await?;
+        let marker = lake
+            .get_json::<LakeMarker>(&layout::lake_marker(), "lake marker")
+            .await?;
+        if marker.is_none() {
+            return Err(Error::Config(format!(
+                "no lake at {}: it holds no {}; {fix}",
+                lake.url,
+                layout::lake_marker()
+            )));
+        }
+        lake.check_marker(false).await?;
+        Ok(lake)
+    }
+
     /// Opens a lake for `elastirec migrate`: like [`Lake::open_config`], but a lake written by
     /// an older layout is opened (and left as it is) instead of refused.
     pub async fn open_for_migrate(config: &LakeConfig) -> Result<Lake> {
@@ -369,6 +402,35 @@ impl Lake {
     /// Whether the lake is a local folder.
     pub fn is_local(&self) -> bool {
         self.url.scheme() == "file"
+    }
+
+    /// The file a lake path stands for on a local lake; `None` on a remote one.
+    pub fn local_file(&self, path: &Path) -> Option<std::path::PathBuf> {
+        if !self.is_local() {
+            return None;
+        }
+        self.url_of(path).to_file_path().ok()
+    }
+
+    /// Whether a path of a local lake goes through a symbolic link below the lake's root (the
+    /// file itself or one of its folders). The store would follow it out of the lake, so what
+    /// elastirec reads from producers' folders is checked first. Always false on a remote lake.
+    pub fn is_link(&self, path: &Path) -> bool {
+        let (Some(file), Some(root)) = (self.local_file(path), self.local_file(&Path::from("")))
+        else {
+            return false;
+        };
+        let mut at = Some(file.as_path());
+        while let Some(p) = at {
+            if !p.starts_with(&root) || p == root {
+                break;
+            }
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return true;
+            }
+            at = p.parent();
+        }
+        false
     }
 
     /// The URL of a lake path, for tools that address objects by URL (Delta, users).

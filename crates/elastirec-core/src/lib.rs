@@ -16,6 +16,8 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod fence;
+pub mod generation;
 pub mod ids;
 pub mod lake;
 pub mod layout;
@@ -25,5 +27,6 @@ pub mod rng;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+pub use fence::Fence;
 pub use lake::Lake;
 pub use night::Night;

@@ -248,6 +248,9 @@ pub struct LatestPointer {
     pub night: Night,
     pub manifest: String,
     pub published_at: DateTime<Utc>,
+    /// The epoch of the lake's lease its writer held (absent when written without a lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
 }
 
 /// State of a step or a night in the run record.

@@ -68,10 +68,12 @@ pub async fn notify(config: &HooksConfig, summary: &NightSummary) {
     };
     if let Some(command) = command {
         let (command, json, summary) = (command.to_string(), json.clone(), summary.clone());
-        let result = tokio::task::spawn_blocking(move || run_command(&command, &json, &summary))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+        let timeout = Duration::from_secs(config.timeout_seconds.max(1));
+        let result =
+            tokio::task::spawn_blocking(move || run_command(&command, &json, &summary, timeout))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
         if let Err(e) = result {
             tracing::warn!(error = %e, "the night's hook command failed");
         }
@@ -85,21 +87,51 @@ pub async fn notify(config: &HooksConfig, summary: &NightSummary) {
     }
 }
 
-fn run_command(command: &str, json: &[u8], summary: &NightSummary) -> Result<(), String> {
+/// Runs a hook in its own process group; past `timeout` the group is killed.
+fn run_command(
+    command: &str,
+    json: &[u8],
+    summary: &NightSummary,
+    timeout: Duration,
+) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .env("ELASTIREC_NIGHT", &summary.night)
         .env("ELASTIREC_STATE", &summary.state)
         .stdin(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(json);
+        // A hook that does not read its input must not block the night: write from a thread.
+        let json = json.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&json);
+        });
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("`{command}` did not finish: {e}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) of the process group the hook leads (process_group(0)).
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+                let _ = child.wait();
+                return Err(format!(
+                    "`{command}` did not finish within {} s ([hooks] timeout_seconds): killed",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("`{command}` did not finish: {e}")),
+        }
+    };
     if status.success() {
         Ok(())
     } else {

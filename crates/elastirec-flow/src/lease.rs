@@ -48,7 +48,7 @@ impl LeaseState {
         !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} (pid {} on {}, {}, since {}, last heartbeat {}, expires {})",
             self.owner,
@@ -214,28 +214,42 @@ impl Lease {
         Err(Error::Busy { holder })
     }
 
-    /// Renews the lease every third of its time to live until dropped; if a renewal finds the
-    /// lease taken, raises `stop` so the run ends before its next step.
+    /// Renews the lease every third of its time to live until dropped, and keeps `stop`'s
+    /// [`StopFlag::fence`] up to date. If a renewal finds the lease taken, or renewals fail
+    /// until the lease has expired, raises `stop` (the run ends before its next step) and
+    /// closes the fence (writes already under way are refused).
     pub fn keep_alive(self: &Arc<Self>, stop: StopFlag) -> KeepAlive {
         let lease = Arc::clone(self);
         let period = (self.ttl / 3).max(Duration::from_millis(500));
+        stop.hold_lease(&self.state());
+        let flag = stop.clone();
         let handle = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
                 match lease.renew().await {
-                    Ok(()) => {}
+                    Ok(()) => stop.hold_lease(&lease.state()),
                     Err(Error::Busy { holder }) => {
                         tracing::error!(%holder, "lost the lake's lease; stopping before the next step");
-                        stop.raise(format!("lost the lake's lease to {holder}"));
+                        stop.lease_lost(format!("lost the lake's lease to {holder}"));
                         return;
                     }
                     Err(e) => {
+                        let expires = lease.state().expires_at;
+                        if Utc::now() >= expires {
+                            tracing::error!(error = %e, "the lake's lease expired: renewals failed");
+                            lease.lost.store(true, Ordering::SeqCst);
+                            stop.lease_lost(format!(
+                                "the lake's lease expired at {} because renewals failed ({e})",
+                                expires.format("%H:%M:%S UTC")
+                            ));
+                            return;
+                        }
                         tracing::warn!(error = %e, "could not renew the lake's lease; will retry")
                     }
                 }
             }
         });
-        KeepAlive { handle }
+        KeepAlive { handle, stop: flag }
     }
 
     /// Gives the lease back so the next runner need not wait for it to expire.
@@ -251,11 +265,21 @@ impl Lease {
 #[derive(Debug)]
 pub struct KeepAlive {
     handle: tokio::task::JoinHandle<()>,
+    stop: StopFlag,
 }
 
 impl Drop for KeepAlive {
+    /// Renewals end; the fence keeps the last state until it expires (a lease dropped without
+    /// [`KeepAlive::released`] is a holder that stopped renewing).
     fn drop(&mut self) {
         self.handle.abort();
+    }
+}
+
+impl KeepAlive {
+    /// Stops renewing after the lease was given back: the fence opens (no lease involved).
+    pub fn released(self) {
+        self.stop.drop_lease();
     }
 }
 

@@ -36,7 +36,7 @@ pub use pipeline::{Pipeline, Progress, RunOptions, Step};
 
 use std::sync::{Arc, Mutex};
 
-use elastirec_core::ErrorKind;
+use elastirec_core::{ErrorKind, Fence};
 
 /// Errors of a night's steps.
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +121,21 @@ impl Error {
 /// Result of the flow.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A request to stop between steps, shared by the signal handler, the lease and the pipeline.
+/// A request to stop between steps, shared by the signal handler, the lease and the pipeline;
+/// it also carries the lease this process holds, for the [`Fence`] of its writes.
 #[derive(Debug, Clone, Default)]
 pub struct StopFlag {
     inner: Arc<(Mutex<Option<String>>, tokio::sync::Notify)>,
+    lease: Arc<Mutex<Option<HeldLease>>>,
+}
+
+/// The lease as its holder last wrote it, or why it is gone.
+#[derive(Debug, Clone)]
+struct HeldLease {
+    epoch: u64,
+    owner: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    lost: Option<String>,
 }
 
 impl StopFlag {
@@ -145,6 +156,94 @@ impl StopFlag {
     /// Why a stop was asked for, if it was.
     pub fn reason(&self) -> Option<String> {
         self.inner.0.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Records the lease this process holds (after taking or renewing it).
+    pub(crate) fn hold_lease(&self, state: &lease::LeaseState) {
+        if let Ok(mut held) = self.lease.lock() {
+            let lost = held
+                .as_ref()
+                .filter(|h| h.owner == state.owner)
+                .and_then(|h| h.lost.clone());
+            *held = Some(HeldLease {
+                epoch: state.epoch,
+                owner: state.owner.clone(),
+                expires_at: state.expires_at,
+                lost,
+            });
+        }
+    }
+
+    /// The lease is gone (taken over, or expired while renewals failed): writes are refused
+    /// from now on and the run stops before its next step.
+    pub(crate) fn lease_lost(&self, why: String) {
+        if let Ok(mut held) = self.lease.lock()
+            && let Some(h) = held.as_mut()
+            && h.lost.is_none()
+        {
+            h.lost = Some(why.clone());
+        }
+        self.raise(why);
+    }
+
+    /// Forgets the lease once it was given back.
+    pub(crate) fn drop_lease(&self) {
+        if let Ok(mut held) = self.lease.lock() {
+            *held = None;
+        }
+    }
+
+    /// The fence of this process's writes: open without a lease; the lease epoch while it is
+    /// held and unexpired; refused once it is lost or expired.
+    pub fn fence(&self) -> Fence {
+        let lease = Arc::clone(&self.lease);
+        Fence::new(move || {
+            let held = lease
+                .lock()
+                .map_err(|_| "the lease state is poisoned".to_string())?;
+            let Some(h) = held.as_ref() else {
+                return Ok(None);
+            };
+            if let Some(why) = &h.lost {
+                return Err(why.clone());
+            }
+            if chrono::Utc::now() >= h.expires_at {
+                return Err(format!(
+                    "its lease (epoch {}) expired at {} without a renewal",
+                    h.epoch,
+                    h.expires_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+                ));
+            }
+            Ok(Some(h.epoch))
+        })
+    }
+
+    /// [`StopFlag::fence`], then the lake itself: its newest lease epoch must still be this
+    /// process's (a runner that took the lake over is seen even before a renewal fails).
+    pub async fn fence_on(&self, lake: &elastirec_core::Lake) -> Result<Option<u64>> {
+        let local = self.fence().check();
+        let owner = self
+            .lease
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(|h| h.owner.clone()));
+        let Some(owner) = owner else {
+            return Ok(local?);
+        };
+        // The lake is read even when the local check failed: the refusal then names who holds
+        // the lake now, and the runner stops either way.
+        let newest = lease::current(lake).await?;
+        let why = match (local, newest) {
+            (Ok(epoch), Some(s)) if s.owner == owner && !s.released => return Ok(epoch),
+            (Err(e), Some(s)) if s.owner == owner && !s.released => match e {
+                elastirec_core::Error::Fenced(why) => why,
+                other => other.to_string(),
+            },
+            (_, Some(s)) => format!("the lake's lease is now {}", s.describe()),
+            (_, None) => "the lake has no lease any more".to_string(),
+        };
+        self.lease_lost(why.clone());
+        Err(elastirec_core::Error::Fenced(why).into())
     }
 
     /// Waits until the flag is raised.

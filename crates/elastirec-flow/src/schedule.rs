@@ -162,7 +162,7 @@ impl Scheduler {
             .pipeline
             .run_nights(&nights, RunOptions::default(), false)
             .await;
-        drop(keep);
+        keep.released();
         lease.release().await?;
         for (night, result) in results {
             if let Err(e) = &result {

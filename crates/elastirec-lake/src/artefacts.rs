@@ -104,8 +104,9 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<LatestPointer>> {
 }
 
 /// Moves `recommendations/_LATEST` to `night` unless it already names a later night (a backfill
-/// of an old night must not roll serving back).
-pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
+/// of an old night must not roll serving back); the pointer records the lease epoch its writer
+/// held (see `elastirec_core::fence`).
+pub async fn publish_latest(lake: &Lake, night: Night, lease_epoch: Option<u64>) -> Result<bool> {
     let path = layout::recommendations_latest();
     let current = read_latest(lake).await?;
     if current.as_ref().is_some_and(|c| c.night > night) {
@@ -115,6 +116,7 @@ pub async fn publish_latest(lake: &Lake, night: Night) -> Result<bool> {
         night,
         manifest: layout::recommendations_manifest(night).to_string(),
         published_at: chrono::Utc::now(),
+        lease_epoch,
     };
     lake.put_json(&path, &pointer).await?;
     Ok(true)

@@ -6,7 +6,7 @@
 //!  exports/training/D/ (history, items-*: titles, ids-*) ─┼─▶ Snapshot (immutable, in memory)
 //!  models/D/item_factors (cosine: similar, because) ──────┘        │ swapped whole (ArcSwap)
 //!                                                                  ▼
-//!  runs/*.json, evaluations/ (read per request) ──▶ axum Router ──▶ http1 front ──▶ clients
+//!  runs/*.json, evaluations/ (read per request) ──▶ axum Router ──▶ server (hyper) ──▶ clients
 //!                                                       └──▶ dashboard (embedded HTML/JS/CSS)
 //! ```
 //!
@@ -15,8 +15,8 @@
 //! Copying a night's lists into Redis or PostgreSQL is `elastirec-sink`'s.
 
 pub mod api;
-pub mod http1;
 pub mod metrics;
+pub mod server;
 pub mod snapshot;
 pub mod state;
 

@@ -201,6 +201,7 @@ impl Snapshot {
             night,
             manifest: layout::recommendations_manifest(night).to_string(),
             published_at: Utc::now(),
+            lease_epoch: None,
         };
         Snapshot::load(lake, pointer).await
     }

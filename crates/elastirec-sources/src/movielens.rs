@@ -148,8 +148,11 @@ pub fn parse_ratings(name: &str, text: &str) -> Result<(RatingsLayout, Vec<Ratin
             .trim()
             .parse()
             .map_err(|_| bad(format!("rating '{}' is not a number: '{line}'", fields[2])))?;
-        if !rating.is_finite() {
-            return Err(bad(format!("rating '{}' is not finite", fields[2])));
+        if !rating.is_finite() || rating.abs() > 1e9 {
+            return Err(bad(format!(
+                "rating '{}' is not a finite number up to 1e9 in magnitude",
+                fields[2]
+            )));
         }
         // RecBole writes timestamps as floats ("881250949.0").
         let timestamp = match fields[3].trim().parse::<i64>() {

@@ -2,9 +2,18 @@
 //! a failure is.
 //!
 //! The command is `[spark] submit` split on whitespace, then `--conf KEY=VALUE` for each entry of
-//! `[spark] conf`, then `[spark] args`, then the program file (written into a temporary folder)
-//! and one JSON argument, the [`JobSpec`]. Standard output and error go to one log file in the
-//! same folder; its last `[spark] log_tail_lines` lines go into the run record.
+//! `[spark] conf` that is not a secret, then `--properties-file FILE` when some are, then
+//! `[spark] args`, then the program file (written into a private temporary folder) and one JSON
+//! argument, the [`JobSpec`]. Standard output and error go to one log file in the same folder;
+//! its last `[spark] log_tail_lines` lines go into the run record, secret values replaced by
+//! `***`.
+//!
+//! Secrets ([`is_secret`]) never reach the command line, which every user of the machine sees in
+//! `ps`: they are written with the settings of `spark-defaults.conf` (which spark-submit stops
+//! reading once given `--properties-file`) into a properties file only the owner can read, in
+//! the folder that is deleted when the job ends. The submit command runs in its own process
+//! group (a timeout ends the JVM and its Python workers together) and is killed if elastirec
+//! dies.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -84,10 +93,22 @@ impl JobRun {
     }
 }
 
-/// The program and its arguments.
+/// Whether the Spark property `key` holds a secret: its name says secret, password, token or
+/// credential, or `[spark] secret_conf` lists it.
+pub fn is_secret(spark: &SparkConfig, key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    spark.secret_conf.iter().any(|k| k == key)
+        || ["secret", "password", "token", "credential"]
+            .iter()
+            .any(|word| lower.contains(word))
+}
+
+/// The program and its arguments; secrets go in `properties_file` (which the caller writes with
+/// [`properties_text`]), passed as `--properties-file` when there are any.
 pub fn command_line(
     spark: &SparkConfig,
     program_file: &FsPath,
+    properties_file: &FsPath,
     spec: &str,
 ) -> Result<(String, Vec<String>)> {
     let mut words = spark.submit.split_whitespace();
@@ -96,9 +117,29 @@ pub fn command_line(
         .ok_or_else(|| Error::Config("[spark] submit is empty".into()))?
         .to_string();
     let mut args: Vec<String> = words.map(String::from).collect();
+    let mut secrets = false;
     for (key, value) in &spark.conf {
+        if is_secret(spark, key) {
+            secrets = true;
+            continue;
+        }
         args.push("--conf".into());
         args.push(format!("{key}={value}"));
+    }
+    if secrets {
+        if let Some(given) = args
+            .iter()
+            .chain(&spark.args)
+            .find(|a| a.starts_with("--properties-file"))
+        {
+            return Err(Error::Config(format!(
+                "[spark] submit or args has {given}, but elastirec passes the secret settings of \
+                 [spark] conf in its own properties file: move that file's settings into \
+                 [spark] conf"
+            )));
+        }
+        args.push("--properties-file".into());
+        args.push(properties_file.display().to_string());
     }
     args.extend(spark.args.iter().cloned());
     args.push(program_file.display().to_string());
@@ -170,10 +211,13 @@ impl SubmitDir {
             .map_or(0, |d| d.as_nanos());
         let path =
             std::env::temp_dir().join(format!("elastirec-spark-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&path).map_err(io_err(format!(
-            "cannot make a temporary folder {} for the spark job",
-            path.display()
-        )))?;
+        // Only the owner may enter: the secrets' properties file is written here.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&path)
+            .map_err(io_err(format!(
+                "cannot make a temporary folder {} for the spark job",
+                path.display()
+            )))?;
         Ok(SubmitDir(path))
     }
 
@@ -186,6 +230,77 @@ impl Drop for SubmitDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The properties file for spark-submit: `defaults` (the text of `spark-defaults.conf`, which
+/// spark-submit does not read once given a properties file), then the secret settings.
+pub fn properties_text(spark: &SparkConfig, defaults: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(defaults) = defaults {
+        out.push_str(defaults);
+        if !defaults.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    for (key, value) in &spark.conf {
+        if is_secret(spark, key) {
+            out.push_str(&escape_property(key, true));
+            out.push('=');
+            out.push_str(&escape_property(value, false));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A key or value in Java properties syntax: backslashes, line breaks and (in keys) the
+/// separators escaped, a value's leading blanks kept.
+fn escape_property(text: &str, key: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '=' | ':' | ' ' | '#' | '!' if key => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == 0 => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `spark-defaults.conf` spark-submit would read: `$SPARK_CONF_DIR`, `$SPARK_HOME/conf`, or
+/// the `conf` folder beside the submit program's `bin`.
+fn spark_defaults(program: &FsPath) -> Option<String> {
+    let candidates = [
+        std::env::var_os("SPARK_CONF_DIR").map(PathBuf::from),
+        std::env::var_os("SPARK_HOME").map(|h| PathBuf::from(h).join("conf")),
+        program
+            .parent()
+            .and_then(FsPath::parent)
+            .map(|home| home.join("conf")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("spark-defaults.conf"))
+        .find_map(|file| std::fs::read_to_string(file).ok())
+}
+
+/// `text` with every secret value of `[spark] conf` (4 characters or more) replaced by `***`.
+pub fn redact_secrets(spark: &SparkConfig, text: &str) -> String {
+    let mut out = text.to_string();
+    for (key, value) in &spark.conf {
+        if is_secret(spark, key) && value.len() >= 4 {
+            out = out.replace(value.as_str(), "***");
+        }
+    }
+    out
 }
 
 fn run_blocking(spark: &SparkConfig, spec_json: &str) -> Result<JobRun> {
@@ -201,23 +316,44 @@ fn run_blocking(spark: &SparkConfig, spec_json: &str) -> Result<JobRun> {
     let log_err = log
         .try_clone()
         .map_err(io_err(format!("cannot open {}", log_path.display())))?;
-    let (program, args) = command_line(spark, &program_file, spec_json)?;
-    let shown = shown_command(&program, &args, spec_json);
+    let properties_file = dir.path().join("spark-secrets.properties");
+    let (program, args) = command_line(spark, &program_file, &properties_file, spec_json)?;
     let resolved = resolve_program(&program);
+    if args.iter().any(|a| a == "--properties-file") {
+        let text = properties_text(spark, spark_defaults(&resolved).as_deref());
+        write_private(&properties_file, &text)?;
+    }
+    let shown = shown_command(&program, &args, spec_json);
     tracing::info!(command = %shown, "submitting the spark job");
     let started = Instant::now();
-    let mut child = Command::new(&resolved)
+    let mut command = Command::new(&resolved);
+    command
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         // Its own process group, so a timeout ends the JVM and its Python workers together.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: resolved.display().to_string(),
-            source,
-        })?;
+        .process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // Killed when elastirec dies (even by SIGKILL), instead of running on unowned.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // elastirec died between fork and prctl: do not start.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("elastirec exited"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        program: resolved.display().to_string(),
+        source,
+    })?;
     let timeout = Duration::from_secs(spark.timeout_seconds);
     let mut timed_out = false;
     let status = loop {
@@ -236,7 +372,7 @@ fn run_blocking(spark: &SparkConfig, spec_json: &str) -> Result<JobRun> {
         std::thread::sleep(Duration::from_millis(100));
     };
     let seconds = started.elapsed().as_secs_f64();
-    let log_tail = tail(&log_path, spark.log_tail_lines)?;
+    let log_tail = redact_secrets(spark, &tail(&log_path, spark.log_tail_lines)?);
     Ok(JobRun {
         record: JobRecord {
             engine: "spark".into(),
@@ -248,6 +384,20 @@ fn run_blocking(spark: &SparkConfig, spec_json: &str) -> Result<JobRun> {
             log_tail,
         },
     })
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &FsPath, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("cannot create {}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(io_err(format!("cannot write {}", path.display())))
 }
 
 fn kill_group(pid: u32) {
@@ -426,7 +576,8 @@ mod tests {
             .conf
             .insert("spark.sql.shuffle.partitions".into(), "4".into());
         spark.args = vec!["--name".into(), "night job".into()];
-        let (program, args) = command_line(&spark, FsPath::new("/t/job.py"), "{}").unwrap();
+        let props = FsPath::new("/t/p.properties");
+        let (program, args) = command_line(&spark, FsPath::new("/t/job.py"), props, "{}").unwrap();
         assert_eq!(program, "spark-submit");
         assert_eq!(
             args,
@@ -446,6 +597,95 @@ mod tests {
             "spark-submit --master local[2] --conf spark.sql.shuffle.partitions=4 --name \
              'night job' /t/job.py '<job spec JSON>'"
         );
+    }
+
+    #[test]
+    fn secrets_go_to_the_properties_file_not_the_command_line() {
+        let mut spark = SparkConfig::default();
+        for (k, v) in [
+            ("spark.sql.shuffle.partitions", "4"),
+            ("spark.hadoop.fs.s3a.secret.key", "wJalr/K7MDENG=x"),
+            ("spark.hadoop.fs.s3a.session.token", "tok:en#1"),
+            ("spark.ssl.keyPassword", "pw\\with\nbreak"),
+            ("spark.hadoop.fs.s3a.access.key", "AKIAEXAMPLE"),
+        ] {
+            spark.conf.insert(k.into(), v.into());
+        }
+        spark.secret_conf = vec!["spark.hadoop.fs.s3a.access.key".into()];
+        let props = FsPath::new("/t/p.properties");
+        let (program, args) = command_line(&spark, FsPath::new("/t/job.py"), props, "{}").unwrap();
+        let shown = shown_command(&program, &args, "{}");
+        assert_eq!(
+            shown,
+            "spark-submit --master local[2] --conf spark.sql.shuffle.partitions=4 \
+             --properties-file /t/p.properties /t/job.py '<job spec JSON>'"
+        );
+        for secret in ["wJalr", "tok:en", "pw", "AKIA"] {
+            assert!(!args.iter().any(|a| a.contains(secret)), "{args:?}");
+        }
+        let text = properties_text(&spark, Some("spark.master local[4]"));
+        assert_eq!(
+            text,
+            "spark.master local[4]\n\
+             spark.hadoop.fs.s3a.access.key=AKIAEXAMPLE\n\
+             spark.hadoop.fs.s3a.secret.key=wJalr/K7MDENG=x\n\
+             spark.hadoop.fs.s3a.session.token=tok:en#1\n\
+             spark.ssl.keyPassword=pw\\\\with\\nbreak\n"
+        );
+        assert_eq!(
+            redact_secrets(
+                &spark,
+                "auth wJalr/K7MDENG=x failed for AKIAEXAMPLE; partitions 4"
+            ),
+            "auth *** failed for ***; partitions 4"
+        );
+        // The user's own properties file would replace ours: refused, saying why.
+        spark.args = vec!["--properties-file".into(), "/etc/mine.conf".into()];
+        let e = command_line(&spark, FsPath::new("/t/job.py"), props, "{}").unwrap_err();
+        assert!(e.to_string().contains("[spark] conf"), "{e}");
+        // Without secrets, no properties file of ours.
+        spark.args.clear();
+        spark
+            .conf
+            .retain(|k, _| k == "spark.sql.shuffle.partitions");
+        spark.secret_conf.clear();
+        let (_, args) = command_line(&spark, FsPath::new("/t/job.py"), props, "{}").unwrap();
+        assert!(
+            !args.iter().any(|a| a.starts_with("--properties-file")),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_reaches_the_job_in_a_private_file_and_never_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("submit.sh");
+        // A stand-in submit command: shows its arguments, checks the secret arrived, and
+        // prints it the way a careless log line would.
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"argv: $*\"\n\
+             while [ \"$1\" != --properties-file ]; do shift; done\n\
+             stat -c 'mode %a' \"$2\"\n\
+             grep -q 'secret.key=hunter2-secret' \"$2\" && echo 'secret arrived'\n\
+             echo 'oops: hunter2-secret'\n",
+        )
+        .unwrap();
+        let mut spark = SparkConfig {
+            submit: format!("sh {}", script.display()),
+            ..SparkConfig::default()
+        };
+        spark.conf.insert(
+            "spark.hadoop.fs.s3a.secret.key".into(),
+            "hunter2-secret".into(),
+        );
+        let ran = run_blocking(&spark, "{}").unwrap();
+        let record = serde_json::to_string(&ran.record).unwrap();
+        assert!(!record.contains("hunter2"), "{record}");
+        assert!(ran.record.log_tail.contains("secret arrived"), "{record}");
+        assert!(ran.record.log_tail.contains("mode 600"), "{record}");
+        assert!(ran.record.log_tail.contains("oops: ***"), "{record}");
+        assert!(ran.record.command.contains("--properties-file"), "{record}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use object_store::path::Path;
 
 use elastirec_core::config::{FeedbackKind, ModelConfig};
+use elastirec_core::generation::Generation;
 use elastirec_core::ids::IdNames;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, columns, sources,
@@ -396,17 +397,22 @@ pub async fn publish_recommendations<R: CandidateRules>(
             )
         }
     };
-    lake.clear_output(
-        &layout::recommendations_manifest(night),
-        &layout::recommendations_dir(night),
-    )
-    .await?;
+    // The night's output may be live: new files beside the old, the manifest swaps them.
+    let live = lake
+        .get_json::<RecommendationsManifest>(
+            &layout::recommendations_manifest(night),
+            "recommendations",
+        )
+        .await?
+        .map(|m| m.files)
+        .unwrap_or_default();
+    let generation = Generation::begin(lake, &layout::recommendations_dir(night), &live).await?;
     let mut files = Vec::new();
     match ruled {
         Some(batch) => files.push(
             io::write_parquet(
                 lake,
-                &layout::recommendations_part(night, 0),
+                &generation.path(&layout::recommendations_part(night, 0)),
                 schema.clone(),
                 &[batch],
             )
@@ -417,7 +423,7 @@ pub async fn publish_recommendations<R: CandidateRules>(
                 files.push(
                     io::write_parquet(
                         lake,
-                        &layout::recommendations_part(night, i),
+                        &generation.path(&layout::recommendations_part(night, i)),
                         schema.clone(),
                         batches,
                     )
@@ -442,5 +448,6 @@ pub async fn publish_recommendations<R: CandidateRules>(
     };
     lake.put_json(&layout::recommendations_manifest(night), &manifest)
         .await?;
+    generation.finish(lake, &manifest.files).await?;
     Ok(manifest)
 }

@@ -156,8 +156,19 @@ impl Warehouse {
 
 impl Warehouse {
     /// Keeps the newest `keep` snapshots (by time taken) and deletes every data file that
-    /// neither they nor the current tables read; see the module documentation.
-    pub async fn vacuum(&self, keep: usize, dry_run: bool) -> Result<VacuumReport> {
+    /// neither they nor the current tables read and that left the tables at least `retain` ago
+    /// (readers of recent versions keep their files); see the module documentation.
+    pub async fn vacuum(
+        &self,
+        keep: usize,
+        retain: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<VacuumReport> {
+        let retention = chrono::Duration::from_std(retain).map_err(|_| {
+            Error::Lake(elastirec_core::Error::Config(format!(
+                "vacuum retention {retain:?} is too long"
+            )))
+        })?;
         let mut all = self.snapshots().await?;
         all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         let split = all.len().saturating_sub(keep);
@@ -190,7 +201,7 @@ impl Warehouse {
             let (_, metrics) = t
                 .vacuum()
                 .with_keep_versions(&keep_versions)
-                .with_retention_period(chrono::Duration::zero())
+                .with_retention_period(retention)
                 .with_enforce_retention_duration(false)
                 .with_dry_run(dry_run)
                 .await

@@ -495,6 +495,11 @@ pub struct VacuumArgs {
     /// the Delta files its deletes replaced and the log entries before it
     #[arg(long)]
     pub erasures: bool,
+    /// With --keep: data files that left the tables less than H hours ago are kept, so that
+    /// readers of recent versions (`warehouse serve`, a night in progress, a consumer reading
+    /// the Delta tables) keep working; 0 deletes them at once
+    #[arg(long, value_name = "H", default_value_t = 24.0)]
+    pub retain_hours: f64,
     /// Say what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -601,10 +606,18 @@ pub struct ServeArgs {
     /// Address to listen on [config: serve.host, default 127.0.0.1]
     #[arg(long)]
     pub host: Option<String>,
-    /// Bearer token every route but /healthz and the dashboard page requires
-    /// [config: serve.token; better: ELASTIREC_SERVE__TOKEN]
-    #[arg(long)]
+    /// File holding the bearer token every route but /healthz and the dashboard page requires
+    /// (first line; keep it mode 0600) [config: serve.token; or ELASTIREC_SERVE__TOKEN]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refused: a token in the command line shows in `ps` to every user of the machine; use
+    /// ELASTIREC_SERVE__TOKEN or --token-file
+    #[arg(long, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Serve a non-loopback address without a token (anyone who reaches the port reads every
+    /// user's history and recommendations)
+    #[arg(long)]
+    pub insecure_no_token: bool,
     /// Seconds between two reads of recommendations/_LATEST [config: serve.poll_seconds, 30]
     #[arg(long)]
     pub poll_seconds: Option<u64>,

@@ -70,6 +70,16 @@ pub async fn pipeline(config: Config) -> Result<Pipeline> {
         .with_stop(stop_on_signals()))
 }
 
+/// [`pipeline`] for a command that only reads the lake: a lake that does not exist is an
+/// error, not created.
+pub async fn pipeline_existing(config: Config) -> Result<Pipeline> {
+    let progress = NightProgress::new();
+    Ok(Pipeline::open_existing(config)
+        .await?
+        .with_progress(move |p| progress.update(p))
+        .with_stop(stop_on_signals()))
+}
+
 /// A stop flag raised by SIGTERM or Ctrl-C: the run ends between steps, its record consistent.
 pub fn stop_on_signals() -> StopFlag {
     let stop = StopFlag::new();
@@ -95,6 +105,12 @@ pub fn stop_on_signals() -> StopFlag {
     stop
 }
 
+/// Resolves at the first SIGTERM or Ctrl-C (servers drain then); a second one exits at once.
+pub async fn interrupted() {
+    let stop = stop_on_signals();
+    stop.raised().await;
+}
+
 /// Runs `work` holding the lake's lease, renewed in the background and released afterwards.
 pub async fn leased<T, Fut>(p: &Pipeline, purpose: &str, work: impl FnOnce() -> Fut) -> Result<T>
 where
@@ -104,7 +120,7 @@ where
     let lease = Lease::acquire(p.lake(), purpose, ttl).await?;
     let keep = lease.keep_alive(p.stop_flag().clone());
     let out = work().await;
-    drop(keep);
+    keep.released();
     lease.release().await?;
     out
 }

@@ -104,6 +104,16 @@ impl Config {
         {
             *dir = parent.join(&*dir);
         }
+        if let Some(parent) = file.and_then(|f| f.parent()) {
+            for path in [&mut config.serve.tls_cert, &mut config.serve.tls_key]
+                .into_iter()
+                .flatten()
+            {
+                if path.is_relative() {
+                    *path = parent.join(&*path);
+                }
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -215,6 +225,21 @@ impl Config {
         {
             return fail("[serve] token is empty: unset it, or give a non-empty token".into());
         }
+        if self.serve.tls_cert.is_some() != self.serve.tls_key.is_some() {
+            return fail(
+                "[serve] tls_cert and tls_key go together: set both for HTTPS, or neither".into(),
+            );
+        }
+        for (name, value) in [
+            ("max_connections", self.serve.max_connections as u64),
+            ("header_timeout_secs", self.serve.header_timeout_secs),
+            ("request_timeout_secs", self.serve.request_timeout_secs),
+            ("write_timeout_secs", self.serve.write_timeout_secs),
+        ] {
+            if value == 0 {
+                return fail(format!("[serve] {name} must be at least 1"));
+            }
+        }
         let table = &self.sink.postgres_table;
         if table.is_empty()
             || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -293,6 +318,13 @@ impl Config {
 
 /// Environment values are strings; read numbers and booleans as such so `FACTORS=64` works.
 fn env_value(raw: &str) -> toml::Value {
+    // An inline table or array (`{ "spark.x" = "1" }`, `["a", "b"]`), as TOML writes them.
+    if raw.trim_start().starts_with(['{', '['])
+        && let Ok(mut table) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(value) = table.remove("v")
+    {
+        return value;
+    }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -345,6 +377,29 @@ mod tests {
             Config::load(Some(&example), env(&[])).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn inline_tables_and_arrays_come_from_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "ELASTIREC_SPARK__CONF",
+                    r#"{ "spark.hadoop.fs.s3a.secret.key" = "k=1" }"#,
+                ),
+                ("ELASTIREC_SPARK__SECRET_CONF", r#"["spark.a"]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.spark
+                .conf
+                .get("spark.hadoop.fs.s3a.secret.key")
+                .map(String::as_str),
+            Some("k=1")
+        );
+        assert_eq!(c.spark.secret_conf, ["spark.a"]);
     }
 
     #[test]

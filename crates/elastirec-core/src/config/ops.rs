@@ -83,7 +83,7 @@ impl Default for CostConfig {
 }
 
 /// `[hooks]`: commands called when a night ends, with a JSON summary on standard input.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
     /// Shell command run after a night succeeds.
@@ -92,6 +92,19 @@ pub struct HooksConfig {
     pub on_failure: Option<String>,
     /// URL that receives the same JSON summary as an HTTP POST (http:// only).
     pub webhook_url: Option<String>,
+    /// Seconds a hook command may run before it (and its children) are killed.
+    pub timeout_seconds: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            on_success: None,
+            on_failure: None,
+            webhook_url: None,
+            timeout_seconds: 60,
+        }
+    }
 }
 
 /// `[serve]`: the HTTP server of `elastirec serve`.
@@ -105,8 +118,23 @@ pub struct ServeConfig {
     /// Seconds between two reads of `recommendations/_LATEST`.
     pub poll_seconds: u64,
     /// Bearer token required on every route but `/healthz` and the dashboard's static files;
-    /// unset means no token. Set it with `ELASTIREC_SERVE__TOKEN` rather than in a file.
+    /// unset means no token. Set it with `ELASTIREC_SERVE__TOKEN` (or `serve --token-file`)
+    /// rather than in a file others read. Serving a non-loopback address needs one unless
+    /// `serve --insecure-no-token`.
     pub token: Option<String>,
+    /// PEM certificate chain for HTTPS (with `tls_key`); unset serves plain HTTP.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Connections served at once; the next one is answered 503 and closed.
+    pub max_connections: usize,
+    /// Seconds for a whole request head to arrive (also how long an idle keep-alive
+    /// connection is kept).
+    pub header_timeout_secs: u64,
+    /// Seconds from a request head to its answer; 503 after.
+    pub request_timeout_secs: u64,
+    /// Seconds a write to a client may make no progress before the connection is closed.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -116,6 +144,12 @@ impl Default for ServeConfig {
             port: 8080,
             poll_seconds: 30,
             token: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 1024,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            write_timeout_secs: 10,
         }
     }
 }
@@ -170,8 +204,12 @@ pub struct SparkConfig {
     /// The submit command, split on whitespace; the job's settings, the program file and its
     /// argument follow. `spark-submit` not on `PATH` is looked up in pip's `pyspark`.
     pub submit: String,
-    /// Spark properties, each passed as `--conf KEY=VALUE`.
+    /// Spark properties, each passed as `--conf KEY=VALUE`, except secrets (a key naming a
+    /// secret, password, token or credential, or listed in `secret_conf`): those reach
+    /// spark-submit in a 0600 properties file, never its command line, and records show `***`.
     pub conf: BTreeMap<String, String>,
+    /// More keys of `conf` to treat as secrets (e.g. `spark.hadoop.fs.s3a.access.key`).
+    pub secret_conf: Vec<String>,
     /// More arguments for the submit command, before the program (one per element, so they may
     /// hold spaces).
     pub args: Vec<String>,
@@ -188,6 +226,7 @@ impl Default for SparkConfig {
         SparkConfig {
             submit: "spark-submit --master local[2]".into(),
             conf: BTreeMap::new(),
+            secret_conf: Vec::new(),
             args: Vec::new(),
             timeout_seconds: 3600,
             output_files: 1,

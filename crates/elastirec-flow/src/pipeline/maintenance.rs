@@ -41,13 +41,18 @@ impl Pipeline {
     }
 
     /// `warehouse vacuum`: keeps the newest `keep` snapshots and deletes the data files that
-    /// neither they nor the current tables read.
+    /// neither they nor the current tables read, once they left the tables `retain` ago.
     pub async fn vacuum(
         &self,
         keep: usize,
+        retain: std::time::Duration,
         dry_run: bool,
     ) -> Result<elastirec_warehouse::VacuumReport> {
-        Ok(self.warehouse().await?.vacuum(keep, dry_run).await?)
+        Ok(self
+            .warehouse()
+            .await?
+            .vacuum(keep, retain, dry_run)
+            .await?)
     }
 
     /// `warehouse serve`: the tables over the PostgreSQL wire protocol, read-only, until the

@@ -106,6 +106,13 @@ impl Pipeline {
         Ok(Pipeline::new(lake, config))
     }
 
+    /// Opens the lake named by the configuration for a command that only reads it: a lake
+    /// that does not exist is an error, not created (see [`Lake::open_existing`]).
+    pub async fn open_existing(config: Config) -> Result<Pipeline> {
+        let lake = Lake::open_existing(&config.lake).await?;
+        Ok(Pipeline::new(lake, config))
+    }
+
     /// A pipeline over an opened lake.
     pub fn new(lake: Lake, config: Config) -> Pipeline {
         Pipeline {

@@ -107,7 +107,11 @@ impl Pipeline {
             });
             failpoint::hit(&format!("{step}.before"));
             let usage = Usage::now();
-            let result = work().await;
+            // A runner that lost the lake's lease does not start a step (see StopFlag::fence_on).
+            let result = match self.stop.fence_on(&self.lake).await {
+                Ok(_) => work().await,
+                Err(e) => Err(e),
+            };
             if result.is_ok() {
                 failpoint::hit(&format!("{step}.done"));
             }

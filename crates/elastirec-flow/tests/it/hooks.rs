@@ -76,3 +76,51 @@ async fn the_webhook_gets_the_failed_nights_summary() {
     assert_eq!(json["failed_step"], "train");
     assert_eq!(json["error_kind"], "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_hangs_is_killed_with_its_children_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("child.pid");
+    let now = Utc::now();
+    let record = RunRecord {
+        night: night("2024-01-06"),
+        state: StepState::Succeeded,
+        started_at: now,
+        ended_at: Some(now),
+        steps: Vec::new(),
+        publish: None,
+        cost: None,
+        tuning: None,
+    };
+    // The hook starts a child that would outlive it, then hangs without reading its input.
+    let config = HooksConfig {
+        on_success: Some(format!(
+            "sleep 300 & echo $! > {}; sleep 300",
+            marker.display()
+        )),
+        timeout_seconds: 1,
+        ..HooksConfig::default()
+    };
+    let started = std::time::Instant::now();
+    notify(&config, &NightSummary::of(&record, "file:///lake/")).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "notify waited {:?} for a hook with a 1 s timeout",
+        started.elapsed()
+    );
+    let child: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit(')')
+        .next()
+        .is_some_and(|r| !r.trim_start().starts_with('Z') && !r.is_empty());
+    assert!(
+        !running,
+        "the hook's child {child} is still running: {state}"
+    );
+}

@@ -330,6 +330,7 @@ pub async fn publish(lake: &Lake, n: Night) {
         night: n,
         manifest: layout::recommendations_manifest(n).to_string(),
         published_at: Utc::now(),
+        lease_epoch: None,
     };
     lake.put_json(&layout::recommendations_latest(), &pointer)
         .await

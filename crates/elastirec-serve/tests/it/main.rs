@@ -3,6 +3,7 @@
 
 mod fixture;
 mod router;
+mod security;
 mod socket;
 mod strings;
 mod swap;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use elastirec_core::ids::DICTIONARY_BASE;
-use elastirec_serve::{Served, http1, router};
+use elastirec_serve::{Served, router, server};
 
 use crate::fixture::{self, ITEM1, ITEM2, ITEM3, ITEM5, ITEM6, NIGHT1, Names, USER7, USER8, USER9};
 use crate::router::{get, ids};
@@ -179,9 +179,14 @@ async fn percent_encoded_ids_over_a_real_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http1::serve(listener, router(served), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(server::serve(
+        listener,
+        router(served),
+        server::Options::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let mut s = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET /v1/users/{}/history?limit=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -108,12 +108,15 @@ pub struct UnknownItems {
 }
 
 /// Settings of one load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
     /// Rows that may be rejected before the load fails and commits nothing.
     pub max_errors: u64,
     /// Parse and validate everything, commit nothing.
     pub dry_run: bool,
+    /// Checked before the load's first commit and its events commit, whose metadata records the
+    /// lease epoch (`elastirec.lease_epoch`): a runner that lost the lake's lease commits nothing.
+    pub fence: elastirec_core::Fence,
 }
 
 /// The application id of ingest's Delta transactions (see the module documentation).
@@ -299,11 +302,18 @@ impl Warehouse {
             if options.dry_run {
                 return Ok(report);
             }
+            options.fence.check()?;
             report.ids_assigned = self.commit_ids(new_ids, night, load).await?;
             let mut version = events_version;
             failpoint::hit("ingest.before-events-commit");
             if !adds.is_empty() {
                 let mut meta = HashMap::new();
+                if let Some(epoch) = options.fence.check()? {
+                    meta.insert(
+                        "elastirec.lease_epoch".to_string(),
+                        serde_json::json!(epoch),
+                    );
+                }
                 meta.insert("elastirec.step".to_string(), serde_json::json!("ingest"));
                 meta.insert(
                     "elastirec.night".to_string(),
@@ -453,10 +463,15 @@ impl Warehouse {
         source: &RawSource,
         known: Arc<elastirec_core::ids::IdDictionary>,
     ) -> Result<Vec<(Night, ObjectMeta, ParsedEvents)>> {
-        let bodies: Vec<(Night, ObjectMeta, bytes::Bytes)> = futures::stream::iter(files)
+        let bodies: Vec<(Night, ObjectMeta, Option<bytes::Bytes>)> = futures::stream::iter(files)
             .map(|(day, meta)| async move {
+                // A symbolic link is never followed: its target could be any file of the
+                // machine, and a reject would echo its first line.
+                if source.is_link(&meta.location) {
+                    return Ok::<_, Error>((day, meta, None));
+                }
                 let body = source.get(&meta.location).await?;
-                Ok::<_, Error>((day, meta, body))
+                Ok::<_, Error>((day, meta, Some(body)))
             })
             .buffered(8)
             .try_collect()
@@ -468,7 +483,15 @@ impl Warehouse {
                 .into_par_iter()
                 .map(|(day, meta, body)| {
                     let name = source.name(&meta.location);
-                    let parsed = parse_events(&name, day, body, &settings, &known);
+                    let parsed = match body {
+                        Some(body) => parse_events(&name, day, body, &settings, &known),
+                        None => ParsedEvents::unreadable_file(
+                            &name,
+                            "is a symbolic link, which elastirec does not follow: put the file \
+                             itself in the raw folder"
+                                .into(),
+                        ),
+                    };
                     Ok((day, meta, parsed))
                 })
                 .collect::<Result<Vec<_>>>()

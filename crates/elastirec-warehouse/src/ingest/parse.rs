@@ -130,6 +130,16 @@ pub(crate) struct ParsedEvents {
 }
 
 impl ParsedEvents {
+    /// A file that cannot be read at all: one reject (line 0) saying why, nothing to load.
+    pub(crate) fn unreadable_file(file: &str, reason: String) -> ParsedEvents {
+        let mut out = ParsedEvents {
+            unreadable: true,
+            ..ParsedEvents::default()
+        };
+        out.rejects.push(unreadable_reject(file, reason));
+        out
+    }
+
     /// Rows to load.
     pub(crate) fn len(&self) -> usize {
         self.values.len()
@@ -229,6 +239,25 @@ const TYPE: usize = 4;
 const EVENT_ID: usize = 5;
 const RECORD_TYPE: usize = 6;
 
+/// The largest event value accepted, in magnitude: a finite `3e38` would overflow the sums of
+/// `prepare` to infinity and poison every later night, while no rating, count or price comes
+/// near this.
+pub(crate) const MAX_ABS_VALUE: f32 = 1e9;
+
+/// The one reject of a file that cannot be read at all.
+fn unreadable_reject(file: &str, reason: String) -> Reject {
+    Reject {
+        file: file.into(),
+        line: 0,
+        column: "*".into(),
+        reason: format!(
+            "{reason} (to load the other files, move this one out of the raw folder or run \
+             `elastirec ingest --skip-file {file}`)"
+        ),
+        raw_line: String::new(),
+    }
+}
+
 /// Parses one raw event file that arrived on `day` into `warehouse/events` rows.
 ///
 /// A malformed row becomes a [`Reject`] naming the file, line, column and reason; a file that
@@ -255,16 +284,7 @@ pub(crate) fn parse_events(
     let name = file.rsplit('/').next().unwrap_or(file);
     let unreadable = |out: &mut ParsedEvents, reason: String| {
         out.unreadable = true;
-        out.rejects.push(Reject {
-            file: file.into(),
-            line: 0,
-            column: "*".into(),
-            reason: format!(
-                "{reason} (to load the other files, move this one out of the raw folder or run \
-                 `elastirec ingest --skip-file {file}`)"
-            ),
-            raw_line: String::new(),
-        });
+        out.rejects.push(unreadable_reject(file, reason));
     };
     let (format, compression) = match formats::classify(name, format) {
         Ok(FileKind::Marker) => {
@@ -364,6 +384,15 @@ pub(crate) fn parse_events(
                 return Err(reject(
                     field_name(VALUE),
                     "the value is not a finite number".into(),
+                ));
+            }
+            if value.abs() > MAX_ABS_VALUE {
+                return Err(reject(
+                    field_name(VALUE),
+                    format!(
+                        "{value:e} is larger than {MAX_ABS_VALUE:e} in magnitude: sums of such \
+                         values overflow (fix the producer, or scale the column)"
+                    ),
                 ));
             }
             let below = value_min.is_some_and(|m| value < m);
@@ -620,6 +649,22 @@ mod tests {
         assert!(p.users.names.is_empty());
         assert_eq!(p.users.external(1), None);
         assert_eq!(p.items.ids, [10, 10, -1], "items are another id space");
+    }
+
+    #[test]
+    fn huge_finite_values_are_rejected_not_summed_to_infinity() {
+        let cfg = EventsConfig::default();
+        let body = b"userId,movieId,rating,timestamp\n1,10,3e38,881250949\n2,10,-2e9,881250950\n\
+                     3,10,1e9,881250951\n";
+        let p = parse("raw/events/1997/12/04/a.csv", body, &cfg);
+        assert_eq!(p.values, [1e9], "only the value within the bound loads");
+        assert_eq!(p.rejects.len(), 2, "{:?}", p.rejects);
+        let r = p.rejects[0].to_string();
+        assert!(
+            r.starts_with("raw/events/1997/12/04/a.csv:2: column 'rating'"),
+            "{r}"
+        );
+        assert!(r.contains("larger than 1e9"), "{r}");
     }
 
     #[test]

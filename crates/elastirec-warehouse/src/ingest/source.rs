@@ -102,6 +102,12 @@ impl RawSource {
         Ok(self.store.list(folder).await?)
     }
 
+    /// Whether a listed file of a local source is, or lies under, a symbolic link: such a file
+    /// is not read (the link could point anywhere on the machine); the load rejects it.
+    pub(crate) fn is_link(&self, location: &Path) -> bool {
+        self.store.is_link(location)
+    }
+
     /// A file's whole body.
     pub(crate) async fn get(&self, location: &Path) -> Result<bytes::Bytes> {
         Ok(self.store.get(location).await?)

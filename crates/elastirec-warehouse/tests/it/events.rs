@@ -44,6 +44,7 @@ fn options(max_errors: u64) -> IngestOptions {
     IngestOptions {
         max_errors,
         dry_run: false,
+        ..IngestOptions::default()
     }
 }
 
@@ -468,4 +469,61 @@ async fn a_producers_prefix_outside_the_lake_is_read_named_by_url_and_left_alone
         e.contains("raw_prefix") && e.contains("/no/such/firehose"),
         "{e}"
     );
+}
+
+/// A symbolic link in a local lake's raw folder (to a file, or a folder of files, outside the
+/// lake) is not followed: one reject per file says so, and nothing of the target is read into
+/// the tables or the rejects.
+#[tokio::test]
+async fn symbolic_links_under_raw_are_rejected_not_followed() {
+    let (dir, lake) = lake().await;
+    put(
+        &lake,
+        "raw/events/2024/01/01/real.csv",
+        b"userId,movieId,rating,timestamp\n1,10,4.0,1704070800\n".to_vec(),
+    )
+    .await;
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("folder")).unwrap();
+    let secret = "userId,movieId,rating,timestamp\n999,999,5,1704070800\nsecret-first-line\n";
+    std::fs::write(outside.join("secret.csv"), secret).unwrap();
+    std::fs::write(outside.join("folder/inner.csv"), secret).unwrap();
+    let day = dir.path().join("lake/raw/events/2024/01/01");
+    std::os::unix::fs::symlink(outside.join("secret.csv"), day.join("link.csv")).unwrap();
+    std::os::unix::fs::symlink(outside.join("folder"), day.join("13")).unwrap();
+
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let r = wh
+        .ingest(night("2024-01-01"), &EventsConfig::default(), options(10))
+        .await
+        .unwrap();
+    assert_eq!((r.rows_loaded, r.files_unreadable), (1, 2), "{r:?}");
+    assert_eq!(
+        scalar(&wh, "SELECT COUNT(*) FROM events WHERE user_id = 999").await,
+        0
+    );
+    let reasons: Vec<String> = wh
+        .sql("SELECT file || ' ' || reason || ' ' || COALESCE(raw_line, '') AS r FROM rejects ORDER BY file")
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            // The concatenation is a string view column.
+            let c = arrow_array::cast::AsArray::as_string_view(b.column(0)).clone();
+            (0..arrow_array::Array::len(&c)).map(move |i| c.value(i).to_string())
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("raw/events/2024/01/01/13/inner.csv"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("raw/events/2024/01/01/link.csv"),
+        "{reasons:?}"
+    );
+    for r in &reasons {
+        assert!(r.contains("symbolic link"), "{r}");
+        assert!(!r.contains("secret") && !r.contains("999"), "{r}");
+    }
 }

@@ -183,6 +183,7 @@ async fn every_kind_of_bad_row_is_rejected_with_its_reason() {
     let dry = IngestOptions {
         max_errors: 100,
         dry_run: true,
+        ..IngestOptions::default()
     };
     let r = wh.ingest(night, &cfg, dry).await.unwrap();
     assert_eq!((r.rows_loaded, r.rows_rejected, r.dry_run), (4, 10, true));
@@ -192,6 +193,7 @@ async fn every_kind_of_bad_row_is_rejected_with_its_reason() {
     let options = IngestOptions {
         max_errors: 10,
         dry_run: false,
+        ..IngestOptions::default()
     };
     let r = wh.ingest(night, &cfg, options).await.unwrap();
     assert_eq!((r.rows_loaded, r.rows_rejected), (4, 10));

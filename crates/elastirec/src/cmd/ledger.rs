@@ -14,7 +14,7 @@ use crate::print::{
 
 /// `runs`.
 pub async fn runs(config: Config, args: &RunsArgs) -> Result<()> {
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let mut records = RunLedger::new(&lake).all().await?;
     if let Some(n) = args.last {
         let skip = records.len().saturating_sub(n);
@@ -30,7 +30,7 @@ pub async fn runs(config: Config, args: &RunsArgs) -> Result<()> {
 
 /// `status`: the night asked for, or the newest one with a record.
 pub async fn status(config: Config, args: &StatusArgs) -> Result<()> {
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let ledger = RunLedger::new(&lake);
     let record = match args.date {
         Some(d) => ledger.get(d).await?,
@@ -61,7 +61,7 @@ pub async fn status(config: Config, args: &StatusArgs) -> Result<()> {
 
 /// `cost`, over the nights from `--from` to `--to`.
 pub async fn cost(config: Config, args: &CostArgs) -> Result<()> {
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let records: Vec<RunRecord> = RunLedger::new(&lake)
         .all()
         .await?

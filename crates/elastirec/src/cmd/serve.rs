@@ -18,14 +18,22 @@ pub async fn serve(mut config: Config, args: &ServeArgs) -> Result<()> {
     if let Some(host) = &args.host {
         config.serve.host = host.clone();
     }
-    if let Some(token) = &args.token {
-        config.serve.token = Some(token.clone());
+    if args.token.is_some() {
+        return Err(elastirec_core::Error::Config(
+            "--token would show the token to every user of this machine (ps, shell history): \
+             put it in ELASTIREC_SERVE__TOKEN or in a file named by --token-file"
+                .into(),
+        )
+        .into());
+    }
+    if let Some(path) = &args.token_file {
+        config.serve.token = Some(read_token_file(path)?);
     }
     if let Some(s) = args.poll_seconds {
         config.serve.poll_seconds = s;
     }
     let config = finish_config(config)?;
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let served = elastirec_serve::Served::new(lake.clone(), config.serve.token.clone());
     // A lake with nothing published yet is served too: the dashboard shows the runs, and the
     // first night is picked up by the poll.
@@ -39,6 +47,21 @@ pub async fn serve(mut config: Config, args: &ServeArgs) -> Result<()> {
         ))
     })?;
     let local = listener.local_addr()?;
+    if !elastirec_serve::server::is_loopback(&local)
+        && config.serve.token.is_none()
+        && !args.insecure_no_token
+    {
+        return Err(elastirec_core::Error::Config(format!(
+            "refusing to serve {local} without a token: anyone who reaches it would read every \
+             user's history and recommendations. Set ELASTIREC_SERVE__TOKEN (or --token-file), \
+             serve 127.0.0.1, or pass --insecure-no-token"
+        ))
+        .into());
+    }
+    if !elastirec_serve::server::is_loopback(&local) && config.serve.token.is_none() {
+        eprintln!("elastirec: warning: serving {local} without a token (--insecure-no-token)");
+    }
+    let options = server_options(&config.serve)?;
     print_serving(
         served.snapshot().as_deref(),
         &lake,
@@ -51,12 +74,44 @@ pub async fn serve(mut config: Config, args: &ServeArgs) -> Result<()> {
             .poll(std::time::Duration::from_secs(config.serve.poll_seconds)),
     );
     let app = elastirec_serve::router(served);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    elastirec_serve::http1::serve(listener, app, shutdown).await?;
+    elastirec_serve::server::serve(listener, app, options, crate::context::interrupted()).await?;
     poll.abort();
     Ok(())
+}
+
+/// The token in `path`: its first line, trimmed; an empty file is an error.
+fn read_token_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        elastirec_core::Error::Config(format!("--token-file {}: {e}", path.display()))
+    })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(elastirec_core::Error::Config(format!(
+            "--token-file {}: the first line is empty: write the token there",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(token.to_string())
+}
+
+/// The HTTP server's limits and TLS from `[serve]`.
+fn server_options(
+    serve: &elastirec_core::config::ServeConfig,
+) -> Result<elastirec_serve::server::Options> {
+    use std::time::Duration;
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(elastirec_serve::server::tls_config(cert, key)?),
+        _ => None,
+    };
+    Ok(elastirec_serve::server::Options {
+        header_timeout: Duration::from_secs(serve.header_timeout_secs),
+        request_timeout: Duration::from_secs(serve.request_timeout_secs),
+        write_timeout: Duration::from_secs(serve.write_timeout_secs),
+        max_connections: serve.max_connections,
+        tls,
+        ..Default::default()
+    })
 }
 
 /// The night `recommendations/_LATEST` names, or an error saying how to make one.
@@ -74,7 +129,7 @@ async fn latest_night(lake: &Lake) -> Result<Night> {
 /// `show`: the night asked for, or the published one.
 pub async fn show(config: Config, args: &ShowArgs) -> Result<()> {
     let config = finish_config(config)?;
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let night = match args.date {
         Some(n) => n,
         None => latest_night(&lake).await?,
@@ -113,7 +168,7 @@ pub async fn sink(mut config: Config, args: &SinkArgs) -> Result<()> {
         };
     }
     let config = finish_config(config)?;
-    let lake = Lake::open_config(&config.lake).await?;
+    let lake = Lake::open_existing(&config.lake).await?;
     let night = match args.date {
         Some(n) => n,
         None => latest_night(&lake).await?,

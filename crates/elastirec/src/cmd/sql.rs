@@ -11,14 +11,14 @@ use elastirec_flow::Pipeline;
 use elastirec_flow::prepare_sql::{self, PrepareSql};
 
 use crate::cli::{SqlArgs, SqlFilesArgs, SqlFormat};
-use crate::context::{finish_config, pipeline};
+use crate::context::{finish_config, pipeline_existing};
 use crate::print::{
     print_prepare_sql, print_prepare_sql_of_night, print_query_output, print_sql_written,
 };
 
 /// `sql`: the statement given, or the statements of standard input, each ended by ';'.
 pub async fn sql(config: Config, args: &SqlArgs) -> Result<()> {
-    let p = pipeline(finish_config(config)?).await?;
+    let p = pipeline_existing(finish_config(config)?).await?;
     statements(&p, args).await
 }
 

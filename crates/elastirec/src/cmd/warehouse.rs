@@ -1,18 +1,25 @@
 //! `warehouse`: snapshots (take, list, restore), vacuums of old table versions and of erased
 //! users' rows, and the read-only PostgreSQL endpoint.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use elastirec_core::Config;
 use elastirec_flow::Pipeline;
 
 use crate::cli::{PgServeArgs, RestoreArgs, SnapshotArgs, VacuumArgs, WarehouseCommand};
-use crate::context::{finish_config, leased, pipeline};
+use crate::context::{finish_config, leased, pipeline, pipeline_existing};
 use crate::print::{print_pg_serving, print_restore, print_snapshot, print_snapshots};
 
 /// `warehouse <subcommand>`.
 pub async fn warehouse(config: Config, cmd: &WarehouseCommand) -> Result<()> {
-    let p = pipeline(finish_config(config)?).await?;
+    let config = finish_config(config)?;
+    // Listing snapshots and serving only read: a mistyped --lake must not become a new lake.
+    let p = match cmd {
+        WarehouseCommand::Snapshots | WarehouseCommand::Serve(_) => {
+            pipeline_existing(config).await?
+        }
+        _ => pipeline(config).await?,
+    };
     match cmd {
         WarehouseCommand::Snapshot(args) => snapshot(&p, args).await,
         WarehouseCommand::Snapshots => {
@@ -45,6 +52,13 @@ async fn vacuum(p: &Pipeline, args: &VacuumArgs) -> Result<()> {
     if let Some(n) = args.keep {
         purpose.push(format!("keep {n}"));
     }
+    if !(args.retain_hours.is_finite() && (0.0..=24.0 * 3650.0).contains(&args.retain_hours)) {
+        bail!(
+            "--retain-hours {}: give a number of hours from 0 to 87600",
+            args.retain_hours
+        );
+    }
+    let retain = std::time::Duration::from_secs_f64(args.retain_hours * 3600.0);
     let (erased, kept) = leased(p, &purpose.join(" "), || async {
         // The erasure vacuum first: --keep N then keeps N of the snapshots it left (and needs
         // no version it deleted the log of).
@@ -54,7 +68,7 @@ async fn vacuum(p: &Pipeline, args: &VacuumArgs) -> Result<()> {
         }
         let mut kept = None;
         if let Some(keep) = args.keep {
-            kept = Some(p.vacuum(keep, args.dry_run).await?);
+            kept = Some(p.vacuum(keep, retain, args.dry_run).await?);
         }
         Ok((erased, kept))
     })

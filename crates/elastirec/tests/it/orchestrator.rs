@@ -420,3 +420,60 @@ fn schedule_stops_between_steps_on_sigterm_and_run_resumes() {
     );
     assert_eq!(record["steps"].as_array().unwrap().len(), 7);
 }
+
+/// Rerunning the recommend step of the night `_LATEST` names writes the new files beside the
+/// live ones: a kill between the new files and the new manifest leaves serving the old lists,
+/// whole; the next rerun swaps and removes the old generation and the killed attempt's files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_rerun_of_the_live_night_leaves_its_published_lists_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let lake_dir = root.path().join("lake");
+    copy_dir(&base_lake(root.path()), &lake_dir);
+    let lake = open_lake(&lake_dir).await;
+    let night = elastirec_lake::read_latest(&lake)
+        .await
+        .unwrap()
+        .unwrap()
+        .night;
+    let date = night.to_string();
+    let live = elastirec_lake::read_recommendations_manifest(&lake, night)
+        .await
+        .unwrap();
+    let live_lists = read_recommendations(&lake, &live.files).await.unwrap();
+    assert!(!live_lists.is_empty());
+
+    let killed = elastirec(&lake_dir, &["recommend", "--date", &date, "--k", "5"])
+        .env(failpoint::ENV, "recommend.after-parts=kill")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.signal(), Some(9), "{killed:?}");
+    // The killed attempt wrote its part beside the live one.
+    let dir = lake_dir.join(layout::recommendations_dir(night).as_ref());
+    assert!(files_under(&dir) > live.files.len() + 1, "{dir:?}");
+    // What _LATEST names is still there and reads as before.
+    let after_kill = elastirec_lake::read_recommendations_manifest(&lake, night)
+        .await
+        .unwrap();
+    assert_eq!(after_kill.files, live.files);
+    let lists = read_recommendations(&lake, &after_kill.files)
+        .await
+        .unwrap();
+    assert_eq!(lists, live_lists);
+
+    run_ok(&lake_dir, &["recommend", "--date", &date, "--k", "5"]);
+    let redone = elastirec_lake::read_recommendations_manifest(&lake, night)
+        .await
+        .unwrap();
+    assert_eq!(redone.k, 5);
+    for f in &live.files {
+        assert!(
+            !redone.files.contains(f),
+            "the rerun reused a live name: {f:?}"
+        );
+        assert!(!lake_dir.join(&f.path).exists(), "{} was kept", f.path);
+    }
+    // Only the new manifest and the files it names are left.
+    assert_eq!(files_under(&dir), redone.files.len() + 1);
+    let lists = read_recommendations(&lake, &redone.files).await.unwrap();
+    assert!(lists.values().all(|l| l.len() <= 5));
+}

@@ -120,7 +120,8 @@ fn start_server(lake: &Path) -> (Killed, String) {
     let mut child = bin()
         .arg("--lake")
         .arg(lake)
-        .args(["serve", "--port", "0", "--token", TOKEN])
+        .args(["serve", "--port", "0"])
+        .env("ELASTIREC_SERVE__TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -138,6 +139,118 @@ fn start_server(lake: &Path) -> (Killed, String) {
         }
     };
     (guard, addr)
+}
+
+/// The address `serve` printed, read from its stdout.
+fn listening_on(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("serve prints where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            return rest.split('/').next().unwrap().to_string();
+        }
+    }
+}
+
+#[test]
+fn the_token_stays_out_of_argv_and_an_exposed_port_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // A lake (serve refuses a place that is not one), nothing published yet.
+    crate::harness::ok(
+        &lake,
+        &[
+            "simulate",
+            "--days",
+            "1",
+            "--users",
+            "20",
+            "--items",
+            "10",
+            "--events-per-day",
+            "50",
+        ],
+    );
+    // A token on the command line is refused: `ps` would show it.
+    let out = bin()
+        .arg("--lake")
+        .arg(&lake)
+        .args(["serve", "--port", "0", "--token", "in-argv-secret"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ELASTIREC_SERVE__TOKEN"), "{err}");
+    assert!(err.contains("--token-file"), "{err}");
+    assert!(!err.contains("in-argv-secret"), "{err}");
+
+    // Every address but loopback needs a token, or the explicit --insecure-no-token.
+    let out = bin()
+        .arg("--lake")
+        .arg(&lake)
+        .args(["serve", "--port", "0", "--host", "0.0.0.0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "served 0.0.0.0 without a token");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a token"), "{err}");
+    assert!(err.contains("--insecure-no-token"), "{err}");
+    let mut child = bin()
+        .arg("--lake")
+        .arg(&lake)
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--host",
+            "0.0.0.0",
+            "--insecure-no-token",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    let port = addr.rsplit(':').next().unwrap();
+    let (status, _) = http(&format!("127.0.0.1:{port}"), "GET", "/v1/runs", &[], "");
+    assert_eq!(status, 200, "--insecure-no-token serves without a token");
+    drop(Killed(child));
+
+    // --token-file: the token is required, and is in neither the arguments nor the output.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "file-secret-777\n").unwrap();
+    let mut child = bin()
+        .arg("--lake")
+        .arg(&lake)
+        .args(["serve", "--port", "0", "--host", "0.0.0.0", "--token-file"])
+        .arg(&token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    let port = addr.rsplit(':').next().unwrap();
+    let local = format!("127.0.0.1:{port}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("file-secret-777"),
+        "the token is in the process arguments"
+    );
+    assert_eq!(http(&local, "GET", "/v1/runs", &[], "").0, 401);
+    let auth = [("Authorization", "Bearer file-secret-777")];
+    assert_eq!(http(&local, "GET", "/v1/runs", &auth, "").0, 200);
+    let mut child = Killed(child);
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!stderr.contains("file-secret-777"), "{stderr}");
 }
 
 /// A minimal WebDriver client for chromedriver.

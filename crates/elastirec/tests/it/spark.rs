@@ -300,3 +300,89 @@ fn a_failing_spark_job_fails_the_step_with_its_record() {
         "{train}"
     );
 }
+
+#[test]
+fn a_spark_job_does_not_outlive_a_killed_elastirec() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let data = crate::harness::fixtures().join("ml-100k");
+    ok(
+        &lake,
+        &[
+            "import",
+            "movielens",
+            "--ratings",
+            data.join("u.data").to_str().unwrap(),
+        ],
+    );
+    // A stand-in submit command that says who it is and runs for a minute.
+    let pid_file = dir.path().join("job.pid");
+    let script = dir.path().join("slow-submit.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nengine = \"spark\"\n[spark]\nsubmit = \"sh {}\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut elastirec = crate::harness::bin()
+        .arg("--lake")
+        .arg(&lake)
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--date", "1997-12-05"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let job: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            elastirec.try_wait().unwrap().is_none(),
+            "elastirec ended before submitting the job"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    elastirec.kill().unwrap(); // SIGKILL: no chance to clean up
+    elastirec.wait().unwrap();
+    // Gone (or a zombie waiting for a reaper) within a few seconds.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running(job) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let alive = running(job);
+    if alive {
+        // SAFETY: kill(2) of the stand-in's pid, so the test leaves nothing running.
+        unsafe { libc::kill(job, libc::SIGKILL) };
+    }
+    assert!(
+        !alive,
+        "the spark job {job} kept running after elastirec was killed"
+    );
+}

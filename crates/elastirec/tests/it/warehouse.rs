@@ -103,18 +103,26 @@ fn snapshots_restore_exact_row_counts_and_sql_reads_the_tables() {
     let dry = run_ok(&lake, &["warehouse", "vacuum", "--keep", "2", "--dry-run"]);
     assert!(dry.contains("would delete"), "{dry}");
     assert_eq!(count("events"), 9000);
+    let deleted_events = |out: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix("events: deleted "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no events line: {out}"))
+    };
+    // By default, files that left the tables within 24 hours stay for readers of those
+    // versions (a `warehouse serve` client, a night in progress).
     let out = run_ok(&lake, &["warehouse", "vacuum", "--keep", "2"]);
     assert!(
         out.contains("snapshot records deleted: 2024-01-01"),
         "{out}"
     );
-    let deleted_events: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("events: deleted "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no events line: {out}"));
-    assert!(deleted_events >= 1, "{out}");
+    assert_eq!(deleted_events(&out), 0, "{out}");
+    let out = run_ok(
+        &lake,
+        &["warehouse", "vacuum", "--keep", "2", "--retain-hours", "0"],
+    );
+    assert!(deleted_events(&out) >= 1, "{out}");
     let snapshots = run_ok(&lake, &["warehouse", "snapshots"]);
     assert!(!snapshots.contains("2024-01-01"), "{snapshots}");
     // A kept snapshot still restores exactly; a dropped one is gone.
@@ -436,4 +444,35 @@ fn ingest_reload_replaces_a_changed_files_rows() {
     );
     assert_eq!(rows[0]["n"], 2);
     assert_eq!(rows[0]["total"], 8.0);
+}
+
+/// Commands that only read refuse a lake that does not exist, and create nothing there: a
+/// mistyped `--lake` is not taken for a new, empty lake.
+#[test]
+fn read_only_commands_refuse_a_mistyped_lake_and_create_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let typo = root.path().join("lkae");
+    for args in [
+        &["runs"][..],
+        &["status"],
+        &["cost"],
+        &["show", "--user", "1"],
+        &["sql", "SELECT 1"],
+        &["warehouse", "snapshots"],
+    ] {
+        let out = crate::harness::run(&typo, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no lake at") && stderr.contains("lkae"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!typo.exists(), "{args:?} created {typo:?}");
+    }
+    // A folder that is not a lake is not made one either.
+    std::fs::create_dir(&typo).unwrap();
+    let out = crate::harness::run(&typo, &["runs"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lake.json"));
+    assert_eq!(std::fs::read_dir(&typo).unwrap().count(), 0);
 }

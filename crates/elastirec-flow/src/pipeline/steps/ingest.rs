@@ -13,6 +13,7 @@ impl Pipeline {
         IngestOptions {
             max_errors: self.config.events.max_errors,
             dry_run,
+            fence: self.stop.fence(),
         }
     }
 

@@ -51,7 +51,9 @@ impl Pipeline {
         let reason = (!failed.is_empty()).then(|| failed.join("; "));
         let go = reason.is_none() || force;
         if go {
-            publish_latest(&self.lake, night).await?;
+            // Refused when this runner no longer holds the lake's lease.
+            let epoch = self.stop.fence_on(&self.lake).await?;
+            publish_latest(&self.lake, night, epoch).await?;
         }
         let latest = read_latest(&self.lake).await?.map(|l| l.night);
         Ok(PublishDecision {
