@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -74,7 +75,9 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::Statement as DfStatement;
-use deltalake::datafusion::sql::sqlparser::ast::{DeclareType, Expr, Set, Statement};
+use deltalake::datafusion::sql::sqlparser::ast::{
+    DeclareType, Expr, Set, Statement, visit_statements,
+};
 use futures::{Sink, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -667,6 +670,19 @@ async fn verdict(statement: &Statement, ctx: &SessionContext) -> PgWireResult<Ve
 /// Plans `statement` in `ctx` and checks the plan against the allowlist. A planning error is
 /// the client's (an unknown table, a typo) and goes back as it is.
 async fn planned(statement: Statement, ctx: &SessionContext) -> PgWireResult<LogicalPlan> {
+    // A write inside a query (`DECLARE c CURSOR FOR INSERT ...`, `WITH d AS (DELETE ...)`)
+    // would not plan either; say why in the terms of this server.
+    let mut inner = None;
+    let _ = visit_statements(&statement, |s| {
+        if !std::ptr::eq(s, &statement) && !matches!(s, Statement::Query(_)) {
+            inner = Some(keyword(s));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(what) = inner {
+        return Err(read_only(format!("a {what} inside a query is not run")));
+    }
     let plan = ctx
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
@@ -1081,6 +1097,70 @@ mod tests {
         let other = SessionContext::new();
         let e = allowed(&plan("SELECT * FROM events").await, &other).unwrap_err();
         assert!(message(e).1.contains("unknown table"));
+    }
+
+    /// Both protocols of one connection, through datafusion-postgres's handlers: the findings
+    /// of issue 21 are refused before anything runs, reads run, and the connection holds its
+    /// slot until it ends.
+    #[tokio::test]
+    async fn both_protocols_refuse_writes_before_anything_runs() {
+        use datafusion_postgres::pgwire::api::stmt::QueryParser;
+        use datafusion_postgres::testing::MockClient;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake");
+        let lake = elastirec_core::Lake::open(root.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let server = Server {
+            warehouse: Warehouse::open(&lake).await.unwrap(),
+            login: None,
+            statement_timeout: Duration::from_secs(60),
+            memory_limit: 64 << 20,
+            connections: Arc::new(ConnectionManager::new()),
+        };
+        let slots = Arc::new(Semaphore::new(1));
+        let connection = server.connection(Arc::clone(&slots).try_acquire_owned().ok());
+        assert!(Arc::clone(&slots).try_acquire_owned().is_err());
+        let session = Arc::clone(&connection.session);
+        let parser = ExtendedQueryHandler::query_parser(&*session);
+        let mut client = MockClient::new();
+        let target = dir.path().join("x.csv");
+        let shadow = dir.path().join("shadow");
+        for sql in [
+            format!("COPY (SELECT 42 AS x) TO '{}'", target.display()),
+            format!(
+                "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{}'",
+                shadow.display()
+            ),
+            "DECLARE c CURSOR FOR INSERT INTO erasures SELECT * FROM erasures".into(),
+            "SET datafusion.runtime.memory_limit = '100G'".into(),
+        ] {
+            let e = SimpleQueryHandler::do_query(&*session, &mut client, &sql)
+                .await
+                .unwrap_err();
+            assert_eq!(message(e).0, READ_ONLY, "simple: {sql}");
+            let e = parser.parse_sql(&client, &sql, &[]).await.unwrap_err();
+            assert_eq!(message(e).0, READ_ONLY, "extended: {sql}");
+        }
+        assert!(!target.exists() && !shadow.exists());
+        let read =
+            SimpleQueryHandler::do_query(&*session, &mut client, "SELECT COUNT(*) FROM events")
+                .await
+                .unwrap();
+        assert!(matches!(read[..], [Response::Query(_)]));
+        let parsed = parser
+            .parse_sql(
+                &client,
+                "SELECT COUNT(*) FROM events WHERE user_id = $1",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(parsed, Some((_, Some((_, LogicalPlan::Aggregate(_)))))) || parsed.is_some()
+        );
+        drop((connection, session));
+        assert!(slots.try_acquire_owned().is_ok());
     }
 
     #[tokio::test]
