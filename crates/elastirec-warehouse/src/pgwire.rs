@@ -162,7 +162,7 @@ impl Warehouse {
             connections: Arc::new(ConnectionManager::new()),
         });
         tracing::info!(
-            address,
+            %address,
             tls = tls.is_some(),
             authentication = if server.login.is_some() {
                 "scram-sha-256"
@@ -391,7 +391,10 @@ impl PgWireServerHandlers for Connection {
 struct LogErrors;
 
 impl ErrorHandler for LogErrors {
-    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
         tracing::info!(peer = %client.socket_addr(), %error, "sending an error to a client");
     }
 }
@@ -502,7 +505,8 @@ fn bounded(response: Response, deadline: tokio::time::Instant) -> Response {
     let Response::Query(mut query) = response else {
         return response;
     };
-    let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+    let empty: SendableRowStream = Box::pin(futures::stream::empty());
+    let rows = std::mem::replace(&mut query.data_rows, empty);
     let limited = futures::stream::unfold(
         Some(rows),
         move |rows: Option<SendableRowStream>| async move {
@@ -1067,18 +1071,10 @@ mod tests {
     async fn plans_are_judged_node_by_node() {
         let ctx = context();
         let state = ctx.state();
+        // DataFusion's own parser, which knows COPY and CREATE EXTERNAL TABLE: only planned.
         let plan = |sql: &str| {
-            let statement = PostgresCompatibilityParser::new()
-                .parse(sql)
-                .unwrap()
-                .remove(0);
-            let state = state.clone();
-            async move {
-                state
-                    .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-                    .await
-                    .unwrap()
-            }
+            let (state, sql) = (state.clone(), sql.to_string());
+            async move { state.create_logical_plan(&sql).await.unwrap() }
         };
         allowed(
             &plan("SELECT n FROM events WHERE n > (SELECT MIN(n) FROM events)").await,
@@ -1089,6 +1085,7 @@ mod tests {
             "INSERT INTO events VALUES (4)",
             "COPY events TO '/tmp/y.csv'",
             "CREATE VIEW v AS SELECT 1",
+            "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc'",
         ] {
             let e = allowed(&plan(write).await, &ctx).unwrap_err();
             assert_eq!(message(e).0, READ_ONLY, "{write}");
@@ -1108,6 +1105,7 @@ mod tests {
         use datafusion_postgres::testing::MockClient;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("lake");
+        std::fs::create_dir_all(&root).unwrap();
         let lake = elastirec_core::Lake::open(root.to_str().unwrap(), Default::default())
             .await
             .unwrap();
