@@ -294,10 +294,12 @@ impl Server {
     /// first statement, after authentication) and memory pool, or, without `permit`, a refusal.
     fn connection(&self, permit: Option<OwnedSemaphorePermit>) -> Connection {
         let manager = Arc::clone(&self.connections);
-        let startup = match (&permit, &self.login) {
-            (None, _) => Startup::TooMany,
-            (Some(_), None) => Startup::Trust(Trust(Arc::clone(&manager))),
-            (Some(_), Some(login)) => Startup::Scram(Box::new(
+        if permit.is_none() {
+            return Connection::refused(manager);
+        }
+        let startup = match &self.login {
+            None => Startup::Trust(Trust(Arc::clone(&manager))),
+            Some(login) => Startup::Scram(Box::new(
                 SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                     .with_scram(ScramAuth::new(Arc::new(login.clone())))
                     .with_connection_manager(Arc::clone(&manager)),
@@ -491,6 +493,24 @@ struct Session {
     timeout: Duration,
 }
 
+/// Where datafusion-postgres's `SetShowHook` keeps a client's `SET statement_timeout`.
+const CLIENT_TIMEOUT: &str = "statement_timeout_ms";
+
+impl Session {
+    /// When a statement starting now must end: the server's timeout, or the client's own
+    /// `statement_timeout` if shorter.
+    fn deadline(&self, client: &impl ClientInfo) -> tokio::time::Instant {
+        let asked = client
+            .metadata()
+            .get(CLIENT_TIMEOUT)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        let timeout = asked.map_or(self.timeout, |asked| asked.min(self.timeout));
+        tokio::time::Instant::now() + timeout
+    }
+}
+
 fn timed_out() -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".into(),
@@ -531,7 +551,7 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = self.deadline(&*client);
         let run = SimpleQueryHandler::do_query(&*self.inner, client, query);
         let responses = tokio::time::timeout_at(deadline, run)
             .await
@@ -564,7 +584,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = self.deadline(&*client);
         let run = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows);
         let response = tokio::time::timeout_at(deadline, run)
             .await
