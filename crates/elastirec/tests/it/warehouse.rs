@@ -311,7 +311,7 @@ impl PgServer {
     }
 
     /// SIGTERM, then the exit status and standard error.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
+    fn stop(self) -> (std::process::ExitStatus, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let out = self.child.wait_with_output().unwrap();
         (
