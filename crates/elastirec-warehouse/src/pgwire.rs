@@ -1049,7 +1049,7 @@ mod tests {
                 "DECLARE c CURSOR FOR INSERT INTO events SELECT * FROM events",
                 "",
             ),
-            ("EXPLAIN ANALYZE INSERT INTO events VALUES (1)", "Insert"),
+            ("EXPLAIN ANALYZE INSERT INTO events VALUES (1)", "INSERT"),
             ("CREATE TABLE x AS SELECT 1", "CREATE TABLE"),
             (
                 "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '/etc'",
@@ -1147,7 +1147,7 @@ mod tests {
         for sql in [
             format!("COPY (SELECT 42 AS x) TO '{}'", target.display()),
             format!(
-                "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{}'",
+                "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '{}'",
                 shadow.display()
             ),
             "DECLARE c CURSOR FOR INSERT INTO erasures SELECT * FROM erasures".into(),
