@@ -542,7 +542,7 @@ fn psql_logs_in_with_a_password_over_tls_within_the_limits() {
         "elastirec",
         Some(password),
         "",
-        &["SELECT COUNT(*) FROM generate_series(1, 20000000000) a WHERE a % 7 = 3"],
+        &["SELECT COUNT(*) FROM generate_series(1, 20000000000) AS g WHERE g.value % 7 = 3"],
     );
     assert!(
         long.err.contains("statement timeout"),
