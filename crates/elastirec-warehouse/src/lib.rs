@@ -105,6 +105,10 @@ pub enum Error {
          usually has 5432)"
     )]
     Serve { address: String, reason: String },
+    /// `warehouse serve` is not started as configured: no password on a non-loopback address,
+    /// an unreadable TLS file.
+    #[error("{0}")]
+    ServeSetup(String),
     /// Writing Parquet failed.
     #[error("parquet {path}: {source}")]
     Parquet {
@@ -130,7 +134,8 @@ impl Error {
             | Error::BadQuery { .. }
             | Error::BadSql { .. }
             | Error::ExportExists { .. }
-            | Error::Serve { .. } => ErrorKind::InvalidInput,
+            | Error::Serve { .. }
+            | Error::ServeSetup(_) => ErrorKind::InvalidInput,
             Error::Delta { source, .. } => match source {
                 deltalake::DeltaTableError::ObjectStore { source } => {
                     ErrorKind::of_store_error(source)

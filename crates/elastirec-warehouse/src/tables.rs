@@ -255,10 +255,7 @@ impl Warehouse {
         &self,
         tables: impl IntoIterator<Item = (Table, DeltaTable)>,
     ) -> Result<SessionContext> {
-        let config = SessionConfig::new()
-            .with_target_partitions(rayon::current_num_threads().max(1))
-            .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(sql_config());
         for (table, handle) in tables {
             handle
                 .update_datafusion_session(&ctx.state())
@@ -279,4 +276,11 @@ impl Warehouse {
         let df = ctx.sql(query).await.map_err(Error::query(query))?;
         df.collect().await.map_err(Error::query(query))
     }
+}
+
+/// The settings of every SQL session over the tables.
+pub(crate) fn sql_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_target_partitions(rayon::current_num_threads().max(1))
+        .with_information_schema(true)
 }

@@ -480,8 +480,11 @@ pub enum WarehouseCommand {
     /// the PostgreSQL wire protocol, for psql and BI tools: `psql -h 127.0.0.1 -p 5433 -c
     /// 'SELECT ...'`
     ///
-    /// Stops on SIGTERM or Ctrl-C. Statements that would write are refused. Tables are
-    /// reloaded within seconds when a nightly run commits to them.
+    /// Stops on SIGTERM or Ctrl-C. Only read queries over the tables run; everything else is
+    /// refused. Tables are reloaded within seconds when a nightly run commits to them. With
+    /// [pgwire] password (better: ELASTIREC_PGWIRE__PASSWORD) clients log in as [pgwire] user
+    /// with SCRAM-SHA-256; without one only a loopback --host is served. [pgwire] also sets
+    /// TLS, max_connections, statement_timeout_secs and memory_limit_mb (per connection).
     Serve(PgServeArgs),
 }
 
@@ -507,7 +510,7 @@ pub struct VacuumArgs {
 
 #[derive(Debug, Args)]
 pub struct PgServeArgs {
-    /// Address to listen on
+    /// Address to listen on; an address other than loopback needs [pgwire] password
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on (PostgreSQL itself usually has 5432)

@@ -15,11 +15,13 @@ mod events;
 mod input;
 mod model;
 mod ops;
+mod pgwire;
 
 pub use events::*;
 pub use input::*;
 pub use model::*;
 pub use ops::*;
+pub use pgwire::PgwireConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,7 @@ pub struct Config {
     pub serve: ServeConfig,
     pub sink: SinkConfig,
     pub spark: SparkConfig,
+    pub pgwire: PgwireConfig,
 }
 
 /// Prefix of environment overrides.
@@ -85,7 +88,9 @@ impl Config {
                 )));
             };
             // A secret is text even when it looks like a number.
-            let value = if (section.as_str(), key.as_str()) == ("serve", "token") {
+            let value = if (section.as_str(), key.as_str()) == ("serve", "token")
+                || pgwire::is_text_key(&section, &key)
+            {
                 toml::Value::String(value)
             } else {
                 env_value(&value)
@@ -113,6 +118,10 @@ impl Config {
                     *path = parent.join(&*path);
                 }
             }
+        }
+        // [pgwire] TLS files too.
+        if let Some(dir) = file.and_then(FsPath::parent) {
+            config.pgwire.resolve_paths(dir);
         }
         config.validate()?;
         Ok(config)
@@ -312,6 +321,7 @@ impl Config {
         if let Err(e) = self.events.mapping() {
             return fail(e);
         }
+        self.pgwire.validate()?;
         Ok(())
     }
 }

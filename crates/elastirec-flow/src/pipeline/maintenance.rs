@@ -55,14 +55,16 @@ impl Pipeline {
             .await?)
     }
 
-    /// `warehouse serve`: the tables over the PostgreSQL wire protocol, read-only, until the
-    /// stop flag is raised.
+    /// `warehouse serve`: the tables over the PostgreSQL wire protocol, read-only, with the
+    /// authentication, TLS and limits of `[pgwire]`, until the stop flag is raised.
     pub async fn serve_postgres(&self, host: &str, port: u16) -> Result<()> {
         let stop = self.stop.clone();
         Ok(self
             .warehouse()
             .await?
-            .serve_postgres(host, port, async move { stop.raised().await })
+            .serve_postgres(host, port, &self.config.pgwire, async move {
+                stop.raised().await
+            })
             .await?)
     }
 

@@ -122,7 +122,7 @@ async fn vacuum(p: &Pipeline, args: &VacuumArgs) -> Result<()> {
 
 /// `warehouse serve`: until SIGTERM or Ctrl-C.
 async fn serve(p: &Pipeline, args: &PgServeArgs) -> Result<()> {
-    print_pg_serving(&args.host, args.port);
+    print_pg_serving(&args.host, args.port, &p.config().pgwire);
     p.serve_postgres(&args.host, args.port).await?;
     Ok(())
 }

@@ -47,9 +47,22 @@ pub fn print_restore(done: &[TableRestore]) {
 }
 
 /// `warehouse serve`: where to connect, on stderr.
-pub fn print_pg_serving(host: &str, port: u16) {
+pub fn print_pg_serving(host: &str, port: u16, pgwire: &elastirec_core::config::PgwireConfig) {
+    let login = match &pgwire.password {
+        // Never the password itself: only where it comes from.
+        Some(_) => format!(
+            " -U {} (password: [pgwire] password / ELASTIREC_PGWIRE__PASSWORD)",
+            pgwire.user
+        ),
+        None => String::new(),
+    };
+    let tls = if pgwire.tls_cert.is_some() {
+        ", TLS"
+    } else {
+        ""
+    };
     eprintln!(
-        "serving the warehouse read-only on postgresql://{host}:{port}/ (psql -h {host} -p {port}); Ctrl-C stops"
+        "serving the warehouse read-only on postgresql://{host}:{port}/{tls} (psql -h {host} -p {port}{login}); Ctrl-C stops"
     );
 }
 

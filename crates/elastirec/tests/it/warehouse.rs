@@ -1,8 +1,10 @@
 //! The warehouse for analysts and other tools: snapshots and restore, read-only SQL, and the
 //! tables and outputs read by the `deltalake` package, pyarrow and DuckDB.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::orchestrator::{NIGHT_3, base_lake, elastirec, run_ok};
 
@@ -228,119 +230,379 @@ fn prepare_keeps_an_export_unless_overwrite_and_reads_sql_files() {
     );
 }
 
-/// `warehouse serve`: the real psql client reads the tables; writes are refused.
+/// A `warehouse serve` process and the real psql client against it.
+struct PgServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+/// A psql invocation's outcome: success, standard output (trimmed), standard error.
+struct Psql {
+    ok: bool,
+    out: String,
+    err: String,
+}
+
+impl PgServer {
+    /// Starts `warehouse serve` on `host` with the `[pgwire]` settings in `env`
+    /// (ELASTIREC_PGWIRE__*), without waiting for it to listen.
+    fn start(lake: &Path, host: &str, env: &[(&str, &str)]) -> PgServer {
+        if Command::new("psql").arg("--version").output().is_err() {
+            panic!("psql is not installed: apt-get install postgresql-client");
+        }
+        let port = free_port();
+        let mut command = elastirec(
+            lake,
+            &[
+                "warehouse",
+                "serve",
+                "--host",
+                host,
+                "--port",
+                &port.to_string(),
+            ],
+        );
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        PgServer { child, port }
+    }
+
+    /// psql as `user` (password from PGPASSWORD, never argv; `-w`: never prompt), running each
+    /// of `commands` in one session and going on after errors; `conn` adds libpq settings.
+    fn psql_as(&self, user: &str, password: Option<&str>, conn: &str, commands: &[&str]) -> Psql {
+        let mut c = Command::new("psql");
+        c.arg(format!(
+            "host=127.0.0.1 port={} user={user} dbname=elastirec connect_timeout=5 {conn}",
+            self.port
+        ))
+        .args(["-X", "-A", "-t", "-q", "-w"]);
+        for command in commands {
+            c.args(["-c", command]);
+        }
+        c.env_remove("PGPASSWORD").env("PGSSLMODE", "disable");
+        if conn.contains("sslmode") {
+            c.env_remove("PGSSLMODE");
+        }
+        if let Some(p) = password {
+            c.env("PGPASSWORD", p);
+        }
+        let o = c.output().unwrap();
+        Psql {
+            // psql exits 0 after an error of a -c command unless ON_ERROR_STOP; an error is on
+            // stderr.
+            ok: o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("ERROR"),
+            out: String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            err: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Waits up to a minute for `query` to succeed as `user`.
+    fn wait(&mut self, user: &str, password: Option<&str>, query: &str) -> Psql {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.psql_as(user, password, "", &[query]);
+            if out.ok || Instant::now() > deadline {
+                return out;
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the server exited"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// SIGTERM, then the exit status and standard error.
+    fn stop(self) -> (std::process::ExitStatus, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// `warehouse serve`: the real psql client reads the tables; every statement that is not a read
+/// query over them is refused, on every path (issue 21: COPY TO, CREATE EXTERNAL TABLE and a
+/// cursor around INSERT ran); DataFusion settings stay the server's.
 #[test]
 fn psql_reads_the_warehouse_over_the_postgres_protocol() {
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("psql is not installed: apt-get install postgresql-client");
-    }
     let root = tempfile::tempdir().unwrap();
     let lake = base_lake(root.path());
-    let port = free_port();
-    let mut server = elastirec(&lake, &["warehouse", "serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let psql = |query: &str| {
-        std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
-            .args([
-                "-d",
-                "elastirec",
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-            ])
-            .arg(query)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .unwrap()
-    };
-    // Wait for the server to listen.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut first = psql("SELECT COUNT(*) FROM events");
-    while !first.status.success() && std::time::Instant::now() < deadline {
-        assert!(server.try_wait().unwrap().is_none(), "the server exited");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        first = psql("SELECT COUNT(*) FROM events");
-    }
-    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    assert_eq!(text(&first), "6000");
+    let mut server = PgServer::start(&lake, "127.0.0.1", &[]);
+    // No password configured: any user on loopback.
+    let first = server.wait("analyst", None, "SELECT COUNT(*) FROM events");
+    let psql = |query: &str| server.psql_as("analyst", None, "", &[query]);
+    assert!(first.ok, "{}", first.err);
+    assert_eq!(first.out, "6000");
     let elastirec_count = sql_json(&lake, "SELECT COUNT(*) AS n FROM loads")[0]["n"].clone();
-    let loads = psql("SELECT COUNT(*) FROM loads");
-    assert_eq!(text(&loads), elastirec_count.to_string());
+    assert_eq!(
+        psql("SELECT COUNT(*) FROM loads").out,
+        elastirec_count.to_string()
+    );
     let days =
         psql("SELECT CAST(event_date AS VARCHAR), COUNT(*) FROM events GROUP BY 1 ORDER BY 1");
-    assert_eq!(text(&days), "2024-01-01|3000\n2024-01-02|3000");
-    let titles = psql("SELECT title FROM items WHERE item_id = 1");
-    assert!(titles.status.success());
+    assert_eq!(days.out, "2024-01-01|3000\n2024-01-02|3000");
+    assert!(psql("SELECT title FROM items WHERE item_id = 1").ok);
+    // What tools run: the catalog, EXPLAIN, cursors over queries.
+    let listed = psql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'events'");
+    assert_eq!(listed.out, "1", "{}", listed.err);
+    let cursor = server.psql_as(
+        "analyst",
+        None,
+        "",
+        &[
+            "BEGIN",
+            "DECLARE c CURSOR FOR SELECT item_id FROM items ORDER BY item_id",
+            "FETCH 2 FROM c",
+            "CLOSE c",
+            "COMMIT",
+        ],
+    );
+    assert!(cursor.ok, "{}", cursor.err);
+    let ids = sql_json(&lake, "SELECT item_id FROM items ORDER BY item_id LIMIT 2");
+    assert_eq!(
+        cursor.out,
+        format!("{}\n{}", ids[0]["item_id"], ids[1]["item_id"])
+    );
 
     let outside = root.path().join("copied.csv");
     let copy = format!("COPY (SELECT 42 AS x) TO '{}'", outside.display());
+    let copy_table = format!("COPY events TO '{}'", outside.display());
+    let shadow = root.path().join("shadow");
     let external = format!(
         "CREATE EXTERNAL TABLE shadow STORED AS PARQUET LOCATION '{}'",
-        lake.join("warehouse/events").display()
+        shadow.display()
+    );
+    let cursor_copy = format!(
+        "DECLARE d CURSOR FOR SELECT * FROM (COPY (SELECT 1) TO '{}')",
+        outside.display()
     );
     for write in [
         "INSERT INTO events SELECT * FROM events",
         "DELETE FROM events",
         "CREATE TABLE x AS SELECT 1",
         "DROP TABLE events",
-        // Found on 0.x: statements DataFusion could not plan ran unchecked.
         copy.as_str(),
+        copy_table.as_str(),
         external.as_str(),
         "DECLARE c CURSOR FOR INSERT INTO erasures SELECT * FROM erasures",
-        "SET datafusion.execution.target_partitions = 1",
+        "EXPLAIN ANALYZE INSERT INTO erasures SELECT * FROM erasures",
+        "PREPARE p AS SELECT 1",
+        "SET datafusion.execution.batch_size = 1",
+        "SET datafusion.runtime.memory_limit = '100G'",
     ] {
         let out = psql(write);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{write} was accepted");
-        assert!(stderr.contains("read-only"), "{write}: {stderr}");
+        assert!(!out.ok, "{write} was accepted: {}", out.out);
+        assert!(out.err.contains("read-only"), "{write}: {}", out.err);
     }
+    // Refused or not even parsed: nothing runs either way.
+    let out = psql(&cursor_copy);
+    assert!(!out.ok, "{cursor_copy} was accepted");
     assert!(!outside.exists(), "COPY wrote {}", outside.display());
-    assert_eq!(text(&psql("SELECT COUNT(*) FROM events")), "6000");
+    assert!(
+        !shadow.exists(),
+        "CREATE EXTERNAL TABLE made {}",
+        shadow.display()
+    );
+    let tables = psql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'shadow'");
+    assert_eq!(tables.out, "0", "{}", tables.err);
+    assert_eq!(psql("SELECT COUNT(*) FROM events").out, "6000");
     assert_eq!(
-        text(&psql("SELECT COUNT(*) FROM erasures")),
+        psql("SELECT COUNT(*) FROM erasures").out,
         sql_json(&lake, "SELECT COUNT(*) AS n FROM erasures")[0]["n"].to_string()
     );
     // What clients send on connecting still runs.
-    let settings = psql("SET extra_float_digits = 3; SET application_name = 'bi'; SELECT 1");
-    assert!(
-        settings.status.success(),
-        "{}",
-        String::from_utf8_lossy(&settings.stderr)
+    let settings = server.psql_as(
+        "analyst",
+        None,
+        "",
+        &[
+            "SET extra_float_digits = 3",
+            "SET application_name = 'bi'",
+            "SET client_min_messages = warning",
+            "SELECT 1",
+        ],
     );
+    assert!(settings.ok, "{}", settings.err);
+    // A DataFusion SET is refused in its session and changes nothing there or in another.
+    let batch = "SELECT value FROM information_schema.df_settings \
+                 WHERE name = 'datafusion.execution.batch_size'";
+    let one = server.psql_as(
+        "analyst",
+        None,
+        "",
+        &["SET datafusion.execution.batch_size = 7", batch],
+    );
+    assert!(one.err.contains("read-only"), "{}", one.err);
+    assert_eq!(one.out, "8192");
+    assert_eq!(psql(batch).out, "8192");
 
     // A nightly run commits; the server sees the new version within seconds.
     run_ok(&lake, &["run", "--date", NIGHT_3]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let n = text(&psql("SELECT COUNT(*) FROM events"));
+        let n = psql("SELECT COUNT(*) FROM events").out;
         if n == "9000" {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {n} after the run"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(Instant::now() < deadline, "still {n} after the run");
+        std::thread::sleep(Duration::from_millis(500));
     }
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let status = server.wait().unwrap();
+    let (status, _) = server.stop();
     assert!(status.success(), "{status:?}");
+}
+
+/// `[pgwire] password` (from ELASTIREC_PGWIRE__PASSWORD only) with SCRAM-SHA-256 for
+/// `[pgwire] user`, TLS, the connection limit and the statement timeout; a public address
+/// needs the password.
+#[test]
+fn psql_logs_in_with_a_password_over_tls_within_the_limits() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = base_lake(root.path());
+
+    // No password: a non-loopback address is refused before anything listens.
+    let refused = elastirec(
+        &lake,
+        &["warehouse", "serve", "--host", "0.0.0.0", "--port", "0"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("without a password") && stderr.contains("ELASTIREC_PGWIRE__PASSWORD"),
+        "{stderr}"
+    );
+
+    // A self-signed certificate for TLS.
+    let cert = root.path().join("server.crt");
+    let key = root.path().join("server.key");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is not installed: apt-get install openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let password = "correct horse 1234";
+    let mut server = PgServer::start(
+        &lake,
+        "0.0.0.0",
+        &[
+            ("ELASTIREC_PGWIRE__PASSWORD", password),
+            ("ELASTIREC_PGWIRE__MAX_CONNECTIONS", "2"),
+            ("ELASTIREC_PGWIRE__STATEMENT_TIMEOUT_SECS", "2"),
+            ("ELASTIREC_PGWIRE__TLS_CERT", cert.to_str().unwrap()),
+            ("ELASTIREC_PGWIRE__TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    let first = server.wait("elastirec", Some(password), "SELECT COUNT(*) FROM events");
+    assert!(first.ok, "{}", first.err);
+    assert_eq!(first.out, "6000");
+
+    for (user, given) in [
+        ("elastirec", Some("wrong")),
+        ("elastirec", None),
+        ("postgres", Some(password)),
+    ] {
+        let out = server.psql_as(user, given, "", &["SELECT COUNT(*) FROM events"]);
+        assert!(!out.ok, "{user} {given:?} got in: {}", out.out);
+        assert!(out.out.is_empty(), "{user} {given:?} read {}", out.out);
+        assert!(
+            out.err
+                .to_lowercase()
+                .contains("password authentication failed")
+                || out.err.contains("no password supplied"),
+            "{user} {given:?}: {}",
+            out.err
+        );
+    }
+
+    // TLS: libpq asks for it and gets it.
+    let tls = server.psql_as(
+        "elastirec",
+        Some(password),
+        "sslmode=require",
+        &["\\conninfo"],
+    );
+    assert!(tls.ok, "{}", tls.err);
+    assert!(tls.out.contains("SSL connection"), "{}", tls.out);
+
+    // The statement timeout cancels a long query, rows and all.
+    let long = server.psql_as(
+        "elastirec",
+        Some(password),
+        "",
+        &["SELECT COUNT(*) FROM generate_series(1, 20000000000) AS g WHERE g.value % 7 = 3"],
+    );
+    assert!(
+        long.err.contains("statement timeout"),
+        "{} / {}",
+        long.out,
+        long.err
+    );
+
+    // max_connections = 2: two open sessions, a third is refused, and admitted once one ends.
+    let session = || {
+        let mut c = Command::new("psql");
+        c.arg(format!(
+            "host=127.0.0.1 port={} user=elastirec dbname=elastirec sslmode=disable",
+            server.port
+        ))
+        .args(["-X", "-A", "-t", "-q", "-w", "-f", "-"])
+        .env("PGPASSWORD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"SELECT 'open';\n").unwrap();
+        stdin.flush().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "open");
+        (child, stdin)
+    };
+    let held = [session(), session()];
+    let third = server.psql_as("elastirec", Some(password), "", &["SELECT 1"]);
+    assert!(!third.ok, "a third connection got in");
+    assert!(third.err.contains("too many clients"), "{}", third.err);
+    for (mut child, stdin) in held {
+        drop(stdin);
+        child.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut again = server.psql_as("elastirec", Some(password), "", &["SELECT 1"]);
+    while !again.ok && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        again = server.psql_as("elastirec", Some(password), "", &["SELECT 1"]);
+    }
+    assert!(again.ok, "{}", again.err);
+
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !stderr.contains(password),
+        "the password is in the log: {stderr}"
+    );
 }
 
 fn free_port() -> u16 {
