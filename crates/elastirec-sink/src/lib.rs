@@ -75,7 +75,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) => ErrorKind::InvalidInput,
-            Error::Sink { transient: true, .. } => ErrorKind::Transient,
+            Error::Sink {
+                transient: true, ..
+            } => ErrorKind::Transient,
             Error::Sink { .. } => ErrorKind::InvalidInput,
             Error::Artefact(e) => e.kind(),
             Error::Internal(_) => ErrorKind::Internal,

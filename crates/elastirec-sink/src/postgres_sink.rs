@@ -177,9 +177,12 @@ async fn load_roots(url: &str, file: Option<&str>) -> Result<rustls::RootCertSto
             })?
         }
     };
-    let pem = tokio::fs::read(&path)
-        .await
-        .map_err(|e| bad_url(url, format_args!("sslrootcert '{path}' cannot be read: {e}")))?;
+    let pem = tokio::fs::read(&path).await.map_err(|e| {
+        bad_url(
+            url,
+            format_args!("sslrootcert '{path}' cannot be read: {e}"),
+        )
+    })?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| bad_url(url, format_args!("sslrootcert '{path}' is not PEM: {e}")))?;

@@ -239,10 +239,7 @@ mod tests {
         );
         assert_eq!(redact_url("redis://alice@host"), "redis://alice@host");
         // A password holding characters a URL reserves, not encoded.
-        assert_eq!(
-            redact_url("redis://:p/a?s#s@host/0"),
-            "redis://:***@host/0"
-        );
+        assert_eq!(redact_url("redis://:p/a?s#s@host/0"), "redis://:***@host/0");
         assert_eq!(
             redact_url("postgresql://app:pw@db:5432/recs?sslmode=require&password=x2"),
             "postgresql://app:***@db:5432/recs?sslmode=require&password=***"
@@ -269,10 +266,7 @@ mod tests {
             scrub("no password here", "redis://host"),
             "no password here"
         );
-        assert_eq!(
-            scrub("bad 'x y'", "host=h password='x y'"),
-            "bad ***"
-        );
+        assert_eq!(scrub("bad 'x y'", "host=h password='x y'"), "bad ***");
     }
 
     #[test]

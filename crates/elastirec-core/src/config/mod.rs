@@ -368,8 +368,8 @@ mod tests {
         let c = Config::load(None, env(&[("ELASTIREC_SINK__TIMEOUT_SECONDS", "3")])).unwrap();
         assert_eq!(c.sink.timeout_seconds, 3);
         for bad in ["0", "3601"] {
-            let e = Config::load(None, env(&[("ELASTIREC_SINK__TIMEOUT_SECONDS", bad)]))
-                .unwrap_err();
+            let e =
+                Config::load(None, env(&[("ELASTIREC_SINK__TIMEOUT_SECONDS", bad)])).unwrap_err();
             assert!(e.to_string().contains("[sink] timeout_seconds"), "{e}");
         }
     }

@@ -49,7 +49,14 @@ async fn own_redis(password: &str) -> Option<OwnRedis> {
     let port = free_port();
     let child = match Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--requirepass", password, "--save", "", "--appendonly", "no"])
+        .args([
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -285,12 +292,10 @@ fn pg_config(url: &str) -> SinkConfig {
 }
 
 async fn pg_client() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        &SinkConfig::default().postgres_url,
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&SinkConfig::default().postgres_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     client
 }
@@ -311,7 +316,9 @@ async fn postgres_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
     let f = fixture::published().await;
     let client = pg_client().await;
     let Some(cert) = server_certificate(&client).await else {
-        eprintln!("SKIPPED: the local PostgreSQL has no TLS (ssl = off) or its certificate is unreadable");
+        eprintln!(
+            "SKIPPED: the local PostgreSQL has no TLS (ssl = off) or its certificate is unreadable"
+        );
         return;
     };
     let copied = |url: String| async move {
@@ -363,7 +370,8 @@ async fn postgres_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
     assert!(!text.contains("pw-not-shown"), "{text}");
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{text}");
     // ...nor against the system's roots, which do not hold a self-signed certificate.
-    let (r, _) = copied("postgresql://postgres@localhost:5432/test?sslmode=verify-full".into()).await;
+    let (r, _) =
+        copied("postgresql://postgres@localhost:5432/test?sslmode=verify-full".into()).await;
     let text = r.unwrap_err().to_string();
     assert!(text.to_lowercase().contains("certificate"), "{text}");
 }
@@ -372,12 +380,23 @@ async fn postgres_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
 /// verify-full success case applies to this server's certificate).
 fn cert_common_name(file: &str) -> Option<String> {
     let out = Command::new("openssl")
-        .args(["x509", "-noout", "-subject", "-nameopt", "multiline", "-in", file])
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "multiline",
+            "-in",
+            file,
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("commonName").map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+    text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("commonName")
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+    })
 }
 
 #[tokio::test]

@@ -56,7 +56,10 @@ async fn redis_gets_one_expiring_hash_per_user() {
 
     let mut redis = redis_at(&config.redis_url).await;
     let key = format!("{}7", config.redis_key_prefix);
-    assert_eq!(hget(&mut redis, &key, "night").await.as_deref(), Some(NIGHT1));
+    assert_eq!(
+        hget(&mut redis, &key, "night").await.as_deref(),
+        Some(NIGHT1)
+    );
     let items = hget(&mut redis, &key, "items").await.unwrap();
     let items: serde_json::Value = serde_json::from_str(&items).unwrap();
     // Ids are the external ids, as JSON strings (a numeric id too).
@@ -74,7 +77,12 @@ async fn redis_gets_one_expiring_hash_per_user() {
         .await
         .unwrap();
     assert!(ttl > 500 && ttl <= 600, "{ttl}");
-    let source = hget(&mut redis, &format!("{}8", config.redis_key_prefix), "source").await;
+    let source = hget(
+        &mut redis,
+        &format!("{}8", config.redis_key_prefix),
+        "source",
+    )
+    .await;
     assert_eq!(source.as_deref(), Some("popular"));
 
     // The next night replaces the user's hash whole.

@@ -158,7 +158,11 @@ pub fn print_forget(r: &ForgetReport, users: usize) {
             "  [sink] {}: deleted {} {}",
             sink.target,
             sink.deleted,
-            if sink.target == "redis" { "keys" } else { "rows" }
+            if sink.target == "redis" {
+                "keys"
+            } else {
+                "rows"
+            }
         );
     }
     if r.snapshots_holding.is_empty() {
