@@ -261,7 +261,7 @@ async fn a_redis_answering_nonsense_fails_instead_of_panicking() {
         let port = listener_answering(reply).await;
         let mut config = redis_config(format!("redis://127.0.0.1:{port}"));
         config.timeout_seconds = 2;
-        let err = fails_in_time(&config, "-").await;
+        let err = fails_in_time(&config, "\0").await;
         assert!(err.contains("sink redis"), "{err}");
     }
 }
@@ -321,11 +321,11 @@ async fn postgres_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
         );
         return;
     };
+    let lake = &f.lake;
     let copied = |url: String| async move {
         let config = pg_config(&url);
-        let r = copy_night(&f.lake, &config, night(NIGHT1)).await;
-        let table = config.postgres_table.clone();
-        (r, table)
+        let r = copy_night(lake, &config, night(NIGHT1)).await;
+        (r, config.postgres_table)
     };
     // Encrypted without checking the certificate, as libpq does for require and prefer.
     for mode in ["require", "prefer", "disable"] {
