@@ -137,9 +137,9 @@ pub enum SinkTarget {
 #[serde(default, deny_unknown_fields)]
 pub struct SinkConfig {
     pub target: SinkTarget,
-    /// `redis://[user][:password@]host[:port][/db]`, or `rediss://…` for TLS (the system's
-    /// root certificates; `#insecure` at the end skips verification). Prefer the environment
-    /// for a password: `ELASTIREC_SINK__REDIS_URL`.
+    /// `redis://[user][:password@]host[:port][/db]`, or `rediss://…` for TLS (checked against
+    /// the system's root certificates). Prefer the environment for a password:
+    /// `ELASTIREC_SINK__REDIS_URL`.
     pub redis_url: String,
     /// Key of user U is `<prefix>U`.
     pub redis_key_prefix: String,

@@ -167,6 +167,87 @@ async fn redis_auth_refuses_a_wrong_password_without_showing_it_and_writes_with_
     drop(server);
 }
 
+/// `rediss://` speaks TLS and checks the server's certificate against the system's roots: a
+/// `redis-server --tls-port` with a self-signed certificate made here is refused (a certificate
+/// error, not a panic for want of a crypto provider), without the password in the message.
+#[tokio::test]
+async fn rediss_checks_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: openssl cannot make a test certificate, so the rediss test cannot run");
+        return;
+    }
+    let port = free_port();
+    let child = match Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args(["--tls-auth-clients", "no", "--requirepass", "tls-pw-9"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: redis-server is not on PATH, so the rediss test cannot run");
+            return;
+        }
+        Err(e) => panic!("cannot start redis-server: {e}"),
+    };
+    let _server = OwnRedis { child, port };
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(10) {
+            eprintln!("SKIPPED: this redis-server does not listen with TLS (built without it?)");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let f = fixture::published().await;
+    let config = redis_config(format!("rediss://:tls-pw-9@localhost:{port}"));
+    let err = copy_night(&f.lake, &config, night(NIGHT1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(!err.contains("tls-pw-9"), "{err}");
+    assert!(
+        err.contains(&format!("rediss://:***@localhost:{port}")),
+        "{err}"
+    );
+}
+
 /// Ids whose first character is more than one byte (the hand-written client split a reply line
 /// after its first byte, which panicked on such a character).
 #[tokio::test]
