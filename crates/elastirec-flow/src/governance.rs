@@ -8,6 +8,7 @@
 //!                      night rewritten;
 //!                      staging/spark/ (a failed Spark job's leftovers) deleted
 //!                   ─▶ raw files purged (--purge-raw), load ledger kept in step
+//!                   ─▶ [sink] target: the users' Redis keys / PostgreSQL rows deleted
 //!                   ─▶ warehouse: erasures (complete, with what was removed)
 //!                   ─▶ _LATEST rewritten: serving reloads without the users
 //! ```
@@ -32,6 +33,7 @@ use elastirec_core::config::LakeConfig;
 use elastirec_core::lake::Migration;
 use elastirec_core::layout::{self, Table};
 use elastirec_core::{Lake, layout::LAYOUT_VERSION};
+use elastirec_sink::SinkErasure;
 use elastirec_warehouse::{ErasureVacuum, EventErasure, RawPurge, Warehouse};
 
 use crate::{Pipeline, Result};
@@ -43,6 +45,8 @@ pub struct ForgetReport {
     pub warehouse: EventErasure,
     pub outputs: OutputErasure,
     pub raw_files: Vec<RawPurge>,
+    /// What was deleted from `[sink] target` (`None` without one).
+    pub sink: Option<SinkErasure>,
     /// Snapshots naming table versions that still hold the users' rows (until
     /// `warehouse vacuum --erasures`).
     pub snapshots_holding: Vec<String>,
@@ -78,6 +82,10 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        // After the outputs: a sink copy that runs later reads lists without the users. A
+        // sink that cannot be reached fails `forget` before the request is marked complete,
+        // so running it again finishes the job.
+        let sink = elastirec_sink::forget_users(&self.config().sink, users).await?;
         let snapshots_holding: Vec<String> = wh
             .snapshots_holding(
                 warehouse.events_version,
@@ -104,6 +112,7 @@ impl Pipeline {
             "recommendation_rows": outputs.rows("recommendations"),
             "spark_staging_objects_deleted": spark_staging_deleted,
             "raw_files": raw_files,
+            "sink": sink,
             "snapshots_holding": snapshots_holding,
         });
         wh.complete_erasure(&warehouse, &details).await?;
@@ -112,6 +121,7 @@ impl Pipeline {
             warehouse,
             outputs,
             raw_files,
+            sink,
             snapshots_holding,
         })
     }

@@ -1,34 +1,49 @@
-//! Copies a night's lists where applications usually read nightly recommendations from.
+//! Copies a night's lists where applications usually read nightly recommendations from, and
+//! deletes erased users from there (`forget`).
 //!
-//! - **Redis**: one hash per user, key `<redis_key_prefix><user_id>`, fields `night`, `source`
-//!   and `items` (a JSON array of `{item_id, score, rank}`, `item_id` a JSON string), expiring
-//!   after `ttl_seconds`. Each
-//!   user's key is replaced in one `MULTI`/`EXEC` (`DEL`, `HSET`, `EXPIRE`), so a reader sees the
-//!   user's old list or the new one; users move to the new night one by one while it runs.
-//!   Commands are pipelined in batches. Spoken over RESP directly (a few lines, no client crate).
-//! - **PostgreSQL**: the rows go into a staging table with `COPY`, which then replaces the table
-//!   in the same transaction (drop, rename): readers see the old night or the new one, whole.
-//!   `user_id` and `item_id` are `text`. The table is created anew on every copy, so a table
-//!   an older elastirec made (with `bigint` ids) is replaced by the first copy, with no step to
-//!   run; readers that compared the ids with numbers compare them with text from then on.
+//! ```text
+//!  recommendations manifest of night D ──▶ lists (external ids) ──┬─▶ Redis: a hash per user
+//!  (read from the lake, never a server)                            └─▶ PostgreSQL: one table
+//!  forget --user ID ──▶ forget_users ──▶ the users' keys / rows deleted
+//! ```
+//!
+//! - **Redis** (the `redis` crate: `redis://` or `rediss://` with TLS, `user:password@` sent as
+//!   `AUTH`): one hash per user, key `<redis_key_prefix><user_id>`, fields `night`, `source` and
+//!   `items` (a JSON array of `{item_id, score, rank}`, `item_id` a JSON string), expiring after
+//!   `ttl_seconds`. Each user's key is replaced in one `MULTI`/`EXEC` (`DEL`, `HSET`, `EXPIRE`),
+//!   so a reader sees the user's old list or the new one; users move to the new night one by one
+//!   while it runs. Commands are pipelined in batches of [`REDIS_BATCH`] users.
+//! - **PostgreSQL** (`tokio-postgres`, TLS with rustls per the URL's `sslmode`): the rows go
+//!   into a staging table with `COPY`, which then replaces the table in the same transaction
+//!   (drop, rename): readers see the old night or the new one, whole. `user_id` and `item_id`
+//!   are `text`. The table is created anew on every copy, so a table an older elastirec made
+//!   (with `bigint` ids) is replaced by the first copy, with no step to run; readers that
+//!   compared the ids with numbers compare them with text from then on.
+//!
+//! Connecting (TCP, TLS, authentication) and every reply are bounded by `[sink]
+//! timeout_seconds`; a timeout or a refused connection is transient (the orchestrator retries
+//! it), a wrong password or certificate is not. Errors name the target by its URL with the
+//! password hidden ([`redact_url`]); text a client library wrote is scrubbed of it too.
 //!
 //! Ids are the external ids consumers know (what producers sent: a numeric id as its decimal
 //! digits, a string id as it came), as the recommendation files hold them, also in Redis keys.
-//! Both read the lists from the lake (the recommendations manifest of the night), never from a
-//! running server.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use elastirec_core::config::{SinkConfig, SinkTarget};
 use elastirec_core::{Lake, Night};
-use elastirec_lake::io::{ExternalLists, read_recommendations};
+use elastirec_lake::io::read_recommendations;
 use elastirec_lake::read_recommendations_manifest;
 
 use elastirec_core::ErrorKind;
+
+mod postgres_sink;
+mod redis_sink;
+mod url;
+
+pub use url::{redact_url, scrub};
 
 /// Errors of copying a night's lists to a target.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +51,15 @@ pub enum Error {
     /// The `[sink]` settings are wrong; the message names the setting and what to do.
     #[error("{0}")]
     Config(String),
-    /// A target database refused or failed a copy.
-    #[error("sink {target}: {reason}")]
+    /// A target database refused or failed a copy; `endpoint` is its URL without password.
+    #[error("sink {target} ({endpoint}): {reason}")]
     Sink {
         target: &'static str,
+        endpoint: String,
         reason: String,
+        /// Whether trying again may succeed (a timeout, a lost connection), rather than a
+        /// refusal that needs a change of settings (a wrong password, an untrusted certificate).
+        transient: bool,
     },
     /// The night's lists could not be read from the lake.
     #[error(transparent)]
@@ -51,11 +70,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whose fault this error is: a target that refused or failed is transient (retried).
+    /// Whose fault this error is: a target that failed is transient (retried), one that refused
+    /// our credentials or certificate is invalid input.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) => ErrorKind::InvalidInput,
-            Error::Sink { .. } => ErrorKind::Transient,
+            Error::Sink {
+                transient: true, ..
+            } => ErrorKind::Transient,
+            Error::Sink { .. } => ErrorKind::InvalidInput,
             Error::Artefact(e) => e.kind(),
             Error::Internal(_) => ErrorKind::Internal,
         }
@@ -66,7 +89,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Users per pipelined batch of Redis commands.
-const REDIS_BATCH: usize = 500;
+pub const REDIS_BATCH: usize = 500;
 
 /// What a copy did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,6 +101,14 @@ pub struct SinkReport {
     pub seconds: f64,
 }
 
+/// What [`forget_users`] deleted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SinkErasure {
+    pub target: &'static str,
+    /// Redis keys or PostgreSQL rows deleted.
+    pub deleted: u64,
+}
+
 /// Copies night `night`'s lists to the configured target.
 pub async fn copy_night(lake: &Lake, config: &SinkConfig, night: Night) -> Result<SinkReport> {
     let started = Instant::now();
@@ -85,19 +116,13 @@ pub async fn copy_night(lake: &Lake, config: &SinkConfig, night: Night) -> Resul
     let lists = read_recommendations(lake, &manifest.files).await?;
     let rows = lists.values().map(|l| l.len() as u64).sum();
     let target = match config.target {
-        SinkTarget::None => {
-            return Err(Error::Config(
-                "[sink] target is \"none\": set it to \"redis\" or \"postgres\" \
-                 (or ELASTIREC_SINK__TARGET)"
-                    .into(),
-            ));
-        }
+        SinkTarget::None => return Err(no_target()),
         SinkTarget::Redis => {
-            copy_redis(config, night, &lists).await?;
+            redis_sink::copy(config, night, &lists).await?;
             "redis"
         }
         SinkTarget::Postgres => {
-            copy_postgres(config, night, &lists).await?;
+            postgres_sink::copy(config, night, &lists).await?;
             "postgres"
         }
     };
@@ -110,277 +135,53 @@ pub async fn copy_night(lake: &Lake, config: &SinkConfig, night: Night) -> Resul
     })
 }
 
-fn redis_error(reason: impl std::fmt::Display) -> Error {
-    Error::Sink {
-        target: "redis",
-        reason: reason.to_string(),
-    }
+/// Deletes `users` (external ids) from the configured target: their Redis keys, or their rows
+/// of the PostgreSQL table (none if the table was never made). `None` when no target is set.
+/// Running it again deletes nothing more and succeeds.
+pub async fn forget_users(config: &SinkConfig, users: &[String]) -> Result<Option<SinkErasure>> {
+    Ok(match config.target {
+        SinkTarget::None => None,
+        SinkTarget::Redis => Some(SinkErasure {
+            target: "redis",
+            deleted: redis_sink::delete_users(config, users).await?,
+        }),
+        SinkTarget::Postgres => Some(SinkErasure {
+            target: "postgres",
+            deleted: postgres_sink::delete_users(config, users).await?,
+        }),
+    })
 }
 
-/// A Redis connection speaking RESP2.
-pub struct Redis {
-    stream: BufReader<TcpStream>,
+fn no_target() -> Error {
+    Error::Config(
+        "[sink] target is \"none\": set it to \"redis\" or \"postgres\" \
+         (or ELASTIREC_SINK__TARGET)"
+            .into(),
+    )
 }
 
-/// A RESP reply.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
+/// `[sink] timeout_seconds` as a duration (validated by the configuration; at least 1 s).
+fn timeout_of(config: &SinkConfig) -> Duration {
+    Duration::from_secs(config.timeout_seconds.max(1))
 }
 
-impl Redis {
-    /// Connects to `redis://host:port[/db]`.
-    pub async fn connect(url: &str) -> Result<Redis> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            Error::Config(format!(
-                "[sink] redis_url = '{url}' must look like redis://host:port[/db]"
-            ))
-        })?;
-        let (addr, db) = match rest.split_once('/') {
-            Some((a, d)) if !d.is_empty() => (a, Some(d)),
-            Some((a, _)) => (a, None),
-            None => (rest, None),
-        };
-        let addr = if addr.contains(':') {
-            addr.to_string()
-        } else {
-            format!("{addr}:6379")
-        };
-        let stream = TcpStream::connect(&addr)
-            .await
-            .map_err(|e| redis_error(format!("cannot connect to {addr}: {e}")))?;
-        stream.set_nodelay(true).ok();
-        let mut redis = Redis {
-            stream: BufReader::new(stream),
-        };
-        if let Some(db) = db {
-            redis.command(&[b"SELECT", db.as_bytes()]).await?;
-        }
-        Ok(redis)
-    }
-
-    fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-
-    /// Sends one command and returns its reply; an error reply is an error.
-    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Reply> {
-        let mut out = Vec::new();
-        Redis::encode(&mut out, args);
-        self.stream
-            .get_mut()
-            .write_all(&out)
-            .await
-            .map_err(redis_error)?;
-        match self.read_reply().await? {
-            Reply::Error(e) => Err(redis_error(e)),
-            r => Ok(r),
-        }
-    }
-
-    /// Sends commands in one write and reads every reply; fails on the first error reply.
-    async fn pipeline(&mut self, out: &[u8], replies: usize) -> Result<()> {
-        self.stream
-            .get_mut()
-            .write_all(out)
-            .await
-            .map_err(redis_error)?;
-        let mut first_error = None;
-        for _ in 0..replies {
-            if let Reply::Error(e) = self.read_reply().await? {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(redis_error(e)),
-            None => Ok(()),
-        }
-    }
-
-    async fn read_line(&mut self) -> Result<String> {
-        let mut line = String::new();
-        let n = self
-            .stream
-            .read_line(&mut line)
-            .await
-            .map_err(redis_error)?;
-        if n == 0 {
-            return Err(redis_error("the server closed the connection"));
-        }
-        Ok(line.trim_end_matches(['\r', '\n']).to_string())
-    }
-
-    fn read_reply(&mut self) -> futures::future::BoxFuture<'_, Result<Reply>> {
-        Box::pin(async move {
-            let line = self.read_line().await?;
-            let (kind, rest) = line.split_at(line.len().min(1));
-            let int = |s: &str| {
-                s.parse::<i64>()
-                    .map_err(|_| redis_error(format!("bad reply line '{line}'")))
-            };
-            Ok(match kind {
-                "+" => Reply::Simple(rest.to_string()),
-                "-" => Reply::Error(rest.to_string()),
-                ":" => Reply::Integer(int(rest)?),
-                "$" => {
-                    let n = int(rest)?;
-                    if n < 0 {
-                        Reply::Bulk(None)
-                    } else {
-                        let mut data = vec![0u8; n as usize + 2];
-                        self.stream
-                            .read_exact(&mut data)
-                            .await
-                            .map_err(redis_error)?;
-                        data.truncate(n as usize);
-                        Reply::Bulk(Some(data))
-                    }
-                }
-                "*" => {
-                    let n = int(rest)?;
-                    if n < 0 {
-                        Reply::Array(None)
-                    } else {
-                        let mut items = Vec::with_capacity(n as usize);
-                        for _ in 0..n {
-                            items.push(self.read_reply().await?);
-                        }
-                        Reply::Array(Some(items))
-                    }
-                }
-                _ => return Err(redis_error(format!("unexpected reply line '{line}'"))),
-            })
-        })
-    }
+/// `fut`, failed with `timed_out` if it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T>>,
+    timed_out: impl FnOnce() -> Error,
+) -> Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
 }
 
-#[derive(Serialize)]
-struct PublishedItem<'a> {
-    item_id: &'a str,
-    score: f32,
-    rank: i32,
-}
-
-async fn copy_redis(config: &SinkConfig, night: Night, lists: &ExternalLists) -> Result<()> {
-    let mut redis = Redis::connect(&config.redis_url).await?;
-    let ttl = config.ttl_seconds.max(1).to_string();
-    let night_text = night.to_string();
-    let users: Vec<_> = lists.iter().collect();
-    for batch in users.chunks(REDIS_BATCH) {
-        let mut out = Vec::new();
-        for (user, list) in batch {
-            let key = format!("{}{user}", config.redis_key_prefix);
-            let items: Vec<PublishedItem> = list
-                .iter()
-                .map(|(item_id, rank, score, _)| PublishedItem {
-                    item_id: item_id.as_str(),
-                    score: *score,
-                    rank: *rank,
-                })
-                .collect();
-            let items = serde_json::to_vec(&items)
-                .map_err(|e| Error::Internal(format!("list of user {user}: {e}")))?;
-            let source = list.first().map_or("", |r| r.3.as_str());
-            Redis::encode(&mut out, &[b"MULTI"]);
-            Redis::encode(&mut out, &[b"DEL", key.as_bytes()]);
-            Redis::encode(
-                &mut out,
-                &[
-                    b"HSET",
-                    key.as_bytes(),
-                    b"night",
-                    night_text.as_bytes(),
-                    b"source",
-                    source.as_bytes(),
-                    b"items",
-                    &items,
-                ],
-            );
-            Redis::encode(&mut out, &[b"EXPIRE", key.as_bytes(), ttl.as_bytes()]);
-            Redis::encode(&mut out, &[b"EXEC"]);
-        }
-        redis.pipeline(&out, batch.len() * 5).await?;
-    }
-    Ok(())
-}
-
-fn postgres_error(reason: impl std::fmt::Display) -> Error {
-    Error::Sink {
-        target: "postgres",
-        reason: reason.to_string(),
-    }
-}
-
-async fn copy_postgres(config: &SinkConfig, night: Night, lists: &ExternalLists) -> Result<()> {
-    use futures::SinkExt;
-
-    let (mut client, connection) =
-        tokio_postgres::connect(&config.postgres_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| postgres_error(format!("cannot connect: {e}")))?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection ended");
-        }
-    });
-    // The name was checked by Config::validate: letters, digits and _.
-    let table = &config.postgres_table;
-    let next = format!("{table}_next");
-    let tx = client.transaction().await.map_err(postgres_error)?;
-    tx.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {next}; \
-         CREATE TABLE {next} (user_id text NOT NULL, rank integer NOT NULL, \
-         item_id text NOT NULL, score real NOT NULL, source text NOT NULL, night date NOT NULL)"
-    ))
-    .await
-    .map_err(postgres_error)?;
-    let copy = format!("COPY {next} (user_id, rank, item_id, score, source, night) FROM STDIN");
-    let sink: tokio_postgres::CopyInSink<bytes::Bytes> =
-        tx.copy_in(copy.as_str()).await.map_err(postgres_error)?;
-    futures::pin_mut!(sink);
-    let mut buf = String::new();
-    for (user, list) in lists {
-        let user = copy_text(user);
-        for (item, rank, score, source) in list {
-            // Text format: tab-separated, ids escaped (they may hold a tab or a backslash).
-            let item = copy_text(item);
-            buf.push_str(&format!(
-                "{user}\t{rank}\t{item}\t{score}\t{source}\t{night}\n"
-            ));
-        }
-        if buf.len() > 1 << 20 {
-            sink.send(bytes::Bytes::from(std::mem::take(&mut buf)))
-                .await
-                .map_err(postgres_error)?;
-        }
-    }
-    if !buf.is_empty() {
-        sink.send(bytes::Bytes::from(buf))
-            .await
-            .map_err(postgres_error)?;
-    }
-    sink.as_mut().finish().await.map_err(postgres_error)?;
-    tx.batch_execute(&format!(
-        "ALTER TABLE {next} ADD CONSTRAINT {next}_pkey PRIMARY KEY (user_id, rank); \
-         DROP TABLE IF EXISTS {table}; \
-         ALTER TABLE {next} RENAME TO {table}; \
-         ALTER INDEX {next}_pkey RENAME TO {table}_pkey"
-    ))
-    .await
-    .map_err(postgres_error)?;
-    tx.commit().await.map_err(postgres_error)?;
-    drop(client);
-    driver.await.ok();
-    Ok(())
+/// The process's rustls crypto provider, set once to `ring` (the one the workspace builds): a
+/// library that calls `ClientConfig::builder()` (the Redis client does) finds no default when
+/// more than one provider is compiled in.
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A value in `COPY`'s text format: backslash, tab, newline and carriage return escaped (ids are

@@ -148,7 +148,8 @@ pub enum Command {
     Sink(SinkArgs),
 
     /// Erase users everywhere: warehouse events and rejects, every night's exports, models and
-    /// recommendations (serving drops them at its next poll), and with --purge-raw the raw files
+    /// recommendations (serving drops them at its next poll), their Redis keys or PostgreSQL
+    /// rows when [sink] target is set, and with --purge-raw the raw files
     ///
     /// The request is recorded in warehouse/erasures by salted hash only, never the id; later
     /// loads drop the users' events. Older Delta versions and the snapshots naming them keep

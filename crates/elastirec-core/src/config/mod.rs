@@ -249,6 +249,12 @@ impl Config {
                 return fail(format!("[serve] {name} must be at least 1"));
             }
         }
+        if self.sink.timeout_seconds == 0 || self.sink.timeout_seconds > 3600 {
+            return fail(format!(
+                "[sink] timeout_seconds = {} is out of range: use 1 to 3600",
+                self.sink.timeout_seconds
+            ));
+        }
         let table = &self.sink.postgres_table;
         if table.is_empty()
             || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -419,6 +425,18 @@ mod tests {
         let e =
             Config::load(None, env(&[("ELASTIREC_SINK__POSTGRES_TABLE", "x; drop")])).unwrap_err();
         assert!(e.to_string().contains("postgres_table"), "{e}");
+    }
+
+    #[test]
+    fn the_sink_timeout_is_read_and_checked() {
+        assert_eq!(Config::default().sink.timeout_seconds, 10);
+        let c = Config::load(None, env(&[("ELASTIREC_SINK__TIMEOUT_SECONDS", "3")])).unwrap();
+        assert_eq!(c.sink.timeout_seconds, 3);
+        for bad in ["0", "3601"] {
+            let e =
+                Config::load(None, env(&[("ELASTIREC_SINK__TIMEOUT_SECONDS", bad)])).unwrap_err();
+            assert!(e.to_string().contains("[sink] timeout_seconds"), "{e}");
+        }
     }
 
     #[test]

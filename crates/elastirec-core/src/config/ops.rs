@@ -171,17 +171,23 @@ pub enum SinkTarget {
 #[serde(default, deny_unknown_fields)]
 pub struct SinkConfig {
     pub target: SinkTarget,
-    /// `redis://host:port[/db]`.
+    /// `redis://[user][:password@]host[:port][/db]`, or `rediss://…` for TLS (checked against
+    /// the system's root certificates). Prefer the environment for a password:
+    /// `ELASTIREC_SINK__REDIS_URL`.
     pub redis_url: String,
     /// Key of user U is `<prefix>U`.
     pub redis_key_prefix: String,
     /// Seconds a user's key lives; a night that fails to copy leaves the previous lists
     /// readable until then.
     pub ttl_seconds: u64,
-    /// A libpq connection string or URL.
+    /// A libpq connection string or URL; `sslmode` is `disable`, `prefer` (the default),
+    /// `require` or `verify-full` (with `sslrootcert=FILE`, or the system's roots).
     pub postgres_url: String,
     /// Table holding `(user_id, rank, item_id, score, night)`.
     pub postgres_table: String,
+    /// Seconds to connect (TCP, TLS, authentication) and to wait for each reply before the
+    /// copy fails as transient (1 to 3600).
+    pub timeout_seconds: u64,
 }
 
 impl Default for SinkConfig {
@@ -193,6 +199,7 @@ impl Default for SinkConfig {
             ttl_seconds: 2 * 24 * 3600,
             postgres_url: "postgresql://postgres@127.0.0.1:5432/test".into(),
             postgres_table: "elastirec_recommendations".into(),
+            timeout_seconds: 10,
         }
     }
 }

@@ -6,4 +6,5 @@
 #[allow(dead_code)]
 #[path = "../../../elastirec-serve/tests/it/fixture.rs"]
 mod fixture;
+mod secure;
 mod sink;

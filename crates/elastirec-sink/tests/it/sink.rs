@@ -1,8 +1,11 @@
 //! Publishing to the real Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, database
-//! test) that `.ci/run` makes sure are running. Each test uses its own keys and table.
+//! test) that `.ci/run` makes sure are running. Each test uses its own keys and table; the
+//! AUTH test starts its own `redis-server` with a password, and the timeout tests a listener
+//! that accepts and never answers.
 
 use elastirec_core::config::{SinkConfig, SinkTarget};
-use elastirec_sink::{Redis, Reply, copy_night};
+use elastirec_sink::copy_night;
+use redis::aio::MultiplexedConnection;
 
 use crate::fixture::{self, NIGHT1, NIGHT2, night};
 
@@ -14,11 +17,29 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}_{nanos}", std::process::id())
 }
 
-fn bulk(r: &Reply) -> String {
-    match r {
-        Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).unwrap(),
-        other => panic!("not a bulk string: {other:?}"),
-    }
+async fn redis_at(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn hget(redis: &mut MultiplexedConnection, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query_async(redis)
+        .await
+        .unwrap()
+}
+
+async fn del(redis: &mut MultiplexedConnection, key: &str) {
+    redis::cmd("DEL")
+        .arg(key)
+        .query_async::<()>(redis)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -33,18 +54,14 @@ async fn redis_gets_one_expiring_hash_per_user() {
     let report = copy_night(&f.lake, &config, night(NIGHT1)).await.unwrap();
     assert_eq!((report.users, report.rows), (2, 4));
 
-    let mut redis = Redis::connect(&config.redis_url).await.unwrap();
+    let mut redis = redis_at(&config.redis_url).await;
     let key = format!("{}7", config.redis_key_prefix);
-    let night_field = redis
-        .command(&[b"HGET", key.as_bytes(), b"night"])
-        .await
-        .unwrap();
-    assert_eq!(bulk(&night_field), NIGHT1);
-    let items = redis
-        .command(&[b"HGET", key.as_bytes(), b"items"])
-        .await
-        .unwrap();
-    let items: serde_json::Value = serde_json::from_str(&bulk(&items)).unwrap();
+    assert_eq!(
+        hget(&mut redis, &key, "night").await.as_deref(),
+        Some(NIGHT1)
+    );
+    let items = hget(&mut redis, &key, "items").await.unwrap();
+    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
     // Ids are the external ids, as JSON strings (a numeric id too).
     let ids: Vec<&str> = items
         .as_array()
@@ -54,40 +71,27 @@ async fn redis_gets_one_expiring_hash_per_user() {
         .collect();
     assert_eq!(ids, ["2", "4", "5"]);
     assert_eq!(items[0]["rank"], 1);
-    let Reply::Integer(ttl) = redis.command(&[b"TTL", key.as_bytes()]).await.unwrap() else {
-        panic!("TTL is an integer");
-    };
-    assert!(ttl > 500 && ttl <= 600, "{ttl}");
-    let source = redis
-        .command(&[
-            b"HGET",
-            format!("{}8", config.redis_key_prefix).as_bytes(),
-            b"source",
-        ])
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(bulk(&source), "popular");
+    assert!(ttl > 500 && ttl <= 600, "{ttl}");
+    let source = hget(
+        &mut redis,
+        &format!("{}8", config.redis_key_prefix),
+        "source",
+    )
+    .await;
+    assert_eq!(source.as_deref(), Some("popular"));
 
     // The next night replaces the user's hash whole.
     fixture::write_night(&f.lake, night(NIGHT2), &fixture::night2_lists()).await;
     copy_night(&f.lake, &config, night(NIGHT2)).await.unwrap();
-    let items = redis
-        .command(&[b"HGET", key.as_bytes(), b"items"])
-        .await
-        .unwrap();
-    assert!(
-        bulk(&items).starts_with("[{\"item_id\":\"4\","),
-        "{}",
-        bulk(&items)
-    );
+    let items = hget(&mut redis, &key, "items").await.unwrap();
+    assert!(items.starts_with("[{\"item_id\":\"4\","), "{items}");
     for user in [7, 8] {
-        redis
-            .command(&[
-                b"DEL",
-                format!("{}{user}", config.redis_key_prefix).as_bytes(),
-            ])
-            .await
-            .unwrap();
+        del(&mut redis, &format!("{}{user}", config.redis_key_prefix)).await;
     }
 }
 
@@ -161,7 +165,7 @@ async fn no_target_is_a_configuration_error() {
 /// Writes night `n`'s lists as one recommendations file (with a manifest) holding `rows`
 /// (user, item, rank, score, source): string ids as layout 3 writes them, or with
 /// `int64_ids` as files written before it hold them (every id numeric).
-async fn write_lists(
+pub(crate) async fn write_lists(
     lake: &elastirec_core::Lake,
     n: elastirec_core::Night,
     rows: &[(&str, &str, i32, f32, &str)],
@@ -253,29 +257,20 @@ async fn string_ids_reach_redis_as_they_came() {
     };
     let report = copy_night(&f.lake, &config, night(NIGHT1)).await.unwrap();
     assert_eq!((report.users, report.rows), (3, 4));
-    let mut redis = Redis::connect(&config.redis_url).await.unwrap();
+    let mut redis = redis_at(&config.redis_url).await;
     let items_of = |user: &str| format!("{}{user}", config.redis_key_prefix);
     let mut got = Vec::new();
     for user in ["u-alice", r"dom\bob", "0042", "42"] {
         let key = items_of(user);
-        let r = redis
-            .command(&[b"HGET", key.as_bytes(), b"items"])
-            .await
-            .unwrap();
-        got.push(match r {
-            Reply::Bulk(None) => None,
-            r => {
-                let v: serde_json::Value = serde_json::from_str(&bulk(&r)).unwrap();
-                Some(
-                    v.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|i| i["item_id"].as_str().unwrap().to_string())
-                        .collect::<Vec<_>>(),
-                )
-            }
-        });
-        redis.command(&[b"DEL", key.as_bytes()]).await.unwrap();
+        got.push(hget(&mut redis, &key, "items").await.map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["item_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }));
+        del(&mut redis, &key).await;
     }
     assert_eq!(
         got,

@@ -166,6 +166,18 @@ pub fn print_forget(r: &ForgetReport, users: usize) {
             }
         );
     }
+    if let Some(sink) = &r.sink {
+        println!(
+            "  [sink] {}: deleted {} {}",
+            sink.target,
+            sink.deleted,
+            if sink.target == "redis" {
+                "keys"
+            } else {
+                "rows"
+            }
+        );
+    }
     if r.snapshots_holding.is_empty() {
         println!("no snapshot holds their rows");
     } else {

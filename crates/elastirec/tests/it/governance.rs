@@ -502,10 +502,20 @@ fn forget_erases_a_string_id_user_and_blanks_her_dictionary_entry() {
     let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
     write_shop_events(&lake, &days);
     let cfg_path = root.path().join("shop.toml");
+    // The nights are also copied to the local Redis (the sink tests' 127.0.0.1:6379), under a
+    // prefix of this test's own, so forget has keys to delete there.
+    let prefix = format!(
+        "elastirec-test:{}-{}:",
+        std::process::id(),
+        root.path().file_name().unwrap().to_string_lossy()
+    );
     std::fs::write(
         &cfg_path,
-        "[events]\nuser_column = \"customer\"\nitem_column = \"sku\"\n\
-         value_column = \"stars\"\ntimestamp_column = \"ts\"\n",
+        format!(
+            "[events]\nuser_column = \"customer\"\nitem_column = \"sku\"\n\
+             value_column = \"stars\"\ntimestamp_column = \"ts\"\n\
+             [sink]\ntarget = \"redis\"\nredis_key_prefix = \"{prefix}\"\nttl_seconds = 600\n"
+        ),
     )
     .unwrap();
     let cfg = cfg_path.to_str().unwrap();
@@ -562,6 +572,8 @@ fn forget_erases_a_string_id_user_and_blanks_her_dictionary_entry() {
     );
     assert!(out.contains("the string ids of 1 users blanked"), "{out}");
     assert!(out.contains("snapshots still holding their rows"), "{out}");
+    // The live night's copy of her list in Redis went too (u-nobody had no key).
+    assert!(out.contains("[sink] redis: deleted 1 keys"), "{out}");
     assert_eq!(count(&lake, &of_alice), 0);
     assert_eq!(count(&lake, rejects_of_alice), 0);
     // Her dictionary row keeps its id, without her name; the other users keep theirs.
@@ -610,6 +622,7 @@ fn forget_erases_a_string_id_user_and_blanks_her_dictionary_entry() {
     assert!(!erasures.contains("u-alice") && !erasures.contains("u-nobody"));
     let details: Value = serde_json::from_str(rows[1]["details"].as_str().unwrap()).unwrap();
     assert_eq!(details["warehouse"]["ids_blanked"], 1, "{details}");
+    assert_eq!(details["sink"]["deleted"], 1, "{details}");
     assert!(details["export_rows"].as_u64().unwrap() > 0, "{details}");
     assert!(
         details["recommendation_rows"].as_u64().unwrap() > 0,
