@@ -423,7 +423,7 @@ async fn erase_model(
     let Some(mut info) = lake.get_json::<ModelInfo>(&info_path, "model").await? else {
         return Ok(None);
     };
-    let path = layout::model_user_factors(night);
+    let path = elastirec_lake::io::model_factor_file(&info, "user_factors");
     let Some(_) = lake.get_opt(&path).await? else {
         return Ok(None);
     };

@@ -44,10 +44,18 @@ impl Model {
     /// Reads night `night`'s model: `model.json` and both factor files.
     pub async fn load(lake: &Lake, night: Night) -> Result<Model> {
         let info = read_model_info(lake, night).await?;
-        let (user_ids, user_factors, ku) =
-            io::read_factors(lake, &layout::model_user_factors(night), columns::USER_ID).await?;
-        let (item_ids, item_factors, ki) =
-            io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
+        let (user_ids, user_factors, ku) = io::read_factors(
+            lake,
+            &io::model_factor_file(&info, "user_factors"),
+            columns::USER_ID,
+        )
+        .await?;
+        let (item_ids, item_factors, ki) = io::read_factors(
+            lake,
+            &io::model_factor_file(&info, "item_factors"),
+            columns::ITEM_ID,
+        )
+        .await?;
         let dir = layout::model_dir(night).to_string();
         if !user_ids.is_empty() && !item_ids.is_empty() && ku != ki {
             return Err(Error::BadInput {

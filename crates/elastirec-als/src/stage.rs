@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
-use elastirec_core::generation::Generation;
 use elastirec_core::layout;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, sources,
@@ -102,7 +101,7 @@ pub async fn train_night(
     .map_err(|e| Error::Internal(format!("training task failed: {e}")))??;
 
     let k = factors.factors;
-    let files = io::write_model_factors(
+    let (files, generation) = io::write_model_factors(
         lake,
         night,
         data.users.ids(),
@@ -130,6 +129,7 @@ pub async fn train_night(
     };
     elastirec_core::failpoint::hit("train.after-factors");
     lake.put_json(&layout::model_info(night), &info).await?;
+    generation.finish(lake, &info.files).await?;
     Ok(info)
 }
 
@@ -183,15 +183,7 @@ pub async fn recommend_night_with(
     let flat: Vec<RecommendationRow> = rows.values().flatten().cloned().collect();
     // The night's output may be live (`_LATEST` names it): the new files go beside the old ones
     // and the manifest swaps them (see `elastirec_core::generation`).
-    let live = lake
-        .get_json::<RecommendationsManifest>(
-            &layout::recommendations_manifest(night),
-            "recommendations",
-        )
-        .await?
-        .map(|m| m.files)
-        .unwrap_or_default();
-    let generation = Generation::begin(lake, &layout::recommendations_dir(night), &live).await?;
+    let generation = elastirec_lake::artefacts::begin_recommendations(lake, night).await?;
     // The files speak the producers' ids; the engines worked on internal ids.
     let names = read_export_ids(lake, &export).await?;
     let batch = io::recommendations_batch(&flat, &names)?;

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use elastirec_core::generation::Generation;
 use elastirec_core::ids::IdDictionary;
 use elastirec_core::layout;
 use elastirec_core::manifest::{ExportManifest, LatestPointer, ModelInfo, RecommendationsManifest};
@@ -47,6 +48,22 @@ pub async fn read_recommendations_manifest(
 ) -> Result<RecommendationsManifest> {
     let path = layout::recommendations_manifest(night);
     read_step_output(lake, &path, "recommendations", "recommend", night).await
+}
+
+/// Starts rewriting night `night`'s recommendations, which may be live (`_LATEST` names
+/// them): the files of the manifest in place stay until the new manifest replaces it (see
+/// `elastirec_core::generation`); the caller writes under [`Generation::path`] names, then the
+/// manifest, then calls [`Generation::finish`].
+pub async fn begin_recommendations(lake: &Lake, night: Night) -> Result<Generation> {
+    let live = lake
+        .get_json::<RecommendationsManifest>(
+            &layout::recommendations_manifest(night),
+            "recommendations",
+        )
+        .await?
+        .map(|m| m.files)
+        .unwrap_or_default();
+    Ok(Generation::begin(lake, &layout::recommendations_dir(night), &live).await?)
 }
 
 /// Everything a user has seen up to the night: training pairs plus older seen pairs.

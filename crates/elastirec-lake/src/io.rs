@@ -17,6 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use elastirec_core::Lake;
+use elastirec_core::generation::Generation;
 use elastirec_core::ids::{IdDictionary, IdKind};
 use elastirec_core::manifest::{self, FileEntry, columns};
 
@@ -139,8 +140,10 @@ pub async fn read_pairs(
 }
 
 /// Writes a night's model factor files (`models/D/user_factors.parquet`, `item_factors.parquet`)
-/// from row-major factors with their external ids, clearing the folder's old files first, and
-/// returns their entries for `model.json` (written by the caller, last).
+/// from row-major factors with their external ids and returns their entries for `model.json`,
+/// with the [`Generation`] the caller finishes once `model.json` is written (last). A model
+/// that `model.json` already describes stays whole until then: the new files go beside it under
+/// new names (`user_factors.gTAG.parquet`), see `elastirec_core::generation`.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_model_factors(
     lake: &Lake,
@@ -150,28 +153,48 @@ pub async fn write_model_factors(
     item_ids: &[i64],
     items: &[f32],
     k: usize,
-) -> Result<Vec<FileEntry>> {
+) -> Result<(Vec<FileEntry>, Generation)> {
     use elastirec_core::layout;
-    lake.clear_output(&layout::model_info(night), &layout::model_dir(night))
-        .await?;
+    let live = lake
+        .get_json::<manifest::ModelInfo>(&layout::model_info(night), "model")
+        .await?
+        .map(|m| m.files)
+        .unwrap_or_default();
+    let generation = Generation::begin(lake, &layout::model_dir(night), &live).await?;
     let user_batch = factors_batch(manifest::columns::USER_ID, user_ids, users, k)?;
     let item_batch = factors_batch(manifest::columns::ITEM_ID, item_ids, items, k)?;
-    Ok(vec![
+    let files = vec![
         write_parquet(
             lake,
-            &layout::model_user_factors(night),
+            &generation.path(&layout::model_user_factors(night)),
             user_batch.schema(),
             &[user_batch],
         )
         .await?,
         write_parquet(
             lake,
-            &layout::model_item_factors(night),
+            &generation.path(&layout::model_item_factors(night)),
             item_batch.schema(),
             &[item_batch],
         )
         .await?,
-    ])
+    ];
+    Ok((files, generation))
+}
+
+/// The factor file of a model that `model.json` names: `which` is `user_factors` or
+/// `item_factors`; a description without file entries reads the plain name.
+pub fn model_factor_file(info: &manifest::ModelInfo, which: &str) -> Path {
+    use elastirec_core::layout;
+    let named = info.files.iter().find(|f| {
+        let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+        name.split('.').next() == Some(which)
+    });
+    match named {
+        Some(f) => Path::from(f.path.as_str()),
+        None if which == "item_factors" => layout::model_item_factors(info.night),
+        None => layout::model_user_factors(info.night),
+    }
 }
 
 /// A factor matrix as a batch: ids and fixed-size lists of f32.

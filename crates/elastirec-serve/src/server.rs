@@ -324,18 +324,23 @@ impl<S> WriteDeadline<S> {
         }
     }
 
-    /// Called when a write is pending: arms the deadline, and fails once it has passed.
-    fn pending(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    /// What a write (or flush) of the inner stream gave: progress disarms the deadline; a
+    /// pending write arms it, and fails once it has passed.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.timer = None;
+            return poll;
+        }
         let limit = self.limit;
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client did not read the answer in time",
-            )),
-            Poll::Pending => Ok(()),
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -356,17 +361,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.timer = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                this.pending(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -374,17 +370,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.timer = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                this.pending(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -392,17 +379,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => {
-                this.timer = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                this.pending(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

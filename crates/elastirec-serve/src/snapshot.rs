@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use elastirec_core::ids::IdDictionary;
-use elastirec_core::manifest::{FileEntry, LatestPointer, columns, sources};
+use elastirec_core::manifest::{FileEntry, LatestPointer, ModelInfo, columns, sources};
 use elastirec_core::{Lake, Night, layout};
 use elastirec_lake::io;
 use elastirec_lake::{read_export_ids, read_export_manifest, read_recommendations_manifest};
@@ -216,8 +216,17 @@ impl Snapshot {
         let window = read_history(lake, &export.files, true).await?;
         let older = read_history(lake, &export.seen_files, false).await?;
         let items = read_items(lake, &export.item_files).await?;
+        // The item factors model.json names (a night trained again writes them under new
+        // names); the plain name when there is no model.json.
+        let factors_path = match lake
+            .get_json::<ModelInfo>(&layout::model_info(night), "model")
+            .await?
+        {
+            Some(info) => io::model_factor_file(&info, "item_factors"),
+            None => layout::model_item_factors(night),
+        };
         let (factor_ids, rows, dim) =
-            io::read_factors(lake, &layout::model_item_factors(night), columns::ITEM_ID).await?;
+            io::read_factors(lake, &factors_path, columns::ITEM_ID).await?;
         let generated_at = manifest.created_at;
         let k = manifest.k;
         tokio::task::spawn_blocking(move || {

@@ -20,7 +20,6 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use object_store::path::Path;
 
 use elastirec_core::config::{FeedbackKind, ModelConfig};
-use elastirec_core::generation::Generation;
 use elastirec_core::ids::IdNames;
 use elastirec_core::manifest::{
     self, ColumnSpec, ExportManifest, ModelInfo, RecommendationsManifest, columns, sources,
@@ -240,7 +239,7 @@ pub async fn publish_model(
             ),
         ));
     }
-    let files =
+    let (files, generation) =
         io::write_model_factors(lake, night, &user_ids, &user_rows, &item_ids, &item_rows, k)
             .await?;
     let info = ModelInfo {
@@ -261,6 +260,7 @@ pub async fn publish_model(
         files,
     };
     lake.put_json(&layout::model_info(night), &info).await?;
+    generation.finish(lake, &info.files).await?;
     Ok(info)
 }
 
@@ -398,15 +398,7 @@ pub async fn publish_recommendations<R: CandidateRules>(
         }
     };
     // The night's output may be live: new files beside the old, the manifest swaps them.
-    let live = lake
-        .get_json::<RecommendationsManifest>(
-            &layout::recommendations_manifest(night),
-            "recommendations",
-        )
-        .await?
-        .map(|m| m.files)
-        .unwrap_or_default();
-    let generation = Generation::begin(lake, &layout::recommendations_dir(night), &live).await?;
+    let generation = elastirec_lake::artefacts::begin_recommendations(lake, night).await?;
     let mut files = Vec::new();
     match ruled {
         Some(batch) => files.push(

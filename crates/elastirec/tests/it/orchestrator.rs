@@ -476,4 +476,34 @@ async fn a_killed_rerun_of_the_live_night_leaves_its_published_lists_whole() {
     assert_eq!(files_under(&dir), redone.files.len() + 1);
     let lists = read_recommendations(&lake, &redone.files).await.unwrap();
     assert!(lists.values().all(|l| l.len() <= 5));
+
+    // The model of the live night likewise: a train killed after its factor files leaves the
+    // model that model.json names whole; the next train swaps and drops the old files.
+    let model = elastirec_lake::read_model_info(&lake, night).await.unwrap();
+    let killed = elastirec(&lake_dir, &["train", "--date", &date])
+        .env(failpoint::ENV, "train.after-factors=kill")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.signal(), Some(9), "{killed:?}");
+    let models = lake_dir.join(layout::model_dir(night).as_ref());
+    assert!(files_under(&models) > model.files.len() + 1, "{models:?}");
+    assert_eq!(
+        elastirec_lake::read_model_info(&lake, night)
+            .await
+            .unwrap()
+            .files,
+        model.files
+    );
+    elastirec_als::Model::load(&lake, night).await.unwrap();
+    // Serving loads the live night (lists and the item factors model.json names) throughout.
+    let user = live_lists.keys().next().unwrap().clone();
+    run_ok(&lake_dir, &["show", "--user", &user]);
+    run_ok(&lake_dir, &["train", "--date", &date]);
+    run_ok(&lake_dir, &["show", "--user", &user]);
+    let retrained = elastirec_lake::read_model_info(&lake, night).await.unwrap();
+    assert_eq!(files_under(&models), retrained.files.len() + 1);
+    for f in &model.files {
+        assert!(!retrained.files.contains(f), "{f:?}");
+    }
+    elastirec_als::Model::load(&lake, night).await.unwrap();
 }

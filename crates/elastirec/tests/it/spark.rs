@@ -49,10 +49,12 @@ fn assert_pyspark() {
 async fn schemas(lake_dir: &Path, night: Night) -> Vec<Schema> {
     let lake = open_lake(lake_dir).await;
     let manifest = read_recommendations_manifest(&lake, night).await.unwrap();
+    // The files model.json names (a night trained again writes them under new names).
+    let model = elastirec_lake::read_model_info(&lake, night).await.unwrap();
     let mut out = Vec::new();
     for path in [
-        layout::model_user_factors(night),
-        layout::model_item_factors(night),
+        elastirec_lake::io::model_factor_file(&model, "user_factors"),
+        elastirec_lake::io::model_factor_file(&model, "item_factors"),
         object_store::path::Path::from(manifest.files[0].path.as_str()),
     ] {
         let batches = read_parquet(&lake, &path).await.unwrap();
