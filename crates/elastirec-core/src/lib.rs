@@ -24,6 +24,7 @@ pub mod layout;
 pub mod manifest;
 pub mod night;
 pub mod rng;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -65,7 +65,6 @@ use datafusion_postgres::pgwire::api::{
 };
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use datafusion_postgres::pgwire::tokio::tokio_rustls::rustls;
 use datafusion_postgres::pgwire::tokio::{TlsAcceptor, process_socket};
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
@@ -79,8 +78,6 @@ use deltalake::datafusion::sql::sqlparser::ast::{
     DeclareType, Expr, Set, Statement, visit_statements,
 };
 use futures::{Sink, StreamExt};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use elastirec_core::config::PgwireConfig;
@@ -248,35 +245,12 @@ impl Warehouse {
     }
 }
 
-/// Reads a PEM certificate chain and private key into a TLS acceptor (ring provider, TLS 1.2
-/// and 1.3).
+/// Reads a PEM certificate chain and private key into a TLS acceptor
+/// (`elastirec_core::tls::server_config`).
 fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
-    let bad = |path: &Path, reason: String| {
-        Error::ServeSetup(format!("[pgwire] TLS file {}: {reason}", path.display()))
-    };
-    let cert_pem = std::fs::read(cert).map_err(|e| bad(cert, e.to_string()))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad(cert, format!("not a PEM certificate chain: {e}")))?;
-    if chain.is_empty() {
-        return Err(bad(cert, "holds no PEM certificate".into()));
-    }
-    let key_pem = std::fs::read(key).map_err(|e| bad(key, e.to_string()))?;
-    // Never print the key's content: only whether it parsed.
-    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-        bad(
-            key,
-            "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::ServeSetup(format!("[pgwire] TLS: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private)
-        .map_err(|e| bad(key, format!("does not match the certificate: {e}")))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    let config = elastirec_core::tls::server_config(cert, key)
+        .map_err(|e| Error::ServeSetup(format!("[pgwire] TLS file {}: {}", e.path, e.why)))?;
+    Ok(TlsAcceptor::from(config))
 }
 
 /// What every connection of one server shares.

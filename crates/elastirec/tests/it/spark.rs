@@ -240,8 +240,8 @@ async fn spark_engine_nights_match_the_in_process_engine() {
     assert!(!lake_dir.join("staging/spark/1998/04/22").exists());
 }
 
-#[test]
-fn a_failing_spark_job_fails_the_step_with_its_record() {
+/// A lake holding the MovieLens 100K fixture's ratings, in a temporary folder.
+fn ml_100k_lake() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let data = crate::harness::fixtures().join("ml-100k");
@@ -254,6 +254,12 @@ fn a_failing_spark_job_fails_the_step_with_its_record() {
             data.join("u.data").to_str().unwrap(),
         ],
     );
+    (dir, lake)
+}
+
+#[test]
+fn a_failing_spark_job_fails_the_step_with_its_record() {
+    let (dir, lake) = ml_100k_lake();
     // A stand-in submit command that fails the way a bad spark-submit option does.
     let script = dir.path().join("fake-submit.sh");
     std::fs::write(
@@ -305,18 +311,7 @@ fn a_failing_spark_job_fails_the_step_with_its_record() {
 
 #[test]
 fn a_spark_job_does_not_outlive_a_killed_elastirec() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let data = crate::harness::fixtures().join("ml-100k");
-    ok(
-        &lake,
-        &[
-            "import",
-            "movielens",
-            "--ratings",
-            data.join("u.data").to_str().unwrap(),
-        ],
-    );
+    let (dir, lake) = ml_100k_lake();
     // A stand-in submit command that says who it is and runs for a minute.
     let pid_file = dir.path().join("job.pid");
     let script = dir.path().join("slow-submit.sh");
