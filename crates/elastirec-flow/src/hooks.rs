@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use elastirec_core::config::HooksConfig;
 use elastirec_core::manifest::{RunRecord, StepState};
@@ -56,6 +55,9 @@ impl NightSummary {
     }
 }
 
+/// The longest a webhook may take, connecting and answering included.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Calls the configured hooks for a finished night.
 pub async fn notify(config: &HooksConfig, summary: &NightSummary) {
     let Ok(json) = serde_json::to_vec(summary) else {
@@ -78,13 +80,22 @@ pub async fn notify(config: &HooksConfig, summary: &NightSummary) {
             tracing::warn!(error = %e, "the night's hook command failed");
         }
     }
-    if let Some(url) = &config.webhook_url {
-        match tokio::time::timeout(Duration::from_secs(10), post(url, &json)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(%url, error = %e, "the night's webhook failed"),
-            Err(_) => tracing::warn!(%url, "the night's webhook timed out after 10 s"),
-        }
+    if let Some(url) = &config.webhook_url
+        && let Err(e) = post(config, url, &json).await
+    {
+        let url = webhook_origin(url);
+        tracing::warn!(%url, error = %e, "the night's webhook failed");
     }
+}
+
+/// Sends `summary` to `[hooks] webhook_url` (nothing when none is set); the error is what
+/// [`notify`] logs, without the URL's path or query.
+pub async fn webhook(config: &HooksConfig, summary: &NightSummary) -> Result<(), String> {
+    let Some(url) = &config.webhook_url else {
+        return Ok(());
+    };
+    let json = serde_json::to_vec(summary).map_err(|e| e.to_string())?;
+    post(config, url, &json).await
 }
 
 /// Runs a hook in its own process group; past `timeout` the group is killed.
@@ -139,42 +150,78 @@ fn run_command(
     }
 }
 
-/// A minimal HTTP/1.1 POST for `http://host[:port]/path` URLs (alerting endpoints inside a VPC).
-async fn post(url: &str, body: &[u8]) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| "[hooks] webhook_url must start with http://".to_string())?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nUser-Agent: elastirec\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.write_all(body).await.map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status_line = String::from_utf8_lossy(&answer);
-    let status_line = status_line.lines().next().unwrap_or_default();
-    match status_line.split_whitespace().nth(1) {
-        Some(code) if code.starts_with('2') => Ok(()),
-        _ => Err(format!("answered '{status_line}'")),
+/// `url` as logs and errors may show it: scheme, host and port only. A webhook URL often carries
+/// its secret in the path or query (`https://hooks.example.com/services/T0/B0/SECRET`).
+pub fn webhook_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),
+            (Some(host), None) => format!("{}://{host}/…", u.scheme()),
+            _ => "(a webhook URL without a host)".into(),
+        },
+        Err(_) => "(a webhook URL that does not parse)".into(),
     }
+}
+
+/// POSTs `body` as JSON to an `http://` or `https://` URL; any 2xx answer is success.
+async fn post(config: &HooksConfig, url: &str, body: &[u8]) -> Result<(), String> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| format!("[hooks] webhook_url is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "[hooks] webhook_url must start with http:// or https://, not {}://",
+            parsed.scheme()
+        ));
+    }
+    let mut client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(WEBHOOK_TIMEOUT)
+        .user_agent("elastirec")
+        // A redirect could carry the summary somewhere else: answer it as a failure.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &config.webhook_ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read [hooks] webhook_ca_file {}: {e}",
+                path.display()
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            format!(
+                "[hooks] webhook_ca_file {} is not a PEM certificate: {}",
+                path.display(),
+                e.without_url()
+            )
+        })?;
+        client = client.add_root_certificate(ca);
+    }
+    let client = client
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {}", e.without_url()))?;
+    let answer = client
+        .post(parsed)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        // reqwest's errors name the whole URL: keep its secret out of the log.
+        .map_err(|e| describe(&e.without_url()))?;
+    let status = answer.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+/// An error and its causes on one line (the TLS or connection reason is in the causes).
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

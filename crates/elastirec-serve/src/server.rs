@@ -29,21 +29,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The limits and deadlines of [`serve`].
 #[derive(Clone)]
@@ -99,50 +98,51 @@ impl std::fmt::Debug for Options {
 
 pub use elastirec_core::tls::{TlsError, server_config as tls_config};
 
-/// The router with the per-request policy: body limit, request deadline, security headers.
-fn harden(app: Router, options: &Options) -> Router {
-    let deadline = options.request_timeout;
-    let mut app = app
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            answer_within(deadline, request, next)
-        }))
-        .layer(RequestBodyLimitLayer::new(options.max_body));
-    let headers: [(HeaderName, &'static str); 5] = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-        (header::CACHE_CONTROL, "no-store"),
-    ];
-    for (name, value) in headers {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
+/// The security headers every answer carries; `Strict-Transport-Security` is added under TLS.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
+/// Adds the security headers an answer does not set itself.
+fn secure_headers<B>(mut response: Response<B>, tls: bool) -> Response<B> {
+    let headers = response.headers_mut();
+    // Room for all of them at once, rather than growing the map as they go in.
+    headers.reserve(SECURITY_HEADERS.len() + 1);
+    for (name, value) in SECURITY_HEADERS {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
     }
-    if options.tls.is_some() {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        ));
+    if tls {
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| HeaderValue::from_static("max-age=31536000"));
     }
-    app
+    response
 }
 
-async fn answer_within(deadline: Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(deadline, next.run(request)).await {
+/// `answer`, or a 503 once `deadline` has passed.
+async fn answer_within(
+    deadline: Duration,
+    answer: impl Future<Output = Result<Response, Infallible>>,
+) -> Result<Response, Infallible> {
+    match tokio::time::timeout(deadline, answer).await {
         Ok(response) => response,
-        Err(_) => error_response(
+        Err(_) => Ok(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             &format!(
                 "the request was not answered within {} s",
                 deadline.as_secs_f64()
             ),
-        ),
+        )),
     }
 }
 
@@ -176,7 +176,18 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(harden(app, &options));
+    // The per-request policy, once around the whole router: security headers on every answer
+    // (the 413 and 503 ones included), the body limit, the request deadline. One statically
+    // typed stack, not `Router::layer`, which wraps every route in each layer, boxed: that cost
+    // a quarter of the requests per second.
+    let (deadline, tls) = (options.request_timeout, options.tls.is_some());
+    let service = TowerToHyperService::new(
+        ServiceBuilder::new()
+            .map_response(move |response| secure_headers(response, tls))
+            .layer(RequestBodyLimitLayer::new(options.max_body))
+            .map_future(move |answer| answer_within(deadline, answer))
+            .service(app),
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)

@@ -21,6 +21,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
+use deltalake::datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::SessionContext;
@@ -115,15 +121,6 @@ impl Warehouse {
                 (Table::Ids, ids),
             ])
             .await?;
-        // `seen.sql` and the counts read the training query as the view `training`.
-        let training_view = ctx
-            .sql(&sql.training)
-            .await
-            .map_err(sql_error(&options.sql.training))?
-            .into_view();
-        ctx.register_table("training", training_view)
-            .map_err(Error::query("register the training view"))?;
-
         // Discard any earlier attempt, manifest first, so no reader trusts half of a redo.
         lake.clear_output(&manifest_path, &layout::training_export_dir(night))
             .await?;
@@ -137,6 +134,10 @@ impl Warehouse {
             |i| layout::training_export_part(night, i),
         )
         .await?;
+        // `seen.sql` and the counts read the training pairs as the table `training`: the files
+        // just written, not the query again (a view ran the whole training query twice more,
+        // two thirds of a full-history prepare).
+        register_written(&ctx, lake, "training", &files, manifest::training_schema())?;
         let seen_files = unload(
             &ctx,
             lake,
@@ -213,6 +214,44 @@ impl Warehouse {
 /// user's row keeps its id and loses its name). Not a user-replaceable query: it is the id
 /// boundary, not a modelling choice.
 const IDS_SQL: &str = "SELECT kind, id, external FROM ids WHERE external IS NOT NULL";
+
+/// Registers the Parquet files an [`unload`] wrote as table `name` of `ctx`, read through the
+/// lake's own store (local folder or S3 alike).
+fn register_written(
+    ctx: &SessionContext,
+    lake: &Lake,
+    name: &str,
+    files: &[FileEntry],
+    schema: deltalake::arrow::datatypes::SchemaRef,
+) -> Result<()> {
+    let context = || format!("register the written {name} files");
+    let table: Arc<dyn TableProvider> = if files.is_empty() {
+        Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(Error::query(context()))?)
+    } else {
+        // A scheme of our own, so the lake's store (rooted at the lake) answers these paths
+        // whatever the lake's URL is.
+        let base = url::Url::parse(&format!("{WRITTEN_SCHEME}://lake/"))
+            .map_err(|e| Error::Internal(format!("{}: {e}", context())))?;
+        ctx.register_object_store(&base, Arc::clone(lake.store()));
+        let urls = files
+            .iter()
+            .map(|f| ListingTableUrl::parse(format!("{base}{}", f.path)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::query(context()))?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Arc::new(ListingTable::try_new(config).map_err(Error::query(context()))?)
+    };
+    ctx.register_table(name, table)
+        .map_err(Error::query(context()))?;
+    Ok(())
+}
+
+/// The URL scheme under which [`register_written`] reads files back from the lake's store.
+const WRITTEN_SCHEME: &str = "elastirec-written";
 
 /// A failing query is the user's fault when their file replaced the built-in one.
 fn sql_error(file: &SqlFile) -> impl FnOnce(DataFusionError) -> Error + '_ {

@@ -90,8 +90,13 @@ pub struct HooksConfig {
     pub on_success: Option<String>,
     /// Shell command run after a night fails or is held.
     pub on_failure: Option<String>,
-    /// URL that receives the same JSON summary as an HTTP POST (http:// only).
+    /// URL that receives the same JSON summary as an HTTP POST (`http://` or `https://`; the
+    /// server's certificate is checked against the system's roots, or `webhook_ca_file`). Logs
+    /// and errors show only its scheme and host: such URLs often carry a secret in their path.
     pub webhook_url: Option<String>,
+    /// PEM file of the certificate authority an `https://` webhook's certificate is checked
+    /// against, for an endpoint signed by a private CA (beside the system's roots).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// Seconds a hook command may run before it (and its children) are killed.
     pub timeout_seconds: u64,
 }
@@ -102,6 +107,7 @@ impl Default for HooksConfig {
             on_success: None,
             on_failure: None,
             webhook_url: None,
+            webhook_ca_file: None,
             timeout_seconds: 60,
         }
     }

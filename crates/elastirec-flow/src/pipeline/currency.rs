@@ -11,6 +11,28 @@ use super::{RunOptions, Step};
 use crate::{Pipeline, Result};
 
 impl Pipeline {
+    /// Why `step` has nothing to work on for `night`, whatever `--rerun` says: the evaluate step
+    /// of a night whose earlier night made no lists (the first nights of a lake, or a night that
+    /// failed before its lists). Such a step is skipped, never failed.
+    pub(super) async fn nothing_to_do(&self, step: Step, night: Night) -> Result<Option<String>> {
+        if step != Step::Evaluate {
+            return Ok(None);
+        }
+        let Some(target) = self.evaluated_night(night) else {
+            return Ok(Some("no earlier night to evaluate".into()));
+        };
+        let lists = self
+            .lake
+            .get_json::<RecommendationsManifest>(
+                &layout::recommendations_manifest(target),
+                "recommendations",
+            )
+            .await?;
+        Ok(lists
+            .is_none()
+            .then(|| format!("night {target} has no recommendations to evaluate")))
+    }
+
     /// Why `step` need not run for `night`, if its outputs exist and are current.
     pub(super) async fn current(
         &self,
@@ -91,8 +113,11 @@ impl Pipeline {
                     .then(|| "the lists are newer than the model, with the same k".into())
             }
             Step::Evaluate => {
+                if let Some(why) = self.nothing_to_do(step, night).await? {
+                    return Ok(Some(why));
+                }
                 let Some(target) = self.evaluated_night(night) else {
-                    return Ok(Some("no earlier night to evaluate".into()));
+                    return Ok(None);
                 };
                 let h = self.config.evaluate.horizon_days.max(1);
                 let Some(recs) = self
@@ -103,9 +128,7 @@ impl Pipeline {
                     )
                     .await?
                 else {
-                    return Ok(Some(format!(
-                        "night {target} has no recommendations to evaluate"
-                    )));
+                    return Ok(None);
                 };
                 match self
                     .lake

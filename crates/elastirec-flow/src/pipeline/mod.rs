@@ -217,8 +217,14 @@ impl Pipeline {
             }
             // The lists the train step's Spark job just published are this step's work: record it.
             let from_job = step == Step::Recommend && self.spark_lists_of(night).is_some();
-            let current = if options.rerun || from_job {
+            let current = if from_job {
                 None
+            } else if options.rerun {
+                // A rerun runs every step again, except one with nothing to work on.
+                self.nothing_to_do(step, night).await.unwrap_or_else(|e| {
+                    tracing::warn!(%night, %step, error = %error_chain(&e), "could not tell whether the step has work; running it");
+                    None
+                })
             } else {
                 // A check that cannot read its inputs says "not current": the step itself then
                 // meets the problem, with retries if it is transient.

@@ -125,8 +125,12 @@ pub const INGEST_APP: &str = "elastirec.ingest";
 /// How many rejects a report or message names.
 const REJECTS_SHOWN: usize = 5;
 
-/// Raw files a load reads, parses and writes at a time (see `Warehouse::ingest`).
+/// Raw files a load reads, parses and writes at a time (see `Warehouse::ingest`), at most.
 const PART_FILES: usize = 8_192;
+
+/// Bytes of raw files (as stored, compressed or not) a part holds at most, unless its first file
+/// alone is larger: the parsed events of a part are held in memory until they are written.
+const PART_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Warehouse {
     /// Loads raw files for `night`: see the module documentation.
@@ -234,10 +238,11 @@ impl Warehouse {
 
         report.events_version = events_version;
         if !new_files.is_empty() {
-            // The files go through in parts of PART_FILES: each part is fetched, parsed,
-            // de-duplicated, given its dictionary ids and written as data files before the next
-            // is read, so memory follows a part, not the night (176,000 hourly files). Every
-            // part's data files are committed together at the end: a load is still one commit.
+            // The files go through in parts of PART_FILES files or PART_BYTES bytes: each part
+            // is fetched, parsed, de-duplicated, given its dictionary ids and written as data
+            // files before the next is read, so memory follows a part, not the backlog (176,000
+            // hourly files, or 20 years of daily files). Every part's data files are committed
+            // together at the end: a load is still one commit.
             let mut rejects: Vec<Reject> = Vec::new();
             let mut ledger_rows: Vec<LedgerRow> = Vec::new();
             let mut adds = Vec::new();
@@ -249,7 +254,13 @@ impl Warehouse {
             let mut new_ids = ids::NewIds::default();
             let mut files = new_files.into_iter().peekable();
             while files.peek().is_some() {
-                let part: Vec<(Night, ObjectMeta)> = files.by_ref().take(PART_FILES).collect();
+                let mut part: Vec<(Night, ObjectMeta)> = Vec::new();
+                let mut part_bytes = 0u64;
+                while part.len() < PART_FILES && (part.is_empty() || part_bytes < PART_BYTES) {
+                    let Some(file) = files.next() else { break };
+                    part_bytes += file.1.size;
+                    part.push(file);
+                }
                 let known = Arc::clone(&dictionary.names);
                 let mut parsed = self
                     .fetch_and_parse(part, &settings, &source, known)

@@ -13,7 +13,16 @@ use super::{gate_line, mib, state_name};
 
 /// `run`: a night's state and one line per step.
 pub fn print_record(record: &RunRecord) {
+    // A rerun that failed before reaching its publish step keeps the earlier run's publish
+    // record: those lists stay live, this run's were not published.
+    let position =
+        |f: &dyn Fn(&elastirec_core::manifest::StepRecord) -> bool| record.steps.iter().position(f);
+    let failed_before_publish = record.state == StepState::Failed
+        && position(&|s| s.state == StepState::Failed) < position(&|s| s.name == "publish");
     let publish = match &record.publish {
+        Some(p) if p.published && failed_before_publish => {
+            ", not published (an earlier run's lists stay live)".to_string()
+        }
         Some(p) if p.published => ", published".to_string(),
         Some(p) if p.reason.is_some() => ", held".to_string(),
         _ => String::new(),

@@ -507,3 +507,35 @@ async fn a_killed_rerun_of_the_live_night_leaves_its_published_lists_whole() {
     }
     elastirec_als::Model::load(&lake, night).await.unwrap();
 }
+
+/// `run --rerun` of a lake's first night: the evaluate step has no earlier lists to score, so it
+/// is skipped as on the first run (a rerun used to fail it, and the night then read "failed,
+/// published").
+#[test]
+fn a_rerun_skips_an_evaluate_step_with_no_earlier_lists() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = one_day_lake(root.path());
+    let first = run_ok(&lake, &["run", "--date", "2024-01-01"]);
+    let again = run_ok(&lake, &["run", "--date", "2024-01-01", "--rerun"]);
+    for out in [&first, &again] {
+        assert!(
+            out.contains("night 2024-01-01: succeeded, published"),
+            "{out}"
+        );
+        let evaluate = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("evaluate"))
+            .unwrap_or_else(|| panic!("no evaluate line: {out}"));
+        assert!(
+            evaluate.contains("skipped")
+                && evaluate.contains("night 2023-12-31 has no recommendations to evaluate"),
+            "{evaluate}"
+        );
+    }
+    // The rerun did run the other steps again.
+    let train = again
+        .lines()
+        .find(|l| l.trim_start().starts_with("train"))
+        .unwrap();
+    assert!(train.contains("succeeded"), "{train}");
+}
