@@ -12,6 +12,21 @@ use elastirec_flow::hooks::{NightSummary, notify, webhook, webhook_origin};
 
 use crate::night;
 
+/// The record of a night that has just ended in `state` with `steps`.
+fn ended_night(day: &str, state: StepState, steps: Vec<StepRecord>) -> RunRecord {
+    let now = Utc::now();
+    RunRecord {
+        night: night(day),
+        state,
+        started_at: now,
+        ended_at: Some(now),
+        steps,
+        publish: None,
+        cost: None,
+        tuning: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_gets_the_failed_nights_summary() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -40,12 +55,10 @@ async fn the_webhook_gets_the_failed_nights_summary() {
         (request_line, body)
     });
     let now = Utc::now();
-    let record = RunRecord {
-        night: night("2024-01-05"),
-        state: StepState::Failed,
-        started_at: now,
-        ended_at: Some(now),
-        steps: vec![StepRecord {
+    let record = ended_night(
+        "2024-01-05",
+        StepState::Failed,
+        vec![StepRecord {
             name: "train".into(),
             state: StepState::Failed,
             started_at: Some(now),
@@ -60,10 +73,7 @@ async fn the_webhook_gets_the_failed_nights_summary() {
             peak_memory_bytes: None,
             job: None,
         }],
-        publish: None,
-        cost: None,
-        tuning: None,
-    };
+    );
     let config = HooksConfig {
         webhook_url: Some(format!("http://127.0.0.1:{port}/alerts/elastirec")),
         ..HooksConfig::default()
@@ -82,17 +92,7 @@ async fn the_webhook_gets_the_failed_nights_summary() {
 async fn a_hook_that_hangs_is_killed_with_its_children_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("child.pid");
-    let now = Utc::now();
-    let record = RunRecord {
-        night: night("2024-01-06"),
-        state: StepState::Succeeded,
-        started_at: now,
-        ended_at: Some(now),
-        steps: Vec::new(),
-        publish: None,
-        cost: None,
-        tuning: None,
-    };
+    let record = ended_night("2024-01-06", StepState::Succeeded, Vec::new());
     // The hook starts a child that would outlive it, then hangs without reading its input.
     let config = HooksConfig {
         on_success: Some(format!(
@@ -239,17 +239,7 @@ async fn an_https_webhook_is_checked_against_its_ca_and_its_secret_stays_out_of_
             });
         }
     });
-    let now = Utc::now();
-    let record = RunRecord {
-        night: night("2024-01-06"),
-        state: StepState::Succeeded,
-        started_at: now,
-        ended_at: Some(now),
-        steps: vec![],
-        publish: None,
-        cost: None,
-        tuning: None,
-    };
+    let record = ended_night("2024-01-06", StepState::Succeeded, Vec::new());
     let summary = NightSummary::of(&record, "file:///lake/");
     let url = format!("https://127.0.0.1:{port}/services/T0/B0/s3cr3t-path?token=s3cr3t-query");
 
