@@ -18,8 +18,17 @@ impl Pipeline {
         if step != Step::Evaluate {
             return Ok(None);
         }
+        Ok(self.lists_to_evaluate(night).await?.err())
+    }
+
+    /// The night the evaluate step of `night` scores and that night's lists, or why there is
+    /// nothing to evaluate.
+    async fn lists_to_evaluate(
+        &self,
+        night: Night,
+    ) -> Result<std::result::Result<(Night, RecommendationsManifest), String>> {
         let Some(target) = self.evaluated_night(night) else {
-            return Ok(Some("no earlier night to evaluate".into()));
+            return Ok(Err("no earlier night to evaluate".into()));
         };
         let lists = self
             .lake
@@ -29,8 +38,8 @@ impl Pipeline {
             )
             .await?;
         Ok(lists
-            .is_none()
-            .then(|| format!("night {target} has no recommendations to evaluate")))
+            .map(|lists| (target, lists))
+            .ok_or_else(|| format!("night {target} has no recommendations to evaluate")))
     }
 
     /// Why `step` need not run for `night`, if its outputs exist and are current.
@@ -113,23 +122,11 @@ impl Pipeline {
                     .then(|| "the lists are newer than the model, with the same k".into())
             }
             Step::Evaluate => {
-                if let Some(why) = self.nothing_to_do(step, night).await? {
-                    return Ok(Some(why));
-                }
-                let Some(target) = self.evaluated_night(night) else {
-                    return Ok(None);
+                let (target, recs) = match self.lists_to_evaluate(night).await? {
+                    Ok(found) => found,
+                    Err(why) => return Ok(Some(why)),
                 };
                 let h = self.config.evaluate.horizon_days.max(1);
-                let Some(recs) = self
-                    .lake
-                    .get_json::<RecommendationsManifest>(
-                        &layout::recommendations_manifest(target),
-                        "recommendations",
-                    )
-                    .await?
-                else {
-                    return Ok(None);
-                };
                 match self
                     .lake
                     .get_json::<EvaluationReport>(&layout::evaluation(target, h), "evaluation")
