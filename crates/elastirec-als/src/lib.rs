@@ -20,23 +20,28 @@
 //!                               ▼
 //!  recommendations/D/part-*.parquet, _manifest.json, recommendations/_LATEST
 //! ```
+//!
+//! [`foldin`] solves one user's factors against a loaded model's item factors (users the night
+//! never saw, or what a user did since), with training's confidence and regularization.
 
 pub mod data;
 pub mod erase;
 pub mod evaluate;
 pub mod explicit;
+pub mod foldin;
 pub mod implicit;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
-pub mod popularity;
 pub mod reference;
-pub mod rules;
 pub mod stage;
 pub mod topk;
 pub mod tune;
 
 pub use data::Interactions;
+/// Offer rules and the popularity ranking live below the stages (`elastirec-lake`) because
+/// serving applies the same rules to the lists it folds in; re-exported under their old paths.
+pub use elastirec_lake::{popularity, rules};
 pub use explicit::{ExplicitAls, ExplicitModel};
 pub use implicit::{Confidence, Factors, ImplicitAls, Solver};
 pub use model::Model;

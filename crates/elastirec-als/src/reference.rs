@@ -2,7 +2,7 @@
 //!
 //! Everything here is dense and in f64: the implicit-ALS half-step builds the full confidence
 //! diagonal over all items and solves with Gaussian elimination; top-K scores every item and
-//! sorts.
+//! sorts; a fold-in is the half-step of one row, with its prior.
 
 use crate::data::Csr;
 
@@ -77,6 +77,48 @@ pub fn implicit_half_step(
         }
     }
     out
+}
+
+/// One user folded in, dense in f64 over every item (the fold-in's slow reference, see
+/// `elastirec_core::foldin`): `c_i = 1 + alpha·w_i` on observed items (1 elsewhere), `p_i = 1`
+/// on observed items (0 elsewhere), `β = prior · tr(YᵀY)/k`, and
+/// `x = (Σ_i c_i y_i y_iᵀ + (λ + β)I)⁻¹ (Σ_i c_i p_i y_i + β μ)`. `observed` holds (item, w)
+/// with distinct items; `None` if the system is singular.
+#[allow(clippy::too_many_arguments)]
+pub fn fold_in(
+    fixed: &[f32],
+    k: usize,
+    observed: &[(u32, f32)],
+    alpha: f32,
+    lambda: f32,
+    prior: f32,
+    mean_user: &[f32],
+) -> Option<Vec<f32>> {
+    let rows = fixed.len() / k;
+    let mut c = vec![1.0f64; rows];
+    let mut p = vec![0.0f64; rows];
+    for &(i, w) in observed {
+        c[i as usize] = 1.0 + f64::from(alpha) * f64::from(w);
+        p[i as usize] = 1.0;
+    }
+    let trace: f64 = fixed.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let beta = f64::from(prior) * trace / k as f64;
+    let mut a = vec![0.0f64; k * k];
+    let mut b = vec![0.0f64; k];
+    for i in 0..rows {
+        let y = &fixed[i * k..(i + 1) * k];
+        for r in 0..k {
+            for s in 0..k {
+                a[r * k + s] += c[i] * f64::from(y[r]) * f64::from(y[s]);
+            }
+            b[r] += c[i] * p[i] * f64::from(y[r]);
+        }
+    }
+    for d in 0..k {
+        a[d * k + d] += f64::from(lambda) + beta;
+        b[d] += beta * f64::from(mean_user[d]);
+    }
+    solve_dense(a, b).map(|x| x.into_iter().map(|v| v as f32).collect())
 }
 
 /// Top-K by scoring every item and sorting: (score desc, item asc), seen items excluded.

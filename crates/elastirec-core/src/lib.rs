@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod fence;
+pub mod foldin;
 pub mod generation;
 pub mod ids;
 pub mod lake;

@@ -126,6 +126,9 @@ pub mod sources {
     pub const POPULAR: &str = "popular";
     /// Placed by an offer rule (`[rules] promoted_items`).
     pub const PROMOTED: &str = "promoted";
+    /// Scored by factors folded in at request time from the interactions a request (or a
+    /// fold-in file) gave, against the night's item factors (see [`crate::foldin`]).
+    pub const FOLD_IN: &str = "fold-in";
 }
 
 /// One data file listed by a manifest; `path` is relative to the lake root.

@@ -23,9 +23,15 @@
 //! `elastirec_core::manifest`; this crate adds the Parquet encoding and the readers that check
 //! what they read. Each folder's data files are written first and its manifest last, so a
 //! reader that finds a manifest finds every file it lists.
+//!
+//! [`rules`] (the `[rules]` a night's lists obey, read from the export's items and availability)
+//! and [`popularity`] (the fallback ranking) live here too: the recommend step and serving's
+//! fold-in apply them alike, and serving must not link the trainer.
 
 pub mod artefacts;
 pub mod io;
+pub mod popularity;
+pub mod rules;
 
 pub use artefacts::{
     SeenPairs, publish_latest, read_export_ids, read_export_manifest, read_latest, read_model_info,

@@ -8,19 +8,25 @@ const $ = (id) => document.getElementById(id);
 
 class Unauthorized extends Error {}
 
-async function api(path) {
+async function api(path, body) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
-  const res = await fetch(path, { headers });
+  const init = { headers };
+  if (body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
   if (res.status === 401) throw new Unauthorized("token required");
-  const body = await res.json().catch(() => ({}));
+  const answer = await res.json().catch(() => ({}));
   if (!res.ok) {
-    const err = new Error((body.error && body.error.message) || res.statusText);
+    const err = new Error((answer.error && answer.error.message) || res.statusText);
     err.status = res.status;
     throw err;
   }
-  return body;
+  return answer;
 }
 
 function el(tag, attrs, ...children) {
@@ -271,6 +277,34 @@ async function lookup(ev) {
   out.replaceChildren(histBox, recBox);
 }
 
+// ---------------------------------------------------------------- try it (fold-in)
+
+async function tryIt(ev) {
+  ev.preventDefault();
+  const out = $("try-result");
+  $("try-error").textContent = "";
+  out.replaceChildren();
+  const userId = $("user-id").value.trim();
+  const items = $("try-items").value.split("\n").map((l) => l.trim()).filter((l) => l).map((l) => {
+    const parts = l.split(/\s+/);
+    const item = { item_id: parts[0] };
+    if (parts.length > 1) item.event_type = parts[1];
+    return item;
+  });
+  if (!items.length) { $("try-error").textContent = "enter at least one item id"; return; }
+  const body = { items, k: Number($("try-k").value) || 10 };
+  if (userId) body.user_id = userId;
+  let made;
+  try { made = await api("/v1/recommendations", body); } catch (e) { $("try-error").textContent = e.message; return; }
+  const who = userId ? `user ${userId} + ${made.items_given} given items` : `an anonymous visitor with ${made.items_given} items`;
+  out.append(el("p", { class: "muted", id: "try-summary" }, `${who}: ${made.source}` +
+    (made.items_unknown ? `, ${made.items_unknown} item ids unknown to night ${made.model_date} (ignored)` : "") +
+    (made.fallback ? " (fallback: no given item is in the model)" : "")));
+  out.append(el("table", { class: "data", id: "try-table" }, el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "item"), el("th", {}, "title"), el("th", { class: "num" }, "score"), el("th", {}, "source"))),
+    el("tbody", {}, made.items.map((r) => el("tr", { "data-item": r.item_id }, el("td", { class: "num" }, r.rank), el("td", {}, r.item_id), el("td", {}, r.title || "–"),
+      el("td", { class: "num" }, fmt.num(r.score, 3)), el("td", {}, r.source))))));
+}
+
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -301,4 +335,5 @@ $("token-form").addEventListener("submit", (ev) => {
   start();
 });
 $("lookup-form").addEventListener("submit", lookup);
+$("try-form").addEventListener("submit", tryIt);
 start();

@@ -22,12 +22,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::Instrument;
@@ -37,7 +38,9 @@ use elastirec_core::manifest::{EvaluationReport, RunRecord, sources};
 use elastirec_core::{ErrorKind, Night, layout};
 
 use crate::Error;
-use crate::snapshot::{MAX_HISTORY, Snapshot, check_similar_k};
+use crate::snapshot::{
+    MAX_FOLD_IN_ITEMS, MAX_FOLD_IN_K, MAX_HISTORY, Made, Snapshot, check_similar_k,
+};
 use crate::state::Served;
 
 /// The dashboard's page and scripts, compiled into the binary (no build step, no CDN).
@@ -51,6 +54,11 @@ pub const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
 const DEFAULT_K: usize = 10;
 /// History entries returned when a request does not say `limit`.
 const DEFAULT_HISTORY: usize = 50;
+/// The largest body `POST /v1/recommendations` reads: the server's own limit (64 KiB), also
+/// enforced here so that the router answers with a JSON error whatever front serves it.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The longest `event_type` a request may give.
+const MAX_EVENT_TYPE_BYTES: usize = 64;
 
 type Shared = Arc<Served>;
 
@@ -60,6 +68,10 @@ type Shared = Arc<Served>;
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/v1/users/{id}/recommendations", get(recommendations))
+        .route(
+            "/v1/recommendations",
+            post(post_recommendations).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
         .route("/v1/users/{id}/history", get(history))
         .route("/v1/items/{id}", get(item))
         .route("/v1/items/{id}/similar", get(similar))
@@ -125,11 +137,19 @@ impl AppError {
             AppError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "this route answers GET only".into(),
+                "this route does not answer this method: see /openapi.json".into(),
             ),
             AppError::Api(e) => match (e, e.kind()) {
                 // Messages written for clients.
                 (Error::BadRequest(m), _) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+                (Error::InvalidField { message, .. }, _) => {
+                    (StatusCode::BAD_REQUEST, "bad_request", message.clone())
+                }
+                (Error::TooLarge(m), _) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    m.clone(),
+                ),
                 (Error::NotFound(m), _) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
                 (Error::Unavailable(m), _) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
@@ -160,7 +180,15 @@ struct ErrorDetail(String);
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.status_code_message();
-        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let mut body = serde_json::json!({"error": {"code": code, "message": message}});
+        let field = match &self {
+            AppError::Api(Error::InvalidField { field, .. }) => Some(field.as_str()),
+            AppError::Api(Error::TooLarge(_)) => Some("body"),
+            _ => None,
+        };
+        if let Some(field) = field {
+            body["error"]["field"] = serde_json::Value::from(field);
+        }
         let mut response = (status, json_bytes(&body)).into_response();
         set_json(&mut response);
         if let AppError::Api(e) = &self {
@@ -409,6 +437,319 @@ async fn recommendations(
         generated_at: s.generated_at,
         fallback,
         source,
+    };
+    state.metrics.served_rows(body.items.len());
+    Ok(json(&body))
+}
+
+/// One interaction of a `POST /v1/recommendations` body.
+#[derive(Debug)]
+struct GivenItem {
+    item_id: String,
+    event_type: Option<String>,
+    value: Option<f32>,
+}
+
+/// A `POST /v1/recommendations` body, checked.
+#[derive(Debug)]
+struct RecsRequest {
+    user_id: Option<String>,
+    items: Option<Vec<GivenItem>>,
+    k: Option<usize>,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::InvalidField {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// An external id in a body field, checked as path ids are.
+fn body_id(field: &str, v: &serde_json::Value) -> Result<String, Error> {
+    let Some(raw) = v.as_str() else {
+        return Err(invalid(
+            field,
+            format!("{field} must be a string (ids are JSON strings, \"42\" too), got {v}"),
+        ));
+    };
+    check_external(raw).map_err(|why| {
+        invalid(
+            field,
+            format!(
+                "{field} '{}' is not an id: {why} (an id is 1 to {MAX_ID_BYTES} bytes of UTF-8 \
+                 without control characters)",
+                shown(raw)
+            ),
+        )
+    })?;
+    Ok(raw.to_string())
+}
+
+/// Reads and checks the body: every problem names its field.
+fn parse_recs_request(body: &[u8]) -> Result<RecsRequest, Error> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        invalid(
+            "body",
+            format!(
+                "the body is not JSON ({e}): send {{\"user_id\": …, \"items\": […], \"k\": …}}"
+            ),
+        )
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(invalid(
+            "body",
+            "the body must be a JSON object with user_id, items and/or k",
+        ));
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|f| !["user_id", "items", "k"].contains(&f.as_str()))
+    {
+        return Err(invalid(
+            shown(other),
+            format!(
+                "unknown field '{}': the body has user_id, items and k",
+                shown(other)
+            ),
+        ));
+    }
+    let user_id = match fields.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(body_id("user_id", v)?),
+    };
+    let items = match fields.get("items") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => {
+            if list.len() > MAX_FOLD_IN_ITEMS {
+                return Err(invalid(
+                    "items",
+                    format!(
+                        "{} items: give at most {MAX_FOLD_IN_ITEMS} (the most recent ones)",
+                        list.len()
+                    ),
+                ));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (n, entry) in list.iter().enumerate() {
+                let at = format!("items[{n}]");
+                let Value::Object(item) = entry else {
+                    return Err(invalid(
+                        at.clone(),
+                        format!(
+                            "{at} must be an object such as {{\"item_id\": \"42\", \"event_type\": \"purchase\"}}"
+                        ),
+                    ));
+                };
+                if let Some(other) = item
+                    .keys()
+                    .find(|f| !["item_id", "event_type", "value"].contains(&f.as_str()))
+                {
+                    return Err(invalid(
+                        format!("{at}.{}", shown(other)),
+                        format!(
+                            "unknown field '{}' in {at}: an item has item_id, event_type and value",
+                            shown(other)
+                        ),
+                    ));
+                }
+                let field = format!("{at}.item_id");
+                let item_id = match item.get("item_id") {
+                    None | Some(Value::Null) => {
+                        return Err(invalid(field.clone(), format!("{field} is missing")));
+                    }
+                    Some(v) => body_id(&field, v)?,
+                };
+                let field = format!("{at}.event_type");
+                let event_type = match item.get("event_type") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(t))
+                        if !t.is_empty()
+                            && t.len() <= MAX_EVENT_TYPE_BYTES
+                            && !t.chars().any(char::is_control) =>
+                    {
+                        Some(t.clone())
+                    }
+                    Some(v) => {
+                        return Err(invalid(
+                            field.clone(),
+                            format!(
+                                "{field} must be a string of 1 to {MAX_EVENT_TYPE_BYTES} bytes \
+                                 without control characters, got {}",
+                                shown(&v.to_string())
+                            ),
+                        ));
+                    }
+                };
+                let field = format!("{at}.value");
+                let value = match item.get("value") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => match v.as_f64() {
+                        Some(x) if x.is_finite() && (0.0..=1e9).contains(&x) => Some(x as f32),
+                        _ => {
+                            return Err(invalid(
+                                field.clone(),
+                                format!(
+                                    "{field} must be a number from 0 to 1e9, got {}",
+                                    shown(&v.to_string())
+                                ),
+                            ));
+                        }
+                    },
+                };
+                out.push(GivenItem {
+                    item_id,
+                    event_type,
+                    value,
+                });
+            }
+            Some(out)
+        }
+        Some(v) => {
+            return Err(invalid(
+                "items",
+                format!(
+                    "items must be a list of objects, got {}",
+                    shown(&v.to_string())
+                ),
+            ));
+        }
+    };
+    let k = match fields.get("k") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(k) => Some(usize::try_from(k).unwrap_or(usize::MAX)),
+            None => {
+                return Err(invalid(
+                    "k",
+                    format!(
+                        "k must be a whole number from 1 to {MAX_FOLD_IN_K}, got {}",
+                        shown(&v.to_string())
+                    ),
+                ));
+            }
+        },
+    };
+    if user_id.is_none() && items.is_none() {
+        return Err(invalid(
+            "body",
+            "give a user_id (the user's lists), items (an anonymous session) or both",
+        ));
+    }
+    Ok(RecsRequest { user_id, items, k })
+}
+
+fn check_body_k(k: usize, max: usize, what: &str) -> Result<(), Error> {
+    if k == 0 || k > max {
+        return Err(invalid(
+            "k",
+            format!("k = {k} is out of range: ask for 1 to {max} ({what})"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MadeItem<'a> {
+    item_id: Cow<'a, str>,
+    title: Option<&'a str>,
+    score: f32,
+    rank: u32,
+    source: &'static str,
+    because: Vec<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct MadeBody<'a> {
+    user_id: Option<String>,
+    items: Vec<MadeItem<'a>>,
+    model_date: Night,
+    generated_at: DateTime<Utc>,
+    source: &'static str,
+    fallback: bool,
+    /// Entries of `items` in the request.
+    items_given: usize,
+    /// Given entries whose item id the night does not know: ignored.
+    items_unknown: usize,
+    /// Distinct given items the model has factors for.
+    items_in_model: usize,
+}
+
+/// `POST /v1/recommendations`: a user's lists (`user_id`), a list for an anonymous session
+/// (`items`), or the user's history merged with what they did since (both), folded in against
+/// the night's item factors (see `Snapshot::fold_in`).
+async fn post_recommendations(
+    State(state): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge(format!(
+                "the body is larger than {MAX_BODY} bytes: give at most {MAX_FOLD_IN_ITEMS} items"
+            ))
+        } else {
+            invalid(
+                "body",
+                format!("the body could not be read: {}", e.body_text()),
+            )
+        }
+    })?;
+    let request = parse_recs_request(&body)?;
+    let s = current(&state)?;
+    let user_id = request
+        .user_id
+        .as_deref()
+        .and_then(|u| s.ids().users.internal(u));
+    let items_given = request.items.as_ref().map_or(0, Vec::len);
+    let (made, items_unknown): (Made, usize) = match request.items {
+        None => {
+            let k = request.k.unwrap_or(DEFAULT_K.min(s.k));
+            check_body_k(k, s.k, "the night stored that many items per user")?;
+            (s.stored(user_id, k)?, 0)
+        }
+        Some(items) => {
+            let k = request.k.unwrap_or(DEFAULT_K);
+            check_body_k(k, MAX_FOLD_IN_K, "the longest list made for given items")?;
+            let values = s.event_values();
+            let given: Vec<(i64, f32)> = items
+                .iter()
+                .filter_map(|item| {
+                    let id = s
+                        .ids()
+                        .items
+                        .internal(&item.item_id)
+                        .filter(|&i| s.item_known(i))?;
+                    Some((id, values.value(item.event_type.as_deref(), item.value)))
+                })
+                .collect();
+            let unknown = items.len() - given.len();
+            // One k×k solve and one pass over the item factors, no I/O: computed on the worker
+            // that holds the request, like every other answer of this server.
+            (s.fold_in(user_id, &given, k)?, unknown)
+        }
+    };
+    let body = MadeBody {
+        user_id: request.user_id,
+        items: made
+            .items
+            .iter()
+            .map(|p| MadeItem {
+                item_id: item_name(&s, p.item_id),
+                title: title(&s, p.item_id),
+                score: p.score,
+                rank: p.rank,
+                source: p.source,
+                because: p.because.iter().map(|&b| item_name(&s, b)).collect(),
+            })
+            .collect(),
+        model_date: s.night(),
+        generated_at: s.generated_at,
+        source: made.source,
+        fallback: made.fallback,
+        items_given,
+        items_unknown,
+        items_in_model: made.items_in_model,
     };
     state.metrics.served_rows(body.items.len());
     Ok(json(&body))

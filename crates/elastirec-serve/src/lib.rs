@@ -33,6 +33,13 @@ pub enum Error {
     /// message says how.
     #[error("{0}")]
     BadRequest(String),
+    /// One field of a request body is wrong: `field` names it (`items[3].item_id`, `k`, or
+    /// `body` for the whole body), the message says how.
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// The request body is larger than the server accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// The user, item or night asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -52,7 +59,9 @@ impl Error {
     /// Whose fault this error is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadRequest(_) => ErrorKind::InvalidInput,
+            Error::BadRequest(_) | Error::InvalidField { .. } | Error::TooLarge(_) => {
+                ErrorKind::InvalidInput
+            }
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Unavailable(_) => ErrorKind::Transient,
             Error::Artefact(e) => e.kind(),

@@ -32,10 +32,14 @@ use object_store::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use elastirec_core::config::RulesConfig;
+use elastirec_core::foldin::{DEFAULT_PRIOR, EventValues, FoldIn, FoldInParams, mean_rows};
 use elastirec_core::ids::IdDictionary;
 use elastirec_core::manifest::{FileEntry, LatestPointer, ModelInfo, columns, sources};
 use elastirec_core::{Lake, Night, layout};
 use elastirec_lake::io;
+use elastirec_lake::popularity::Popularity;
+use elastirec_lake::rules::OfferRules;
 use elastirec_lake::{read_export_ids, read_export_manifest, read_recommendations_manifest};
 
 use crate::{Error, Result};
@@ -46,6 +50,10 @@ pub const BECAUSE: usize = 3;
 pub const MAX_SIMILAR: usize = 100;
 /// The most history entries one request may ask for.
 pub const MAX_HISTORY: usize = 1000;
+/// The most items one fold-in request may give.
+pub const MAX_FOLD_IN_ITEMS: usize = 1000;
+/// The longest fold-in list one request may ask for.
+pub const MAX_FOLD_IN_K: usize = 100;
 
 /// Title and genres of an item.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -61,6 +69,8 @@ pub struct Rec {
     pub score: f32,
     pub rank: u32,
     pub because: Vec<i64>,
+    /// What placed it: `als`, `popular` or `promoted`.
+    pub source: &'static str,
 }
 
 /// A user's stored list and where it came from (`als` or `popular`).
@@ -157,18 +167,56 @@ pub struct Snapshot {
     /// Items per stored list: the largest `k` a request may ask for.
     pub k: usize,
     lists: HashMap<i64, UserList>,
-    /// Items by users in the training window, most popular first (the fallback).
+    /// The fallback for users without a stored list: the window's most popular items under
+    /// the night's `[rules]`, up to `k`.
     popular: Vec<(i64, u64)>,
     popularity: HashMap<i64, u64>,
+    /// Items by users in the training window, most popular first, every one (the fill of
+    /// fold-in lists).
+    ranking: Popularity,
+    /// The `[rules]` the night's lists were made with (its recommendations manifest), applied
+    /// to the lists folded in for requests; inactive when the night had none.
+    rules: OfferRules,
     items: HashMap<i64, ItemMeta>,
     history: HashMap<i64, Vec<HistoryEntry>>,
     factors: UnitFactors,
     /// External names of the night's string ids (internal ids ≥ `DICTIONARY_BASE`).
     ids: IdDictionary,
+    /// Fold-ins against the night's item factors (rows in the order of `factors.ids`), or why
+    /// this night cannot fold in.
+    fold: std::result::Result<FoldIn, String>,
+    /// How a request's events become values, as the night's export made them.
+    events: EventValues,
 }
 
 /// One item of a list as served, with internal ids: (item, score, rank, `because` items).
 pub type ServedItem<'a> = (i64, f32, u32, &'a [i64]);
+
+/// One item of a list made for a request, with internal ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub item_id: i64,
+    pub score: f32,
+    pub rank: u32,
+    /// `als`, `popular` or `promoted` (a stored list), `fold-in` (solved for this request) or
+    /// `popular` (nothing to fold in).
+    pub source: &'static str,
+    pub because: Vec<i64>,
+}
+
+/// A list made for a request (`POST /v1/recommendations`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Made {
+    /// `fold-in`, or the stored list's source, or `popular` when nothing was known.
+    pub source: &'static str,
+    /// The popularity list stands in: the user has no stored list and no given item has
+    /// factors.
+    pub fallback: bool,
+    pub items: Vec<Placed>,
+    /// Distinct given items the model has factors for (what the fold-in used beside the
+    /// user's window history).
+    pub items_in_model: usize,
+}
 
 /// The recommendations of one user, as served.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,18 +266,65 @@ impl Snapshot {
         let items = read_items(lake, &export.item_files).await?;
         // The item factors model.json names (a night trained again writes them under new
         // names); the plain name when there is no model.json.
-        let factors_path = match lake
+        let info = lake
             .get_json::<ModelInfo>(&layout::model_info(night), "model")
-            .await?
-        {
-            Some(info) => io::model_factor_file(&info, "item_factors"),
+            .await?;
+        let factors_path = match &info {
+            Some(info) => io::model_factor_file(info, "item_factors"),
             None => layout::model_item_factors(night),
         };
         let (factor_ids, rows, dim) =
             io::read_factors(lake, &factors_path, columns::ITEM_ID).await?;
+        // Fold-in needs the raw item factors, the model's settings and the mean user (the
+        // prior's centre): a night without model.json, or with an explicit model, serves its
+        // lists but cannot fold in.
+        let fold_params = match &info {
+            None => Err(format!(
+                "night {night} has no {}: fold-in needs the model's settings",
+                layout::model_info(night)
+            )),
+            Some(info) => FoldInParams::from_recorded(&info.params, DEFAULT_PRIOR)
+                .map_err(|e| format!("night {night}: {e}")),
+        };
+        // The mean user is read once here; a night whose user factors cannot be read still
+        // serves its lists.
+        let mean_user = match (&info, &fold_params) {
+            (Some(info), Ok(_)) => {
+                let path = io::model_factor_file(info, "user_factors");
+                match io::read_factors(lake, &path, columns::USER_ID).await {
+                    Ok((_, users, ku)) => {
+                        Ok(mean_rows(&users, if users.is_empty() { dim } else { ku }))
+                    }
+                    Err(e) => Err(format!("night {night}: the user factors: {e}")),
+                }
+            }
+            _ => Ok(Vec::new()),
+        };
+        let fold_params = fold_params.and_then(|p| mean_user.map(|m| (p, m)));
+        let events = EventValues::from_recorded(&export.params);
+        // The rules the night's lists obey, so that a list folded in for a request obeys them
+        // too (same availability day, genres and excluded/promoted items).
+        let rules = match &manifest.rules {
+            None => None,
+            Some(recorded) => {
+                let config: RulesConfig = serde_json::from_value(recorded.clone()).map_err(|e| {
+                    Error::Internal(format!(
+                        "{}: the recorded [rules] do not read ({e}); rerun the night's recommend \
+                         step with this elastirec",
+                        layout::recommendations_manifest(night)
+                    ))
+                })?;
+                OfferRules::load(lake, &export, night, &config).await?
+            }
+        };
+        let rules = rules.unwrap_or_else(OfferRules::inactive);
         let generated_at = manifest.created_at;
         let k = manifest.k;
         tokio::task::spawn_blocking(move || {
+            let fold = fold_params.and_then(|(params, mean)| {
+                FoldIn::new(rows.clone(), dim, params, Some(&mean))
+                    .map_err(|e| format!("night {night}: {e}"))
+            });
             let factors = UnitFactors::new(factor_ids, rows, dim)?;
             Ok::<_, Error>(Snapshot::build(
                 pointer,
@@ -241,6 +336,9 @@ impl Snapshot {
                 items,
                 factors,
                 ids,
+                fold,
+                events,
+                rules,
             ))
         })
         .await
@@ -258,14 +356,20 @@ impl Snapshot {
         items: HashMap<i64, ItemMeta>,
         factors: UnitFactors,
         ids: IdDictionary,
+        fold: std::result::Result<FoldIn, String>,
+        events: EventValues,
+        rules: OfferRules,
     ) -> Snapshot {
         let mut popularity: HashMap<i64, u64> = HashMap::new();
         for (_, h) in &window {
             *popularity.entry(h.item_id).or_default() += 1;
         }
-        let mut popular: Vec<(i64, u64)> = popularity.iter().map(|(&i, &n)| (i, n)).collect();
-        popular.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        popular.truncate(k);
+        let ranking = Popularity::from_pairs(window.iter().map(|(_, h)| h.item_id));
+        let popular: Vec<(i64, u64)> = rules
+            .apply(k, &[], &|_| None, &|_| false, &ranking)
+            .into_iter()
+            .map(|p| (p.item_id, ranking.count(p.item_id)))
+            .collect();
 
         let mut history: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
         for (user, entry) in window.into_iter().chain(older) {
@@ -302,7 +406,7 @@ impl Snapshot {
                 };
                 let items = rows
                     .into_iter()
-                    .map(|(item_id, rank, score, _)| {
+                    .map(|(item_id, rank, score, row_source)| {
                         let because = match factors.row(item_id) {
                             Some(v) if !seen.is_empty() => {
                                 let scored = seen.iter().map(|(h, hv)| (*h, dot(v, hv))).collect();
@@ -315,6 +419,12 @@ impl Snapshot {
                             score,
                             rank: rank.max(0) as u32,
                             because,
+                            source: match row_source.as_str() {
+                                sources::POPULAR => sources::POPULAR,
+                                sources::PROMOTED => sources::PROMOTED,
+                                sources::FOLD_IN => sources::FOLD_IN,
+                                _ => sources::ALS,
+                            },
                         }
                     })
                     .collect();
@@ -334,6 +444,10 @@ impl Snapshot {
             history,
             factors,
             ids,
+            fold,
+            events,
+            ranking,
+            rules,
         }
     }
 
@@ -422,6 +536,172 @@ impl Snapshot {
             )));
         }
         Ok(())
+    }
+
+    /// Whether this night can fold users in, and why not.
+    pub fn fold_in_status(&self) -> std::result::Result<(), &str> {
+        self.fold.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+
+    /// How a request's events become values (the night's `[prepare]` weights and aggregate).
+    pub fn event_values(&self) -> &EventValues {
+        &self.events
+    }
+
+    /// The user's stored list with each item's source (`POST /v1/recommendations` with a
+    /// `user_id` only); the popularity fallback for a user without one.
+    pub fn stored(&self, user_id: Option<i64>, k: usize) -> Result<Made> {
+        self.check_k(k)?;
+        let list = user_id.and_then(|u| self.lists.get(&u));
+        Ok(match list {
+            Some(list) => Made {
+                source: list.source,
+                fallback: false,
+                items: list
+                    .items
+                    .iter()
+                    .take(k)
+                    .map(|r| Placed {
+                        item_id: r.item_id,
+                        score: r.score,
+                        rank: r.rank,
+                        source: r.source,
+                        because: r.because.clone(),
+                    })
+                    .collect(),
+                items_in_model: 0,
+            },
+            None => Made {
+                source: sources::POPULAR,
+                fallback: true,
+                items: self.popular_unseen(k, &|_| false),
+                items_in_model: 0,
+            },
+        })
+    }
+
+    /// A list solved for a request: the user's window history (when `user_id` names a user
+    /// with one) merged with `given` events ((item, value), internal ids, in time order) the
+    /// way the export aggregates a pair, folded in against the night's item factors; the
+    /// user's whole history and the given items are left out of the list. Given items without
+    /// factors take no part; with none the model knows, and no history, the list is the most
+    /// popular items not given (`popular`, `fallback`). `k` is 1 to [`MAX_FOLD_IN_K`].
+    pub fn fold_in(&self, user_id: Option<i64>, given: &[(i64, f32)], k: usize) -> Result<Made> {
+        if k == 0 || k > MAX_FOLD_IN_K {
+            return Err(Error::BadRequest(format!(
+                "k = {k} is out of range: ask for 1 to {MAX_FOLD_IN_K}"
+            )));
+        }
+        let fold = self.fold.as_ref().map_err(|why| {
+            Error::Unavailable(format!(
+                "{why}; lists for known users stay available: POST with a user_id only, or GET \
+                 /v1/users/{{id}}/recommendations"
+            ))
+        })?;
+        let history = user_id.and_then(|u| self.history.get(&u));
+        let window: Vec<(i64, f32)> = history
+            .map(|h| {
+                h.iter()
+                    .filter_map(|e| Some((e.item_id, e.value?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut skip: Vec<i64> = history
+            .map(|h| h.iter().map(|e| e.item_id).collect())
+            .unwrap_or_default();
+        skip.extend(given.iter().map(|g| g.0));
+        skip.sort_unstable();
+        skip.dedup();
+        let index = &self.factors.index;
+        let mut in_model: Vec<u32> = given
+            .iter()
+            .filter_map(|g| index.get(&g.0).copied())
+            .collect();
+        in_model.sort_unstable();
+        in_model.dedup();
+        let observed: Vec<(u32, f32)> = self
+            .events
+            .merge(&window, given)
+            .into_iter()
+            .filter_map(|(item, v)| Some((*index.get(&item)?, v)))
+            .collect();
+        let seen = |i: i64| skip.binary_search(&i).is_ok();
+        if observed.is_empty() {
+            return Ok(Made {
+                source: sources::POPULAR,
+                fallback: true,
+                items: self.popular_unseen(k, &seen),
+                items_in_model: 0,
+            });
+        }
+        let x = fold
+            .solve(&observed)
+            .map_err(|e| Error::BadRequest(format!("these items cannot be folded in: {e}")))?;
+        let skip_rows: Vec<u32> = skip.iter().filter_map(|i| index.get(i).copied()).collect();
+        let f = &self.factors;
+        // The model's best candidates, enough of them that K usually remain after the night's
+        // rules; the rules then pin or boost promotions, drop excluded and unavailable items,
+        // cap genres and fill from popularity exactly as the recommend step does.
+        let candidates: Vec<(i64, f32)> = fold
+            .top(&x, self.rules.candidates(k), &skip_rows)
+            .into_iter()
+            .map(|(row, score)| (f.ids[row as usize], score))
+            .collect();
+        let model_score = |item: i64| index.get(&item).map(|&row| dot(&x, fold.item(row)));
+        let unit = |row: u32| &f.rows[row as usize * f.dim..(row as usize + 1) * f.dim];
+        let items = self
+            .rules
+            .apply(k, &candidates, &model_score, &seen, &self.ranking)
+            .into_iter()
+            .enumerate()
+            .map(|(r, p)| {
+                let source = if p.source == sources::ALS {
+                    sources::FOLD_IN
+                } else {
+                    p.source
+                };
+                let because = match index.get(&p.item_id) {
+                    Some(&row) if source != sources::POPULAR => {
+                        let scored = observed
+                            .iter()
+                            .map(|&(h, _)| (f.ids[h as usize], dot(unit(row), unit(h))))
+                            .collect();
+                        best(scored, BECAUSE).into_iter().map(|(h, _)| h).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                Placed {
+                    item_id: p.item_id,
+                    score: p.score,
+                    rank: r as u32 + 1,
+                    source,
+                    because,
+                }
+            })
+            .collect();
+        Ok(Made {
+            source: sources::FOLD_IN,
+            fallback: false,
+            items,
+            items_in_model: in_model.len(),
+        })
+    }
+
+    /// The `k` most popular items of the window that `seen` does not hold, under the night's
+    /// rules (promotions pinned, excluded and unavailable items left out, genre caps).
+    fn popular_unseen(&self, k: usize, seen: &dyn Fn(i64) -> bool) -> Vec<Placed> {
+        self.rules
+            .apply(k, &[], &|_| None, seen, &self.ranking)
+            .into_iter()
+            .enumerate()
+            .map(|(r, p)| Placed {
+                item_id: p.item_id,
+                score: p.score,
+                rank: r as u32 + 1,
+                source: p.source,
+                because: Vec::new(),
+            })
+            .collect()
     }
 
     /// The `k` items whose factors are most similar (cosine) to the item's, best first.

@@ -358,6 +358,15 @@ pub struct RecommendArgs {
     /// Items per user [config: recommend.k, default 10]
     #[arg(long)]
     pub k: Option<usize>,
+    /// Lists for the users of this file instead of the night's, folded in against night DATE's
+    /// model (users it never saw, such as the day's sign-ups, or what a user did since): one
+    /// JSON object per line, {"user_id": "…", "items": [{"item_id": "…", "event_type":
+    /// "purchase", "value": 1}]}; the same code as POST /v1/recommendations
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub fold_in: Option<PathBuf>,
+    /// With --fold-in: write the lists (JSON lines) to this file instead of standard output
+    #[arg(long, value_name = "FILE", requires = "fold_in")]
+    pub out: Option<PathBuf>,
 }
 
 /// Which nights a command covers.

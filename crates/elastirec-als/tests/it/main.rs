@@ -2,5 +2,6 @@
 //! feedback, and models read back from a lake.
 
 mod explicit;
+mod foldin;
 mod kernels;
 mod model;

@@ -2,6 +2,7 @@
 //! router without a socket, one real socket and the atomic swap.
 
 mod fixture;
+mod foldin;
 mod router;
 mod security;
 mod socket;

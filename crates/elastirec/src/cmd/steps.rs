@@ -121,6 +121,9 @@ pub async fn recommend(mut config: Config, args: &RecommendArgs) -> Result<()> {
     if let Some(k) = args.k {
         config.recommend.k = k;
     }
+    if let Some(file) = &args.fold_in {
+        return fold_in(finish_config(config)?, args, file).await;
+    }
     let p = pipeline(finish_config(config)?).await?;
     let night = args.date.date;
     let m = leased(&p, &format!("recommend {night}"), || async {
@@ -128,6 +131,55 @@ pub async fn recommend(mut config: Config, args: &RecommendArgs) -> Result<()> {
     })
     .await?;
     print_recommended(night, &m);
+    Ok(())
+}
+
+/// `recommend --fold-in FILE`: lists for the file's users, as JSON lines (reads the lake only:
+/// no lease).
+async fn fold_in(config: Config, args: &RecommendArgs, file: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        elastirec_core::Error::InvalidInput(format!("--fold-in {name}: cannot read it: {e}"))
+    })?;
+    let lines = elastirec_als::foldin::parse_fold_in_lines(&name, &text)
+        .map_err(elastirec_flow::Error::from)?;
+    let lake = elastirec_core::Lake::open_existing(&config.lake).await?;
+    let night = args.date.date;
+    let lists = elastirec_als::foldin::fold_in_night(
+        &lake,
+        night,
+        lines,
+        config.recommend.k,
+        &config.rules,
+    )
+    .await
+    .map_err(elastirec_flow::Error::from)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| {
+                elastirec_core::Error::InvalidInput(format!(
+                    "--out {}: cannot write it: {e}",
+                    path.display()
+                ))
+            })?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for list in &lists {
+        serde_json::to_writer(&mut out, list)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if let Some(path) = &args.out {
+        let folded = lists.iter().filter(|l| l.source != "popular").count();
+        println!(
+            "night {night}: {} lists ({folded} folded in, {} popular) written to {}",
+            lists.len(),
+            lists.len() - folded,
+            path.display()
+        );
+    }
     Ok(())
 }
 

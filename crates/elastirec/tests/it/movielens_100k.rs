@@ -122,6 +122,76 @@ async fn nightly_runs_on_movielens_100k() {
     let latest = read_json(&lake_dir, &layout::recommendations_latest());
     assert_eq!(latest["night"], last.to_string());
 
+    // `recommend --fold-in`: lists for a user the night never saw (two Star Wars films and an
+    // id nobody knows), for a known user with what they did since, and for an empty session.
+    let requests = dir.path().join("signups.jsonl");
+    std::fs::write(
+        &requests,
+        "{\"user_id\": \"new-1\", \"items\": [{\"item_id\": \"50\", \"event_type\": \
+         \"purchase\"}, {\"item_id\": \"181\"}, {\"item_id\": \"no-such-film\"}]}\n\n\
+         {\"user_id\": \"1\", \"items\": [{\"item_id\": \"50\", \"value\": 5}]}\n\
+         {\"user_id\": \"new-2\"}\n",
+    )
+    .unwrap();
+    let out_file = dir.path().join("folded.jsonl");
+    let out = ok(
+        &lake_dir,
+        &[
+            "recommend",
+            "--date",
+            &last.to_string(),
+            "--fold-in",
+            requests.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("3 lists (2 folded in, 1 popular)"), "{out}");
+    let folded: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(folded.len(), 3);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(folded[0]["user_id"], "new-1");
+    assert_eq!(folded[0]["source"], "fold-in");
+    assert_eq!(folded[0]["items_unknown"], 1);
+    assert_eq!(ids(&folded[0]).len(), 10);
+    assert!(!ids(&folded[0]).iter().any(|i| i == "50" || i == "181"));
+    // The known user's list leaves out everything they had and what they did since.
+    assert_eq!(folded[1]["source"], "fold-in");
+    for item in ids(&folded[1]) {
+        let item: i64 = item.parse().unwrap();
+        assert!(
+            item != 50 && !seen[&1].contains(&item),
+            "user 1 got seen item {item}"
+        );
+    }
+    assert_eq!(folded[2]["source"], "popular");
+    // A line that is not a fold-in request is refused, naming the file and line.
+    std::fs::write(&requests, "{\"user_id\": \"u\"}\n{\"user\": 1}\n").unwrap();
+    let refused = crate::harness::run(
+        &lake_dir,
+        &[
+            "recommend",
+            "--date",
+            &last.to_string(),
+            "--fold-in",
+            requests.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("signups.jsonl:2"), "{message}");
+
     // Score the last night against every later event: the model must not be below popularity.
     ok(&lake_dir, &["ingest", "--date", "1998-04-30"]);
     let out = ok(

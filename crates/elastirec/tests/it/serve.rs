@@ -556,6 +556,44 @@ fn the_demo_lake_is_served_shown_and_browsed() {
     let history_rows = browser.eval("return document.querySelectorAll('#history tbody tr').length");
     assert!(history_rows.as_u64().unwrap() > 0, "history shown");
 
+    // The "try it" box: user 1 did one more thing today (their first recommended item); the
+    // list is folded in and is the one the API gives for the same request.
+    let given = recs["items"][0]["item_id"].as_str().unwrap().to_string();
+    browser.type_into("#try-items", &given);
+    browser.click("#try");
+    let tried = browser.wait_for(
+        "the folded-in list",
+        "const t = document.getElementById('try-table'); \
+         return t && [...t.querySelectorAll('tbody tr')].map(r => [r.cells[1].textContent, r.cells[4].textContent])",
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let request = json!({"user_id": "1", "items": [{"item_id": given}], "k": 10}).to_string();
+    let (status, made) = http(
+        &addr,
+        "POST",
+        "/v1/recommendations",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &request,
+    );
+    assert_eq!(status, 200, "{made}");
+    let made: Value = serde_json::from_str(&made).unwrap();
+    let want: Vec<Value> = made["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| json!([i["item_id"], i["source"]]))
+        .collect();
+    assert_eq!(tried, json!(want), "the box shows the API's fold-in");
+    assert_eq!(want.len(), 10);
+    assert_eq!(want[0][1], "fold-in", "{made}");
+    assert!(
+        want.iter().all(|i| i[0] != given.as_str()),
+        "the given item is not offered back: {made}"
+    );
+
     let shot = screenshot_path();
     browser.screenshot(&shot);
     println!("dashboard screenshot: {}", shot.display());

@@ -30,10 +30,10 @@ use elastirec_core::ids::{IdDictionary, IdNames};
 use elastirec_core::manifest::{ExportManifest, columns, sources};
 use elastirec_core::{Lake, Night};
 
+use crate::io::read_parquet;
 use crate::popularity::Popularity;
+use crate::read_export_ids;
 use crate::{Error, Result};
-use elastirec_lake::io::read_parquet;
-use elastirec_lake::read_export_ids;
 
 /// One row of `availability-*.parquet`.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +128,21 @@ impl OfferRules {
                     (i, list)
                 })
                 .collect(),
+        }
+    }
+
+    /// Rules that change nothing: the model's candidates in order, filled from popularity,
+    /// seen items left out.
+    pub fn inactive() -> OfferRules {
+        OfferRules {
+            config: RulesConfig {
+                exclude_unavailable: false,
+                ..RulesConfig::default()
+            },
+            excluded: HashSet::new(),
+            promoted: Vec::new(),
+            unavailable: HashSet::new(),
+            genres: HashMap::new(),
         }
     }
 
