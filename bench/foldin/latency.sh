@@ -4,7 +4,7 @@
 # Usage: bench/foldin/latency.sh [LAKE] [DURATION_SECONDS] [CONNECTIONS] [ITEMS_PER_REQUEST]
 #   LAKE defaults to /var/tmp/elastirec-bench-foldin, made when missing with
 #   `simulate --scale 1` (27,278 items) and one night over the whole history
-#   (ELASTIREC_PREPARE__WINDOW_DAYS=8000, `run --date 2015-03-31`; 64 factors, the default).
+#   (ELASTIREC_PREPARE__WINDOW_DAYS=8000, ELASTIREC_MODEL__FACTORS=64, `run --date 2015-03-31`).
 #   CONNECTIONS defaults to 64, ITEMS_PER_REQUEST to 20.
 # Each request is an anonymous session of ITEMS_PER_REQUEST distinct random items of the model
 # (1,000 bodies made up front, seeded); the server and wrk share the machine's 2 cores
@@ -27,7 +27,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 if [ ! -f "$LAKE/recommendations/_LATEST" ]; then
   echo "== making the lake in $LAKE: simulate --scale 1, then one night over the whole history" >&2
   "$BIN" --lake "$LAKE" simulate --scale 1 >/dev/null
-  ELASTIREC_PREPARE__WINDOW_DAYS=8000 "$BIN" --lake "$LAKE" run --date "$NIGHT" >/dev/null
+  ELASTIREC_MODEL__FACTORS=64 ELASTIREC_PREPARE__WINDOW_DAYS=8000 "$BIN" --lake "$LAKE" run --date "$NIGHT" >/dev/null
 fi
 SCRIPT="$(mktemp --suffix .lua)"
 LAKE="$LAKE" ITEMS="$ITEMS" python3 - > "$SCRIPT" <<'PY'
@@ -35,7 +35,7 @@ import glob, json, os, random
 import pyarrow.parquet as pq
 lake, n = os.environ["LAKE"], int(os.environ["ITEMS"])
 night = json.load(open(os.path.join(lake, "recommendations", "_LATEST")))["night"]
-info = json.load(open(os.path.join(lake, "models", night, "model.json")))
+info = json.load(open(os.path.join(lake, "models", *night.split("-"), "model.json")))
 path = next(f["path"] for f in info["files"] if "item_factors" in f["path"])
 ids = pq.read_table(os.path.join(lake, path), columns=["item_id"]).column(0).to_pylist()
 # Integer ids of a MovieLens-shaped lake are their own external ids.
