@@ -128,11 +128,16 @@ fn secure_headers<B>(mut response: Response<B>, tls: bool) -> Response<B> {
     response
 }
 
-/// `answer`, or a 503 once `deadline` has passed.
+/// `answer`, or a 503 once `deadline` has passed. Most answers are ready when first polled (an
+/// in-memory lookup): those never create a timer.
 async fn answer_within(
     deadline: Duration,
     answer: impl Future<Output = Result<Response, Infallible>>,
 ) -> Result<Response, Infallible> {
+    let mut answer = std::pin::pin!(answer);
+    if let Poll::Ready(response) = futures::poll!(answer.as_mut()) {
+        return response;
+    }
     match tokio::time::timeout(deadline, answer).await {
         Ok(response) => response,
         Err(_) => Ok(error_response(
