@@ -202,6 +202,18 @@ pub struct ExportManifest {
     pub sql_hash: Option<String>,
 }
 
+impl ExportManifest {
+    /// The training window as people read it: `2014-04-01 to 2015-03-31`, or `the whole
+    /// history to 2015-03-31` (`[prepare] window_days = 0`).
+    pub fn window_text(&self) -> String {
+        if self.window_start == Night::beginning() {
+            format!("the whole history to {}", self.window_end)
+        } else {
+            format!("{} to {}", self.window_start, self.window_end)
+        }
+    }
+}
+
 /// `models/YYYY/MM/DD/model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {

@@ -66,6 +66,11 @@ impl Night {
     }
 
     /// The day `n` days earlier (saturating at the start of the calendar).
+    /// 0001-01-01: the start of a window that holds the whole history.
+    pub fn beginning() -> Self {
+        Night(NaiveDate::from_ymd_opt(1, 1, 1).expect("0001-01-01 is a calendar date"))
+    }
+
     pub fn minus_days(self, n: u64) -> Self {
         Night(self.0.checked_sub_days(Days::new(n)).unwrap_or(self.0))
     }

@@ -198,7 +198,7 @@ impl Warehouse {
             users: first("users")?,
             items: first("items")?,
             table_versions,
-            window_start: night.minus_days(u64::from(params.window_days.max(1)) - 1),
+            window_start: params.window_start(night),
             window_end: night,
             params: serde_json::to_value(params)
                 .map_err(|e| Error::Internal(format!("prepare params: {e}")))?,

@@ -190,7 +190,7 @@ pub fn write_builtin(dir: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
 
 /// The values of the `${name}` parameters for one night.
 pub fn parameters(night: Night, params: &PrepareConfig) -> BTreeMap<&'static str, String> {
-    let window_start = night.minus_days(u64::from(params.window_days.max(1)) - 1);
+    let window_start = params.window_start(night);
     let mut values = BTreeMap::new();
     values.insert("night", night.to_string());
     values.insert("window_start", window_start.to_string());

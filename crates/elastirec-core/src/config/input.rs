@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Night;
 use crate::lake::DEFAULT_LAKE_ROOT;
 
 /// `[lake]`: where the lake lives and how patiently elastirec talks to it.
@@ -75,7 +76,8 @@ impl Aggregate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrepareConfig {
-    /// Days of history, ending with the night itself, that training sees.
+    /// Days of history, ending with the night itself, that training sees; 0 (the default): the
+    /// whole history, so every user with any event gets a personal list.
     pub window_days: u32,
     /// Events with a value below this are left out of training (they still count as seen).
     pub min_value: Option<f32>,
@@ -97,10 +99,21 @@ pub struct PrepareConfig {
     pub sql_dir: Option<PathBuf>,
 }
 
+impl PrepareConfig {
+    /// The first day of night `night`'s training window ([`Night::beginning`] for the whole
+    /// history).
+    pub fn window_start(&self, night: Night) -> Night {
+        match self.window_days {
+            0 => Night::beginning(),
+            days => night.minus_days(u64::from(days) - 1),
+        }
+    }
+}
+
 impl Default for PrepareConfig {
     fn default() -> Self {
         PrepareConfig {
-            window_days: 365,
+            window_days: 0,
             min_value: None,
             aggregate: Aggregate::Sum,
             min_user_events: 1,

@@ -187,9 +187,6 @@ impl Config {
         if !self.rules.boost.is_finite() {
             return fail("[rules] boost must be a finite number".into());
         }
-        if self.prepare.window_days == 0 {
-            return fail("[prepare] window_days must be at least 1".into());
-        }
         if self.run.max_attempts == 0 {
             return fail("[run] max_attempts must be at least 1 (1 means no retry)".into());
         }

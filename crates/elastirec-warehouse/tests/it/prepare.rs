@@ -49,6 +49,40 @@ async fn pairs(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_default_window_is_the_whole_history() {
+    let (_dir, lake) = lake().await;
+    // A user whose only events are six years before the night, and one from the night itself.
+    raw_file(&lake, "2018-01-01", "a.csv", &[(1, 10, 5.0, 10)]).await;
+    raw_file(&lake, "2024-01-03", "a.csv", &[(2, 11, 3.0, 10)]).await;
+    let wh = Warehouse::open(&lake).await.unwrap();
+    let night = "2024-01-03".parse().unwrap();
+    wh.ingest(night, &EventsConfig::default(), IngestOptions::default())
+        .await
+        .unwrap();
+    let params = PrepareConfig::default();
+    assert_eq!(params.window_days, 0);
+    let m = wh.prepare(night, &params).await.unwrap();
+    // Both users are trained (a personal list each); nothing is older than the window.
+    assert_eq!(pairs(&lake, &m.files).await, vec![(1, 10), (2, 11)]);
+    assert_eq!(m.seen_rows, 0);
+    assert_eq!(m.window_text(), "the whole history to 2024-01-03");
+    // A one-year window leaves the first user's pair to the seen pairs (popularity list).
+    let m = wh
+        .prepare(
+            night,
+            &PrepareConfig {
+                window_days: 365,
+                ..PrepareConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pairs(&lake, &m.files).await, vec![(2, 11)]);
+    assert_eq!(pairs(&lake, &m.seen_files).await, vec![(1, 10)]);
+    assert_eq!(m.window_text(), "2023-01-04 to 2024-01-03");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn exports_the_window_and_older_seen_pairs() {
     let (_dir, lake) = lake().await;
     raw_file(

@@ -73,14 +73,13 @@ pub fn print_simulated(r: &SimulateReport, users: u32, items: u32, seed: u64, la
 /// `prepare`: the night's training export.
 pub fn print_prepared(night: Night, m: &ExportManifest) {
     println!(
-        "night {}: exported {} pairs ({} users, {} items, window {} to {}) in {} files, \
+        "night {}: exported {} pairs ({} users, {} items, window {}) in {} files, \
          plus {} older seen pairs",
         night,
         m.rows,
         m.users,
         m.items,
-        m.window_start,
-        m.window_end,
+        m.window_text(),
         m.files.len(),
         m.seen_rows
     );

@@ -50,13 +50,12 @@ impl Pipeline {
                     None,
                     Some(m.rows),
                     format!(
-                        "exported {} pairs of {} users and {} items ({} to {}), {} older seen \
+                        "exported {} pairs of {} users and {} items ({}), {} older seen \
                          pairs, events table version {}",
                         m.rows,
                         m.users,
                         m.items,
-                        m.window_start,
-                        m.window_end,
+                        m.window_text(),
                         m.seen_rows,
                         m.table_versions.get("events").copied().unwrap_or(-1)
                     ),
