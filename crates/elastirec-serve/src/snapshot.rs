@@ -304,18 +304,25 @@ impl Snapshot {
         let events = EventValues::from_recorded(&export.params);
         // The rules the night's lists obey, so that a list folded in for a request obeys them
         // too (same availability day, genres and excluded/promoted items).
-        let rules = match &manifest.rules {
-            None => None,
-            Some(recorded) => {
-                let config: RulesConfig = serde_json::from_value(recorded.clone()).map_err(|e| {
-                    Error::Internal(format!(
-                        "{}: the recorded [rules] do not read ({e}); rerun the night's recommend \
-                         step with this elastirec",
+        // A night whose recorded rules this elastirec cannot read (written by a newer one)
+        // still serves its stored lists; only fold-in, which would not obey them, is refused.
+        let (rules, unreadable) = match &manifest.rules {
+            None => (None, None),
+            Some(recorded) => match serde_json::from_value::<RulesConfig>(recorded.clone()) {
+                Ok(config) => (OfferRules::load(lake, &export, night, &config).await?, None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "{}: the recorded [rules] do not read ({e}), and a folded-in list must \
+                         obey them: serve this night with the elastirec that made it",
                         layout::recommendations_manifest(night)
-                    ))
-                })?;
-                OfferRules::load(lake, &export, night, &config).await?
-            }
+                    )),
+                ),
+            },
+        };
+        let fold_params = match unreadable {
+            Some(why) => Err(why),
+            None => fold_params,
         };
         let rules = rules.unwrap_or_else(OfferRules::inactive);
         let generated_at = manifest.created_at;

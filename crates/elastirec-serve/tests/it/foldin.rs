@@ -294,6 +294,31 @@ async fn a_folded_in_list_obeys_the_rules_the_nights_lists_were_made_with() {
     }
 }
 
+#[tokio::test]
+async fn rules_this_version_cannot_read_keep_the_lists_served_and_refuse_fold_in() {
+    let f = fixture::published().await;
+    let n = fixture::night(NIGHT1);
+    write_model(&f.lake, n).await;
+    let path = layout::recommendations_manifest(n);
+    let mut manifest: Value = f.lake.get_json(&path, "manifest").await.unwrap().unwrap();
+    manifest["rules"] = json!({"a_rule_from_a_later_version": true});
+    f.lake.put_json(&path, &manifest).await.unwrap();
+    let served = Served::new(f.lake.clone(), None);
+    assert!(served.refresh().await.unwrap());
+    let app = router(served);
+    let body = post_json(&app, json!({"user_id": "7", "k": 2}))
+        .await
+        .json();
+    assert_eq!(ids(&body["items"]), ["2", "4"], "{body}");
+    let a = post_json(&app, json!({"items": [{"item_id": "3"}]})).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert!(
+        a.text.contains("recorded [rules] do not read"),
+        "{}",
+        a.text
+    );
+}
+
 /// Asserts a 4xx JSON error naming `field`.
 fn assert_refused(a: &Answer, status: StatusCode, field: &str) {
     assert_eq!(a.status, status, "{}", a.text);
