@@ -1,15 +1,15 @@
 //! The most-popular baseline and fallback: items ranked by how many users interacted with them
 //! in the training window, ties broken by the lower item id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Items ranked by popularity, most popular first.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Popularity {
     /// (item id, number of users), best first.
     ranked: Vec<(i64, u64)>,
-    /// The ranked item ids, for membership tests.
-    members: HashSet<i64>,
+    /// The same counts by item id, for lookups.
+    counts: HashMap<i64, u64>,
 }
 
 impl Popularity {
@@ -19,10 +19,9 @@ impl Popularity {
         for item in item_ids {
             *counts.entry(item).or_default() += 1;
         }
-        let mut ranked: Vec<(i64, u64)> = counts.into_iter().collect();
+        let mut ranked: Vec<(i64, u64)> = counts.iter().map(|(&i, &n)| (i, n)).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let members = ranked.iter().map(|r| r.0).collect();
-        Popularity { ranked, members }
+        Popularity { ranked, counts }
     }
 
     /// The best `n` items not in `seen`, with their user counts.
@@ -37,10 +36,7 @@ impl Popularity {
 
     /// How many users interacted with an item (0 for an item never seen).
     pub fn count(&self, item: i64) -> u64 {
-        self.ranked
-            .iter()
-            .find(|(i, _)| *i == item)
-            .map_or(0, |(_, c)| *c)
+        self.counts.get(&item).copied().unwrap_or(0)
     }
 
     /// Every ranked (item id, user count), best first.
@@ -50,7 +46,7 @@ impl Popularity {
 
     /// Whether `item` is ranked (someone interacted with it in the window).
     pub fn contains(&self, item: i64) -> bool {
-        self.members.contains(&item)
+        self.counts.contains_key(&item)
     }
 
     /// Number of ranked items.

@@ -170,7 +170,6 @@ pub struct Snapshot {
     /// The fallback for users without a stored list: the window's most popular items under
     /// the night's `[rules]`, up to `k`.
     popular: Vec<(i64, u64)>,
-    popularity: HashMap<i64, u64>,
     /// Items by users in the training window, most popular first, every one (the fill of
     /// fold-in lists).
     ranking: Popularity,
@@ -367,10 +366,6 @@ impl Snapshot {
         events: EventValues,
         rules: OfferRules,
     ) -> Snapshot {
-        let mut popularity: HashMap<i64, u64> = HashMap::new();
-        for (_, h) in &window {
-            *popularity.entry(h.item_id).or_default() += 1;
-        }
         let ranking = Popularity::from_pairs(window.iter().map(|(_, h)| h.item_id));
         let popular: Vec<(i64, u64)> = rules
             .apply(k, &[], &|_| None, &|_| false, &ranking)
@@ -446,7 +441,6 @@ impl Snapshot {
             k,
             lists,
             popular,
-            popularity,
             items,
             history,
             factors,
@@ -481,7 +475,7 @@ impl Snapshot {
 
     /// Users who had the item in the training window.
     pub fn item_users(&self, item_id: i64) -> u64 {
-        self.popularity.get(&item_id).copied().unwrap_or(0)
+        self.ranking.count(item_id)
     }
 
     /// Whether the model has factors for the item.

@@ -9,11 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt;
 
 use elastirec_core::foldin::{DEFAULT_PRIOR, EventValues, FoldIn, FoldInParams, mean_rows};
 use elastirec_core::manifest::{FileEntry, ModelInfo, columns};
@@ -22,7 +20,7 @@ use elastirec_lake::io;
 use elastirec_serve::{Served, router, server};
 
 use crate::fixture::{self, NIGHT1};
-use crate::router::{Answer, ids};
+use crate::router::{Answer, ids, send};
 
 /// The fixture's item factors (items 1 to 6) and the user factors written beside them.
 const ITEMS: [f32; 12] = [1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9, 1.0, 1.0, -1.0, 0.0];
@@ -87,19 +85,7 @@ async fn post(app: &Router, body: impl Into<Body>, token: Option<&str>) -> Answe
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = app
-        .clone()
-        .oneshot(req.body(body.into()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        text: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
+    send(app, req.body(body.into()).unwrap()).await
 }
 
 async fn post_json(app: &Router, body: Value) -> Answer {

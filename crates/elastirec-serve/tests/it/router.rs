@@ -31,11 +31,12 @@ pub async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>) 
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+/// Sends one request through the router and reads the whole answer.
+pub async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
