@@ -35,6 +35,22 @@ pub fn solve_dense(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     Some(x)
 }
 
+/// `(Σ_i c_i y_i y_iᵀ, Σ_i c_i p_i y_i)` over every row `y_i` of the row-major `fixed` (`k`
+/// columns), dense in f64: the normal equations of one implicit-ALS row before λ.
+fn normal_equations(fixed: &[f32], k: usize, c: &[f64], p: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut a = vec![0.0f64; k * k];
+    let mut b = vec![0.0f64; k];
+    for (i, y) in fixed.chunks_exact(k).enumerate() {
+        for r in 0..k {
+            for s in 0..k {
+                a[r * k + s] += c[i] * f64::from(y[r]) * f64::from(y[s]);
+            }
+            b[r] += c[i] * p[i] * f64::from(y[r]);
+        }
+    }
+    (a, b)
+}
+
 /// One implicit-ALS half-step, dense: for each row u,
 /// `x_u = (Σ_i c_ui y_i y_iᵀ + λI)⁻¹ Σ_i c_ui p_ui y_i` over all `fixed_rows` items.
 pub fn implicit_half_step(
@@ -53,17 +69,7 @@ pub fn implicit_half_step(
             c[i as usize] = 1.0 + f64::from(alpha) * f64::from(r);
             p[i as usize] = 1.0;
         }
-        let mut a = vec![0.0f64; k * k];
-        let mut b = vec![0.0f64; k];
-        for i in 0..fixed_rows {
-            let y = &fixed[i * k..(i + 1) * k];
-            for r in 0..k {
-                for s in 0..k {
-                    a[r * k + s] += c[i] * f64::from(y[r]) * f64::from(y[s]);
-                }
-                b[r] += c[i] * p[i] * f64::from(y[r]);
-            }
-        }
+        let (mut a, b) = normal_equations(&fixed[..fixed_rows * k], k, &c, &p);
         for d in 0..k {
             a[d * k + d] += f64::from(lambda);
         }
@@ -103,17 +109,7 @@ pub fn fold_in(
     }
     let trace: f64 = fixed.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
     let beta = f64::from(prior) * trace / k as f64;
-    let mut a = vec![0.0f64; k * k];
-    let mut b = vec![0.0f64; k];
-    for i in 0..rows {
-        let y = &fixed[i * k..(i + 1) * k];
-        for r in 0..k {
-            for s in 0..k {
-                a[r * k + s] += c[i] * f64::from(y[r]) * f64::from(y[s]);
-            }
-            b[r] += c[i] * p[i] * f64::from(y[r]);
-        }
-    }
+    let (mut a, mut b) = normal_equations(fixed, k, &c, &p);
     for d in 0..k {
         a[d * k + d] += f64::from(lambda) + beta;
         b[d] += beta * f64::from(mean_user[d]);
