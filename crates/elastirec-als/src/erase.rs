@@ -361,6 +361,7 @@ async fn erase_export(
         [
             &m.files,
             &m.seen_files,
+            &m.unseen_files,
             &m.item_files,
             &m.availability_files,
             &m.id_files,
@@ -375,15 +376,18 @@ async fn erase_export(
     let (files, r1, w1, mut old) = rewrite_files(lake, &m.files, users, without, tag).await?;
     let (seen, r2, w2, old2) = rewrite_files(lake, &m.seen_files, users, without, tag).await?;
     old.extend(old2);
+    let (unseen, r4, w4, old4) = rewrite_files(lake, &m.unseen_files, users, without, tag).await?;
+    old.extend(old4);
     let (ids, r3, w3, old3) = rewrite_files(lake, &m.id_files, users, without_ids, tag).await?;
     old.extend(old3);
-    if r1 + r2 + r3 == 0 {
+    if r1 + r2 + r3 + r4 == 0 {
         return Ok(None);
     }
     m.rows = files.iter().map(|f| f.rows).sum();
     m.files = files;
     m.seen_rows = seen.iter().map(|f| f.rows).sum();
     m.seen_files = seen;
+    m.unseen_files = unseen;
     m.id_files = ids;
     m.users = m.users.saturating_sub(users_before);
     lake.put_json(&path, &m).await?;
@@ -393,8 +397,8 @@ async fn erase_export(
     Ok(Some(FolderErasure {
         what: "export",
         night,
-        rows_removed: r1 + r2 + r3,
-        files_rewritten: w1 + w2 + w3,
+        rows_removed: r1 + r2 + r3 + r4,
+        files_rewritten: w1 + w2 + w3 + w4,
     }))
 }
 

@@ -107,6 +107,7 @@ impl TuneData {
         let pairs = SeenPairs {
             training: elastirec_lake::io::read_pairs(lake, &export.files, true).await?,
             older: elastirec_lake::io::read_pairs(lake, &export.seen_files, false).await?,
+            again: elastirec_lake::read_again(lake, &export).await?,
         };
         let t = &pairs.training;
         let interactions = Interactions::from_columns(&t.user_ids, &t.item_ids, &t.values);

@@ -402,7 +402,12 @@ impl EventValues {
                 }
             }
         }
-        out.into_iter().collect()
+        // With a negative weight (a return, a dislike), an item whose events cancel out is left
+        // out, as training leaves such pairs out.
+        let negative = self.weights.values().any(|w| *w < 0.0);
+        out.into_iter()
+            .filter(|&(_, v)| !negative || v > 0.0)
+            .collect()
     }
 }
 
@@ -662,6 +667,18 @@ mod tests {
             ..EventValues::default()
         };
         assert_eq!(count.merge(&[], &[(1, 7.0), (1, 7.0)]), vec![(1, 2.0)]);
+        // A return cancels a purchase: the item drops out, as its pair drops out of training.
+        let returns = EventValues::from_recorded(
+            &serde_json::json!({"event_weights": {"purchase": 5.0, "return": -5.0}}),
+        );
+        let (bought, returned) = (
+            returns.value(Some("purchase"), None),
+            returns.value(Some("return"), None),
+        );
+        assert_eq!(
+            returns.merge(&[], &[(1, bought), (2, bought), (1, returned)]),
+            vec![(2, 5.0)]
+        );
     }
 
     #[test]

@@ -149,6 +149,11 @@ pub fn training_export_seen_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("seen-{part:05}.parquet").as_str())
 }
 
+/// `exports/training/YYYY/MM/DD/unseen-NNNNN.parquet`: training pairs that may be offered again.
+pub fn training_export_unseen_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("unseen-{part:05}.parquet").as_str())
+}
+
 /// `exports/training/YYYY/MM/DD/items-NNNNN.parquet`: item titles and genres, for serving.
 pub fn training_export_items_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("items-{part:05}.parquet").as_str())

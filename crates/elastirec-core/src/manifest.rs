@@ -175,6 +175,11 @@ pub struct ExportManifest {
     /// Pairs seen up to the night but not in `files` (`seen-*.parquet`).
     pub seen_files: Vec<FileEntry>,
     pub seen_rows: u64,
+    /// Pairs of `files` the user may be offered again (`unseen-*.parquet`): every event of the
+    /// pair is of a type that does not make its item seen, or is past its type's
+    /// `repeat_after_days`. Empty when every event type makes its items seen for ever.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen_files: Vec<FileEntry>,
     /// Item metadata (`items-*.parquet`); absent from exports written before it existed.
     #[serde(default)]
     pub item_files: Vec<FileEntry>,

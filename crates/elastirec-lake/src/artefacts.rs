@@ -66,29 +66,36 @@ pub async fn begin_recommendations(lake: &Lake, night: Night) -> Result<Generati
     Ok(Generation::begin(lake, &layout::recommendations_dir(night), &live).await?)
 }
 
-/// Everything a user has seen up to the night: training pairs plus older seen pairs.
+/// Everything a user has seen up to the night: training pairs plus older seen pairs, less the
+/// training pairs that may be offered again (`unseen-*`: event types that do not make their
+/// items seen, or are past their `repeat_after_days`).
 pub struct SeenPairs {
     pub training: PairColumns,
     pub older: PairColumns,
+    /// Training pairs that are not seen; empty when every event type makes its items seen.
+    pub again: HashSet<(i64, i64)>,
 }
 
 impl SeenPairs {
-    /// Reads both pair sets of an export.
+    /// Reads the pair sets of an export.
     pub async fn read(lake: &Lake, export: &ExportManifest) -> Result<SeenPairs> {
         Ok(SeenPairs {
             training: io::read_pairs(lake, &export.files, false).await?,
             older: io::read_pairs(lake, &export.seen_files, false).await?,
+            again: read_again(lake, export).await?,
         })
     }
 
-    /// Every (user, item) pair.
+    /// Every seen (user, item) pair.
     pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         let t = &self.training;
         let o = &self.older;
+        let again = &self.again;
         t.user_ids
             .iter()
             .copied()
             .zip(t.item_ids.iter().copied())
+            .filter(move |pair| again.is_empty() || !again.contains(pair))
             .chain(o.user_ids.iter().copied().zip(o.item_ids.iter().copied()))
     }
 
@@ -105,6 +112,17 @@ impl SeenPairs {
     pub fn training_items(&self) -> impl Iterator<Item = i64> + '_ {
         self.training.item_ids.iter().copied()
     }
+}
+
+/// The training pairs of an export that may be offered again (`unseen-*.parquet`).
+pub async fn read_again(lake: &Lake, export: &ExportManifest) -> Result<HashSet<(i64, i64)>> {
+    let pairs = io::read_pairs(lake, &export.unseen_files, false).await?;
+    Ok(pairs
+        .user_ids
+        .iter()
+        .copied()
+        .zip(pairs.item_ids.iter().copied())
+        .collect())
 }
 
 /// The id dictionary of an export: external names of its string ids (empty when every id is

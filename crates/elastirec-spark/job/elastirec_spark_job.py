@@ -73,6 +73,11 @@ def main(spec):
         older = spark.read.parquet(*spec["seen"]).select("user_id", "item_id")
     else:
         older = spark.createDataFrame([], "user_id bigint, item_id bigint")
+    # Training pairs that may be offered again ([events.types] seen = false, repeat_after_days).
+    if spec.get("unseen"):
+        again = spark.read.parquet(*spec["unseen"]).select("user_id", "item_id")
+    else:
+        again = spark.createDataFrame([], "user_id bigint, item_id bigint")
     train = train.cache()
     interactions = train.count()
     if interactions == 0:
@@ -114,7 +119,13 @@ def main(spec):
     item_factors.coalesce(1).write.mode("overwrite").parquet(f"{out}/item_factors")
 
     # Everything seen up to the night, whatever the window: never recommended.
-    seen = train.select("user_id", "item_id").unionByName(older).distinct().cache()
+    seen = (
+        train.select("user_id", "item_id")
+        .join(again, ["user_id", "item_id"], "left_anti")
+        .unionByName(older)
+        .distinct()
+        .cache()
+    )
     per_user = seen.groupBy("user_id").agg(F.count("*").alias("n"))
     max_seen = per_user.agg(F.max("n")).first()[0] or 0
     # recommendForAllUsers keeps the n best items of each user; with n = k + the most items any

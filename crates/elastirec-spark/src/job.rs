@@ -37,6 +37,9 @@ pub struct JobSpec {
     pub training: Vec<String>,
     /// Older seen pairs (`seen-*`).
     pub seen: Vec<String>,
+    /// Training pairs that may be offered again (`unseen-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen: Vec<String>,
     /// The staging folder the job writes.
     pub output: String,
     pub factors: usize,

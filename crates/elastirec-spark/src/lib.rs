@@ -207,6 +207,7 @@ pub async fn train_and_recommend<R: CandidateRules>(
         night,
         training: urls(&export.files)?,
         seen: urls(&export.seen_files)?,
+        unseen: urls(&export.unseen_files)?,
         output: spark_url(lake, &staging)?,
         factors: model.factors,
         iterations: model.iterations,

@@ -3,15 +3,18 @@
 -- Reads the `events` table (one row per loaded event, with its source file) and keeps the
 -- events of the window [${window_start}, ${night}]. An event delivered twice (the same user,
 -- item, value, time and type in two files) counts once. Each event's value is multiplied by the
--- weight of its event type ([prepare] event_weights; 1 for types not listed and for rows
--- without a type), then the pair's events become one value with the configured aggregate
--- ([prepare] aggregate). Users and items with fewer events in the window than the configured
+-- weight of its event type ([events.types.T] weight or [prepare] event_weights; 1 for types not
+-- listed and for rows without a type) and by its time decay ([events] half_life_days; 1
+-- without), then the pair's events become one value with the configured aggregate
+-- ([prepare] aggregate); with a negative weight (a return, a dislike) pairs whose value ends
+-- at 0 or below are left out. Users and items with fewer events in the window than the configured
 -- minimums are left out (they still count as seen; users left out get the popularity fallback).
 --
 -- Output columns (exactly these): user_id BIGINT, item_id BIGINT, value REAL, events BIGINT.
 -- Parameters, replaced before the query runs: ${night}, ${window_start} (dates as YYYY-MM-DD),
 -- ${min_value}, ${min_user_events}, ${min_item_events}, ${event_weight} (an SQL expression over
--- event_type), ${aggregate} (an SQL aggregate over value and event_time).
+-- event_type), ${decay} (an SQL expression over event_time), ${aggregate} (an SQL aggregate
+-- over value and event_time), ${pair_filter} (empty, or a HAVING clause).
 --
 -- To change how training data is made, copy this file (`elastirec sql-files --write DIR`),
 -- edit it and set [prepare] sql_dir = "DIR". The export's manifest records a hash of the SQL.
@@ -23,7 +26,7 @@ WITH window_events AS (
       AND value >= ${min_value}
 ),
 weighted AS (
-    SELECT user_id, item_id, value * ${event_weight} AS value, event_time
+    SELECT user_id, item_id, value * ${event_weight} * ${decay} AS value, event_time
     FROM window_events
 ),
 kept_users AS (
@@ -37,3 +40,4 @@ FROM weighted
 WHERE user_id IN (SELECT user_id FROM kept_users)
   AND item_id IN (SELECT item_id FROM kept_items)
 GROUP BY user_id, item_id
+${pair_filter}

@@ -147,6 +147,22 @@ impl Warehouse {
             |i| layout::training_export_seen_part(night, i),
         )
         .await?;
+        // Training pairs that may be offered again: only when some event type does not make
+        // its items seen for ever.
+        let unseen_files = match &sql.unseen {
+            Some(unseen) => {
+                unload(
+                    &ctx,
+                    lake,
+                    unseen,
+                    &options.sql.unseen,
+                    manifest::seen_schema(),
+                    |i| layout::training_export_unseen_part(night, i),
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
         let item_files = unload(
             &ctx,
             lake,
@@ -191,6 +207,7 @@ impl Warehouse {
             schema: ColumnSpec::of_schema(&manifest::training_schema()),
             seen_rows: seen_files.iter().map(|f| f.rows).sum(),
             seen_files,
+            unseen_files,
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
             availability_files,

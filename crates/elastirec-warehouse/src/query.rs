@@ -103,8 +103,20 @@ impl Warehouse {
         first_count(&self.sql(&sql).await?, "n")
     }
 
-    /// Number of events whose event day is `night`.
+    /// Events of night `night`: rows loaded from its own raw folders, else (a night whose files
+    /// came earlier) events whose event day it is.
     pub async fn count_events_on(&self, night: Night) -> Result<u64> {
+        // Rows loaded from the night's own folders (`raw/events/D/`, its hour folders) first:
+        // day-first dates in a zone east of UTC, or a producer's late batch, put every event of
+        // a folder on another `event_date`, yet the night's data did arrive.
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(rows_loaded), 0) AS BIGINT) AS n FROM loads \
+             WHERE target = 'events' AND day = DATE '{night}'"
+        );
+        let arrived = first_count(&self.sql(&sql).await?, "n")?;
+        if arrived > 0 {
+            return Ok(arrived);
+        }
         let sql = format!("SELECT COUNT(*) AS n FROM events WHERE event_date = DATE '{night}'");
         first_count(&self.sql(&sql).await?, "n")
     }

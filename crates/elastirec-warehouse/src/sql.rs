@@ -1,11 +1,11 @@
 //! The SQL of `prepare`, kept in files that users can read and override.
 //!
 //! The built-in queries live in this crate's `sql/` folder (`training.sql`, `seen.sql`,
-//! `items.sql`, `availability.sql`) and are compiled into the binary. `[prepare] sql_dir` names
+//! `unseen.sql`, `items.sql`, `availability.sql`) and are compiled into the binary. `[prepare] sql_dir` names
 //! a folder whose files of the same names replace them one by one; `elastirec sql-files --write
 //! DIR` writes the built-in ones there to start from. Each file is a template: `${name}` is
 //! replaced by the night's parameter of that name (see the header of each file), and an unknown
-//! name is an error that names the file. The rendered text of all four, hashed, goes into the
+//! name is an error that names the file. The rendered text of the queries that run, hashed, goes into the
 //! export manifest, so a changed query is visible in every export it made.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// One query of `prepare`: its file name, where its text came from, and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlFile {
-    /// `training.sql`, `seen.sql`, `items.sql` or `availability.sql`.
+    /// `training.sql`, `seen.sql`, `unseen.sql`, `items.sql` or `availability.sql`.
     pub name: &'static str,
     /// `built-in` or the path of the overriding file.
     pub origin: String,
@@ -48,20 +48,24 @@ impl SqlFile {
 const BUILTIN: &str = "built-in";
 
 /// The built-in queries, by file name.
-pub const BUILTIN_FILES: [(&str, &str); 4] = [
+pub const BUILTIN_FILES: [(&str, &str); 5] = [
     ("training.sql", include_str!("../sql/training.sql")),
     ("seen.sql", include_str!("../sql/seen.sql")),
+    ("unseen.sql", include_str!("../sql/unseen.sql")),
     ("items.sql", include_str!("../sql/items.sql")),
     ("availability.sql", include_str!("../sql/availability.sql")),
 ];
 
-/// The four queries of `prepare`.
+/// The queries of `prepare`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrepareSql {
     /// One row per (user, item) pair of the window: the training data.
     pub training: SqlFile,
     /// Pairs seen up to the night but not in training; may read the view `training`.
     pub seen: SqlFile,
+    /// Training pairs the user may be offered again (no event of the pair makes its item seen
+    /// any more: `[events.types]`); may read the view `training`.
+    pub unseen: SqlFile,
     /// The item dimension unloaded beside the training data.
     pub items: SqlFile,
     /// Item availability windows unloaded beside the training data (for offer rules).
@@ -73,9 +77,12 @@ pub struct PrepareSql {
 pub struct RenderedSql {
     pub training: String,
     pub seen: String,
+    /// `None` when every event type makes its items seen for ever (the query's answer would be
+    /// empty) and `unseen.sql` is the built-in one: it does not run.
+    pub unseen: Option<String>,
     pub items: String,
     pub availability: String,
-    /// SHA-256 of the four rendered queries, hex.
+    /// SHA-256 of the rendered queries that run, hex.
     pub hash: String,
 }
 
@@ -96,8 +103,9 @@ impl PrepareSql {
         PrepareSql {
             training: file(0),
             seen: file(1),
-            items: file(2),
-            availability: file(3),
+            unseen: file(2),
+            items: file(3),
+            availability: file(4),
         }
     }
 
@@ -116,6 +124,7 @@ impl PrepareSql {
         for file in [
             &mut sql.training,
             &mut sql.seen,
+            &mut sql.unseen,
             &mut sql.items,
             &mut sql.availability,
         ] {
@@ -142,10 +151,20 @@ impl PrepareSql {
         let values = parameters(night, params);
         let training = render(&self.training, &values)?;
         let seen = render(&self.seen, &values)?;
+        // A user's own unseen.sql always runs (it may not depend on the types).
+        let own_unseen = self.unseen.is_override() && self.unseen.text != BUILTIN_FILES[2].1;
+        let unseen = (values.get("seen").is_some_and(|s| s != "TRUE") || own_unseen)
+            .then(|| render(&self.unseen, &values))
+            .transpose()?;
         let items = render(&self.items, &values)?;
         let availability = render(&self.availability, &values)?;
         let mut hasher = Sha256::new();
-        for text in [&training, &seen, &items, &availability] {
+        // `unseen` only when it runs, so exports of nights without it keep their hash.
+        for text in [&training, &seen]
+            .into_iter()
+            .chain(&unseen)
+            .chain([&items, &availability])
+        {
             hasher.update(text.as_bytes());
             hasher.update([0u8]);
         }
@@ -157,6 +176,7 @@ impl PrepareSql {
         Ok(RenderedSql {
             training,
             seen,
+            unseen,
             items,
             availability,
             hash,
@@ -205,7 +225,60 @@ pub fn parameters(night: Night, params: &PrepareConfig) -> BTreeMap<&'static str
     values.insert("min_item_events", params.min_item_events.to_string());
     values.insert("aggregate", params.aggregate.sql().to_string());
     values.insert("event_weight", event_weight_sql(&params.event_weights));
+    values.insert("decay", decay_sql(night, params.half_life_days));
+    values.insert("seen", seen_sql(night, &params.event_types));
+    // A negative weight (a return, a dislike) can cancel a pair out: such pairs do not train.
+    let negative = params.event_weights.values().any(|w| *w < 0.0);
+    values.insert(
+        "pair_filter",
+        if negative {
+            format!("HAVING {} > 0", params.aggregate.sql())
+        } else {
+            String::new()
+        },
+    );
     values
+}
+
+/// The factor of an event's value for its age: `0.5 ^ (age in days / half-life)`, the age
+/// counted from the end of the night; `1` without a half-life.
+fn decay_sql(night: Night, half_life_days: Option<f32>) -> String {
+    match half_life_days {
+        None => "1".to_string(),
+        Some(days) => format!(
+            "CAST(POWER(0.5, ({end} - date_part('epoch', event_time)) / {seconds:e}) AS REAL)",
+            end = night.next().start_unix_seconds(),
+            seconds = f64::from(days) * 86_400.0
+        ),
+    }
+}
+
+/// Whether an event makes its item seen on `night`, by its type: `TRUE` when every type does
+/// for ever (the default), else `CASE event_type WHEN 'view' THEN FALSE WHEN 'purchase' THEN
+/// event_date > DATE '…' … ELSE TRUE END`.
+fn seen_sql(
+    night: Night,
+    types: &BTreeMap<String, elastirec_core::config::EventTypeConfig>,
+) -> String {
+    let mut sql = String::from("CASE event_type");
+    let mut any = false;
+    for (kind, t) in types {
+        let when = match (t.seen, t.repeat_after_days) {
+            (false, _) => "FALSE".to_string(),
+            (true, None) => continue,
+            // Offered again in lists made `days` days after the event or later.
+            (true, Some(days)) => {
+                format!("event_date > DATE '{}'", night.minus_days(u64::from(days)))
+            }
+        };
+        any = true;
+        sql.push_str(&format!(" WHEN '{}' THEN {when}", kind.replace('\'', "''")));
+    }
+    if !any {
+        return "TRUE".to_string();
+    }
+    sql.push_str(" ELSE TRUE END");
+    sql
 }
 
 /// `CASE event_type WHEN 'view' THEN 1 ... ELSE 1 END`, or `1` without weights.
@@ -289,6 +362,60 @@ mod tests {
     }
 
     #[test]
+    fn event_types_render_into_the_seen_predicate_the_decay_and_the_pair_filter() {
+        use elastirec_core::config::EventTypeConfig;
+        let plain = PrepareSql::builtin()
+            .render(night("2024-03-31"), &PrepareConfig::default())
+            .expect("renders");
+        assert!(plain.seen.contains("AND TRUE"), "{}", plain.seen);
+        assert_eq!(
+            plain.unseen, None,
+            "nothing to offer again: the query does not run"
+        );
+        assert!(!plain.training.contains("HAVING SUM"), "{}", plain.training);
+
+        let mut params = PrepareConfig {
+            half_life_days: Some(10.0),
+            ..PrepareConfig::default()
+        };
+        let view = EventTypeConfig {
+            seen: false,
+            ..EventTypeConfig::default()
+        };
+        let purchase = EventTypeConfig {
+            repeat_after_days: Some(30),
+            ..EventTypeConfig::default()
+        };
+        params.event_types.insert("view".into(), view);
+        params.event_types.insert("purchase".into(), purchase);
+        params
+            .event_types
+            .insert("cart".into(), EventTypeConfig::default());
+        params.event_weights.insert("return".into(), -5.0);
+        let r = PrepareSql::builtin()
+            .render(night("2024-03-31"), &params)
+            .expect("renders");
+        let seen = "CASE event_type WHEN 'purchase' THEN event_date > DATE '2024-03-01' \
+                    WHEN 'view' THEN FALSE ELSE TRUE END";
+        assert!(r.seen.contains(seen), "{}", r.seen);
+        let unseen = r.unseen.as_deref().expect("the unseen query runs");
+        assert!(unseen.contains(seen), "{unseen}");
+        // 2024-04-01 00:00:00 UTC, and ten days in seconds.
+        assert!(
+            r.training
+                .contains("POWER(0.5, (1711929600 - date_part('epoch', event_time)) / 8.64e5)"),
+            "{}",
+            r.training
+        );
+        assert!(
+            r.training.contains("HAVING SUM(value) > 0"),
+            "{}",
+            r.training
+        );
+        assert_ne!(r.hash, plain.hash);
+    }
+
+    #[test]
     fn renders_every_parameter_of_the_builtin_files() {
         let mut params = PrepareConfig {
             window_days: 7,
@@ -334,7 +461,7 @@ mod tests {
         let missing = dir.path().join("nope");
         assert!(PrepareSql::with_overrides(&missing).is_err());
         let written = write_builtin(&missing, false).expect("writes");
-        assert_eq!(written.len(), 4);
+        assert_eq!(written.len(), 5);
         assert!(
             write_builtin(&missing, false).is_err(),
             "refuses to replace"

@@ -5,6 +5,8 @@
 //! known producer; any key set beside it overrides the preset's. [`EventsConfig::mapping`]
 //! resolves both into the [`EventMapping`] the readers use.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The producers whose files elastirec reads without any field mapping.
@@ -29,7 +31,8 @@ pub enum EventPreset {
 #[serde(rename_all = "snake_case")]
 pub enum EventFormat {
     /// By each file's extension: `.csv`, `.json`/`.jsonl`/`.ndjson`, `.parquet`, each
-    /// optionally followed by `.gz`, `.zst` or `.bz2`.
+    /// optionally followed by `.gz`, `.zst` or `.bz2`; a name without one (Kinesis Firehose's)
+    /// by its content: Parquet, JSON objects, or text with the delimiter in its first line.
     #[default]
     Auto,
     Csv,
@@ -177,6 +180,39 @@ pub struct EventsConfig {
     /// Rows (and unreadable files) a load may reject before it fails and loads nothing; they go
     /// to `warehouse/rejects`.
     pub max_errors: u64,
+    /// What each event type means (`[events.types.purchase]`): its weight, whether it makes an
+    /// item seen, and after how many days a seen item may come back. Types not listed weigh 1
+    /// and make their items seen for ever (MovieLens' ratings).
+    pub types: BTreeMap<String, EventTypeConfig>,
+    /// Time decay of event values for training: an event this many days before the night
+    /// counts half, twice as long a quarter (unset: no decay).
+    pub half_life_days: Option<f32>,
+}
+
+/// `[events.types.<type>]`: what events of one type mean for training and for lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventTypeConfig {
+    /// Multiplies the event's value before aggregation; negative for a return or a dislike (a
+    /// pair whose events add up to 0 or less is left out of training, and stays seen if any of
+    /// its events makes it so). Unset: the type's `[prepare] event_weights` entry, else 1.
+    pub weight: Option<f32>,
+    /// Whether an event of this type makes its item seen, never offered to the user again;
+    /// `false` for views, so a viewed item can still be recommended.
+    pub seen: bool,
+    /// An item this type made seen is offered again in lists made this many days after the
+    /// event or later (a consumable bought again); unset: seen for ever.
+    pub repeat_after_days: Option<u32>,
+}
+
+impl Default for EventTypeConfig {
+    fn default() -> Self {
+        EventTypeConfig {
+            weight: None,
+            seen: true,
+            repeat_after_days: None,
+        }
+    }
 }
 
 impl Default for EventsConfig {
@@ -198,6 +234,8 @@ impl Default for EventsConfig {
             value_max: None,
             day_tolerance_hours: 24,
             max_errors: 0,
+            types: BTreeMap::new(),
+            half_life_days: None,
         }
     }
 }

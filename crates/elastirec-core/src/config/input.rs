@@ -93,6 +93,13 @@ pub struct PrepareConfig {
     /// an event's value is multiplied by its type's weight before aggregation. Types not listed,
     /// and events without a type, weigh 1.
     pub event_weights: BTreeMap<String, f32>,
+    /// What each event type means, from `[events.types]` (copied there when the configuration
+    /// is loaded; not a `[prepare]` key). Recorded in the export's params.
+    #[serde(skip_deserializing, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_types: BTreeMap<String, crate::config::EventTypeConfig>,
+    /// `[events] half_life_days`, copied here when the configuration is loaded.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub half_life_days: Option<f32>,
     /// A folder whose `training.sql`, `seen.sql`, `items.sql` or `availability.sql` replace the
     /// built-in queries (`elastirec sql-files --write DIR` writes them to start from). Relative
     /// to the config file's folder.
@@ -100,6 +107,29 @@ pub struct PrepareConfig {
 }
 
 impl PrepareConfig {
+    /// Takes the event types' meaning from `[events]`: their weights join `event_weights` (a
+    /// type weighed in both places must agree), the rest is kept for the prepare queries.
+    pub fn take_event_types(&mut self, events: &crate::config::EventsConfig) -> Result<(), String> {
+        for (kind, t) in &events.types {
+            if let Some(weight) = t.weight {
+                match self.event_weights.get(kind) {
+                    Some(&w) if w != weight => {
+                        return Err(format!(
+                            "the weight of event type '{kind}' is {weight} in [events.types.{kind}] \
+                             but {w} in [prepare] event_weights: keep one"
+                        ));
+                    }
+                    _ => {
+                        self.event_weights.insert(kind.clone(), weight);
+                    }
+                }
+            }
+        }
+        self.event_types = events.types.clone();
+        self.half_life_days = events.half_life_days;
+        Ok(())
+    }
+
     /// The first day of night `night`'s training window ([`Night::beginning`] for the whole
     /// history).
     pub fn window_start(&self, night: Night) -> Night {
@@ -119,6 +149,8 @@ impl Default for PrepareConfig {
             min_user_events: 1,
             min_item_events: 1,
             event_weights: BTreeMap::new(),
+            event_types: BTreeMap::new(),
+            half_life_days: None,
             sql_dir: None,
         }
     }

@@ -123,6 +123,10 @@ impl Config {
         if let Some(dir) = file.and_then(FsPath::parent) {
             config.pgwire.resolve_paths(dir);
         }
+        config
+            .prepare
+            .take_event_types(&config.events)
+            .map_err(Error::Config)?;
         config.validate()?;
         Ok(config)
     }
@@ -168,11 +172,36 @@ impl Config {
             ));
         }
         for (kind, weight) in &self.prepare.event_weights {
-            if !(weight.is_finite() && *weight >= 0.0) {
+            if !weight.is_finite() {
                 return fail(format!(
-                    "[prepare] event_weights: the weight of '{kind}' must be a finite number >= 0"
+                    "the weight of event type '{kind}' must be a finite number (negative for a \
+                     return or a dislike)"
                 ));
             }
+        }
+        for (kind, t) in &self.events.types {
+            match t.repeat_after_days {
+                Some(0) => {
+                    return fail(format!(
+                        "[events.types.{kind}] repeat_after_days must be at least 1"
+                    ));
+                }
+                Some(_) if !t.seen => {
+                    return fail(format!(
+                        "[events.types.{kind}] repeat_after_days has no effect with seen = \
+                         false: events of this type never hide their item"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(h) = self.events.half_life_days
+            && !(h.is_finite() && h > 0.0)
+        {
+            return fail(format!(
+                "[events] half_life_days = {h} must be a number of days > 0 (leave it out for no \
+                 decay)"
+            ));
         }
         for id in self
             .rules

@@ -261,6 +261,7 @@ pub async fn write_named_night(lake: &Lake, n: Night, lists: &[RecommendationRow
         schema: ColumnSpec::of_schema(&manifest::training_schema()),
         seen_rows: 1,
         seen_files,
+        unseen_files: Vec::new(),
         item_rows: 6,
         item_files,
         availability_files: Vec::new(),

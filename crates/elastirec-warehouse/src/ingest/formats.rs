@@ -2,9 +2,11 @@
 //! data file at all, and the bytes of its records.
 //!
 //! The format comes from the file's name (`.csv`, `.json`/`.jsonl`/`.ndjson`, `.parquet`) unless
-//! `[events] format` names one (Firehose writes names without an extension); the compression
-//! from a last `.gz`, `.zst` or `.bz2`, checked against the file's first bytes, which also
-//! reveal a compressed file whose name does not say so. Markers and hidden files (`_SUCCESS`,
+//! `[events] format` names one; a name that says nothing (Kinesis Firehose writes
+//! `stream-1-2024-03-05-10-00-00-<uuid>`, with `.gz` at most) is read as its content shows
+//! (Parquet's magic, a JSON object, or delimited text). The compression comes from a last `.gz`,
+//! `.zst` or `.bz2`, checked against the file's first bytes, which also reveal a compressed file
+//! whose name does not say so. Markers and hidden files (`_SUCCESS`,
 //! any name starting with `_` or `.`, `*.crc`) are skipped and counted, never read.
 
 use std::io::Read;
@@ -67,8 +69,9 @@ impl Compression {
 pub(crate) enum FileKind {
     /// A marker or hidden file (`_SUCCESS`, `.part`, `x.crc`): skipped and counted.
     Marker,
-    /// A data file to read.
-    Data(Format, Compression),
+    /// A data file to read: its format when the name or `[events] format` says it (`None`:
+    /// [`content_format`] tells it once the bytes are decompressed), and its compression.
+    Data(Option<Format>, Compression),
 }
 
 /// Classifies a file by its name; an error says why it cannot be read and what to do.
@@ -97,17 +100,39 @@ pub(crate) fn classify(file_name: &str, configured: EventFormat) -> Result<FileK
         None
     };
     let format = match configured {
-        EventFormat::Auto => by_name.ok_or_else(|| {
-            "the name does not say its format (.csv, .json, .jsonl, .ndjson or .parquet, \
-             optionally with .gz, .zst or .bz2): set [events] format = \"csv\", \"jsonl\" or \
-             \"parquet\", or rename the file"
-                .to_string()
-        })?,
-        EventFormat::Csv => Format::Csv,
-        EventFormat::Jsonl => Format::JsonLines,
-        EventFormat::Parquet => Format::Parquet,
+        EventFormat::Auto => by_name,
+        EventFormat::Csv => Some(Format::Csv),
+        EventFormat::Jsonl => Some(Format::JsonLines),
+        EventFormat::Parquet => Some(Format::Parquet),
     };
     Ok(FileKind::Data(format, compression))
+}
+
+/// The format of a file whose name does not say it, from its (decompressed) first bytes:
+/// Parquet's `PAR1`, a JSON object (`{` after any byte order mark and blank space), or UTF-8
+/// text whose first line holds the delimiter (CSV). Anything else is an error saying what to do.
+pub(crate) fn content_format(plain: &[u8], delimiter: u8) -> Result<Format, String> {
+    if plain.starts_with(b"PAR1") {
+        return Ok(Format::Parquet);
+    }
+    let text = plain.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(plain);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace());
+    match start.map(|i| text[i]) {
+        Some(b'{') => return Ok(Format::JsonLines),
+        None => return Ok(Format::JsonLines), // empty: no records either way
+        _ => {}
+    }
+    let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    if std::str::from_utf8(first_line).is_ok() && first_line.contains(&delimiter) {
+        return Ok(Format::Csv);
+    }
+    Err(format!(
+        "neither its name (.csv, .json, .jsonl, .ndjson or .parquet, optionally with .gz, .zst \
+         or .bz2) nor its content (Parquet, JSON objects, or text with the delimiter '{}' in \
+         its first line) says its format: set [events] format = \"csv\", \"jsonl\" or \
+         \"parquet\", or rename the file",
+        (delimiter as char).escape_default()
+    ))
 }
 
 /// The bytes of a file's records: decompressed as its name says, checked against its first
@@ -165,22 +190,42 @@ mod tests {
         assert_eq!(classify("x.parquet.crc", auto), Ok(FileKind::Marker));
         assert_eq!(
             classify("a.json.gz", auto),
-            Ok(FileKind::Data(Format::JsonLines, Compression::Gzip))
+            Ok(FileKind::Data(Some(Format::JsonLines), Compression::Gzip))
         );
         assert_eq!(
             classify("a.CSV.zst", auto),
-            Ok(FileKind::Data(Format::Csv, Compression::Zstd))
+            Ok(FileKind::Data(Some(Format::Csv), Compression::Zstd))
         );
         assert_eq!(
             classify("part-0.parquet", auto),
-            Ok(FileKind::Data(Format::Parquet, Compression::None))
+            Ok(FileKind::Data(Some(Format::Parquet), Compression::None))
         );
-        let e = classify("firehose-1-2024", auto).unwrap_err();
-        assert!(e.contains("[events] format"), "{e}");
+        // Firehose names say nothing: the content decides.
+        assert_eq!(
+            classify("firehose-1-2024-03-05-10-00-00-9f1c", auto),
+            Ok(FileKind::Data(None, Compression::None))
+        );
         assert_eq!(
             classify("firehose-1-2024.gz", EventFormat::Jsonl),
-            Ok(FileKind::Data(Format::JsonLines, Compression::Gzip))
+            Ok(FileKind::Data(Some(Format::JsonLines), Compression::Gzip))
         );
+    }
+
+    #[test]
+    fn content_tells_the_format_of_a_file_whose_name_does_not() {
+        assert_eq!(content_format(b"PAR1\x15\x04", b','), Ok(Format::Parquet));
+        assert_eq!(
+            content_format(b"\xef\xbb\xbf \n{\"type\":\"track\"}", b','),
+            Ok(Format::JsonLines)
+        );
+        assert_eq!(
+            content_format(b"USER_ID,ITEM_ID\n1,2\n", b','),
+            Ok(Format::Csv)
+        );
+        let e = content_format(b"\x00\x01binary", b',').unwrap_err();
+        assert!(e.contains("[events] format"), "{e}");
+        let e = content_format(b"just words\n", b';').unwrap_err();
+        assert!(e.contains("delimiter ';'"), "{e}");
     }
 
     #[test]

@@ -304,6 +304,13 @@ pub(crate) fn parse_events(
             return out;
         }
     };
+    let format = match format.map_or_else(|| formats::content_format(&body, delimiter), Ok) {
+        Ok(f) => f,
+        Err(reason) => {
+            unreadable(&mut out, format!("cannot tell how to read it: {reason}"));
+            return out;
+        }
+    };
     let specs = [
         spec(&mapping.user),
         spec(&mapping.item),

@@ -35,6 +35,10 @@ pub(crate) fn without_users(
         FileKind::Data(f, c) => (f, c),
     };
     let plain = formats::decompress(body, compression)?;
+    let format = format.map_or_else(
+        || formats::content_format(&plain, events.delimiter as u8),
+        Ok,
+    )?;
     let mapping = events.mapping()?;
     let user = FieldSpec {
         names: mapping.user.names.clone(),

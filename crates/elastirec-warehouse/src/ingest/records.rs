@@ -301,19 +301,64 @@ fn read_json_lines(
                 continue;
             }
         };
-        let record = match &fast {
-            Some(fast) => fast.read(text).map_err(|e| BadRecord {
-                column: "*".into(),
-                reason: match e {
-                    super::json::LineError::NotObject => "a JSON line must be an object".into(),
-                    super::json::LineError::Syntax(e) => format!("not a JSON object: {e}"),
-                },
-            }),
-            None => whole_line(text, specs),
-        };
+        let read = |text| json_record(fast.as_ref(), text, specs);
+        let record = read(text);
+        // Kinesis Firehose concatenates records without a newline unless told to add one: a
+        // line of several whole objects is read as that many records.
+        if let Err(bad) = &record
+            && bad.reason.contains("trailing characters")
+            && let Some(objects) = concatenated_objects(text)
+        {
+            let line_start = pos.byte.unwrap_or(0);
+            for (start, end) in objects {
+                let at = Position {
+                    line: pos.line,
+                    byte: Some(line_start + start),
+                };
+                on_record(at, read(&text[start..end]));
+            }
+            continue;
+        }
         on_record(pos, record);
     }
     Ok(())
+}
+
+/// The fields of one JSON object's text, through the fast reader when there is one.
+fn json_record<'t>(
+    fast: Option<&super::json::JsonFields>,
+    text: &'t str,
+    specs: &[FieldSpec],
+) -> Result<Fields<'t>, BadRecord> {
+    match fast {
+        Some(fast) => fast.read(text).map_err(|e| BadRecord {
+            column: "*".into(),
+            reason: match e {
+                super::json::LineError::NotObject => "a JSON line must be an object".into(),
+                super::json::LineError::Syntax(e) => format!("not a JSON object: {e}"),
+            },
+        }),
+        None => whole_line(text, specs),
+    }
+}
+
+/// The byte ranges of the JSON objects written one after another on one line (`{…}{…}`,
+/// optionally with blanks between), or `None` when the line is not wholly such objects.
+fn concatenated_objects(line: &str) -> Option<Vec<(usize, usize)>> {
+    let mut stream = serde_json::Deserializer::from_str(line).into_iter::<serde::de::IgnoredAny>();
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while let Some(next) = stream.next() {
+        next.ok()?;
+        let end = stream.byte_offset();
+        let begin = start + line[start..end].len() - line[start..end].trim_start().len();
+        if !line[begin..].starts_with('{') {
+            return None;
+        }
+        ranges.push((begin, end));
+        start = end;
+    }
+    (ranges.len() > 1).then_some(ranges)
 }
 
 /// The fields of one JSON line read through a whole `serde_json::Value` (the reference for
@@ -603,6 +648,25 @@ mod tests {
             crate::ingest::json::JsonFields::new(&[spec(&["properties", "properties.sku"], true)])
                 .is_none()
         );
+    }
+
+    #[test]
+    fn objects_concatenated_on_one_line_are_records_of_their_own() {
+        // As Kinesis Firehose writes records without a newline delimiter.
+        let body: &[u8] =
+            b"{\"u\":\"a\",\"i\":\"x\"}{\"u\":\"b\",\"i\":\"y\"} {\"u\":\"c\",\"i\":\"z\"}\n\
+            {\"u\":\"d\",\"i\":\"w\"}{broken\n";
+        let specs = [spec(&["u"], true), spec(&["i"], true)];
+        let got = collect(Format::JsonLines, body, &specs);
+        assert_eq!(got[..3], ["1:a|x", "1:b|y", "1:c|z"], "{got:?}");
+        // A line that is not wholly objects stays one reject.
+        assert!(got[3].starts_with("2:!*:not a JSON object"), "{got:?}");
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(
+            concatenated_objects("{\"a\":\"}{\"} {\"b\":2}"),
+            Some(vec![(0, 10), (11, 18)])
+        );
+        assert_eq!(concatenated_objects("{\"a\":1} 7"), None);
     }
 
     #[test]

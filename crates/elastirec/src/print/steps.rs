@@ -99,11 +99,19 @@ pub fn print_sql_written(paths: &[PathBuf], dir: &Path) {
 /// `sql-files --date D`: the queries of night D, parameters filled in.
 pub fn print_prepare_sql_of_night(sql: &PrepareSql, r: &RenderedSql, night: Night) {
     for (file, text) in [
-        (&sql.training, &r.training),
-        (&sql.seen, &r.seen),
-        (&sql.items, &r.items),
-        (&sql.availability, &r.availability),
+        (&sql.training, Some(&r.training)),
+        (&sql.seen, Some(&r.seen)),
+        (&sql.unseen, r.unseen.as_ref()),
+        (&sql.items, Some(&r.items)),
+        (&sql.availability, Some(&r.availability)),
     ] {
+        let Some(text) = text else {
+            println!(
+                "-- {} ({}): does not run (every event type makes its items seen for ever)\n",
+                file.name, file.origin
+            );
+            continue;
+        };
         println!(
             "-- {} ({}), night {night}\n{}\n",
             file.name,
@@ -116,7 +124,13 @@ pub fn print_prepare_sql_of_night(sql: &PrepareSql, r: &RenderedSql, night: Nigh
 
 /// `sql-files`: the queries in effect.
 pub fn print_prepare_sql(sql: &PrepareSql) {
-    for file in [&sql.training, &sql.seen, &sql.items, &sql.availability] {
+    for file in [
+        &sql.training,
+        &sql.seen,
+        &sql.unseen,
+        &sql.items,
+        &sql.availability,
+    ] {
         println!(
             "-- {} ({})\n{}\n",
             file.name,

@@ -298,3 +298,176 @@ async fn a_migrated_lake_makes_the_same_lists_with_external_ids() {
         assert_eq!(items(list), items(&after[user]), "user {user}");
     }
 }
+
+/// (user, product) pairs of the REES46 sample with the given event type.
+fn rees46_pairs(raw: &str, event_type: &str) -> HashSet<(String, String)> {
+    raw.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.get(1) == Some(&event_type)).then(|| (f[7].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+/// How many (user, item) pairs of `lists` are in `pairs`.
+fn listed(lists: &elastirec_lake::io::ExternalLists, pairs: &HashSet<(String, String)>) -> usize {
+    lists
+        .iter()
+        .flat_map(|(u, l)| l.iter().map(move |(i, _, _, _)| (u.clone(), i.clone())))
+        .filter(|p| pairs.contains(p))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rees46_views_do_not_hide_items_purchases_do_until_their_repeat_window() {
+    let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let day = lake.join("raw/events/2019/10/01");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::copy(&file, day.join("2019-Oct-head.csv")).unwrap();
+    let cfg = write_config(
+        root.path(),
+        "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\nvalue_column = \"\"\n\
+         timestamp_column = \"event_time\"\ntimestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\n\
+         event_type_column = \"event_type\"\n\
+         [events.types.view]\nweight = 1.0\nseen = false\n\
+         [events.types.cart]\nweight = 3.0\nseen = false\n\
+         [events.types.purchase]\nweight = 5.0\nrepeat_after_days = 30\n",
+    );
+    let raw = std::fs::read_to_string(&file).unwrap();
+    let purchased = rees46_pairs(&raw, "purchase");
+    let viewed: HashSet<(String, String)> = rees46_pairs(&raw, "view")
+        .difference(&purchased)
+        .cloned()
+        .collect();
+    assert!(purchased.len() > 20, "{} purchases", purchased.len());
+    let purchasers = purchased
+        .iter()
+        .map(|(u, _)| u)
+        .collect::<HashSet<_>>()
+        .len();
+
+    // Night of the events, and 29 days later: purchases hide their items, views do not.
+    for date in ["2019-10-01", "2019-10-30"] {
+        ok(&lake, &["--config", &cfg, "run", "--date", date]);
+        let (lists, seen) = lists_and_seen(&lake, date.parse().unwrap()).await;
+        assert_eq!(lists.len(), 1755, "{date}: every shopper has a list");
+        // Only purchasers have seen items now; nobody is offered one.
+        assert_eq!(seen.len(), purchasers, "{date}");
+        for (user, list) in &lists {
+            assert_eq!(list.len(), 10, "{date}: user {user}: {list:?}");
+            let hidden = seen.get(user);
+            for (item, _, _, _) in list {
+                assert!(
+                    hidden.is_none_or(|h| !h.contains(item)),
+                    "{date}: user {user} got seen item {item}"
+                );
+            }
+        }
+        assert_eq!(
+            listed(&lists, &purchased),
+            0,
+            "{date}: a purchase was offered back"
+        );
+        let views = listed(&lists, &viewed);
+        assert!(
+            views >= 100,
+            "{date}: only {views} viewed items offered back: views must not hide items"
+        );
+    }
+    // 30 days after the purchases their items may come back; nothing else changed.
+    ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-31"]);
+    let (lists, _) = lists_and_seen(&lake, "2019-10-31".parse().unwrap()).await;
+    let again = listed(&lists, &purchased);
+    assert!(
+        again > 0,
+        "no purchased item came back after repeat_after_days"
+    );
+}
+
+/// A Segment track call as one JSON object.
+fn track(user: &str, sku: &str, event: &str, time: &str, message: &str) -> String {
+    serde_json::json!({
+        "type": "track", "event": event, "userId": user, "messageId": message,
+        "timestamp": time, "properties": {"product_id": sku, "price": 9.5},
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firehose_objects_without_an_extension_or_newlines_and_day_first_local_dates_publish() {
+    let root = tempfile::tempdir().unwrap();
+    // Segment through Kinesis Firehose: object names without an extension (gzip or not), and
+    // records written back to back without a newline delimiter.
+    let lake = root.path().join("segment");
+    let hour = lake.join("raw/events/2024/03/05/10");
+    std::fs::create_dir_all(&hour).unwrap();
+    let users = [
+        "5b1c0e9e-0d1f-4c5e-9a57-0b6c8f1e2a01",
+        "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+    ];
+    let mut plain = String::new();
+    let mut zipped = String::new();
+    for (n, sku) in ["SKU-A", "SKU-B", "SKU-C", "SKU-D"].iter().enumerate() {
+        for (u, user) in users.iter().enumerate() {
+            // The first user never sees SKU-D, the second never SKU-A.
+            if (u, n) == (0, 3) || (u, n) == (1, 0) {
+                continue;
+            }
+            let line = track(
+                user,
+                sku,
+                "Product Viewed",
+                &format!("2024-03-05T10:0{n}:0{u}.250+01:00"),
+                &format!("m-{n}-{u}"),
+            );
+            if u == 0 {
+                plain.push_str(&line); // no newline between records
+            } else {
+                zipped.push_str(&line);
+                zipped.push('\n');
+            }
+        }
+    }
+    std::fs::write(hour.join("segment-1-2024-03-05-10-00-00-7d1e"), &plain).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, zipped.as_bytes()).unwrap();
+    std::fs::write(
+        hour.join("segment-1-2024-03-05-10-00-00-8e2f.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    let cfg = write_config(root.path(), "[events]\npreset = \"segment\"\n");
+    let out = ok(&lake, &["--config", &cfg, "run", "--date", "2024-03-05"]);
+    assert!(out.contains("loaded 6 rows from 2 new files"), "{out}");
+    assert!(out.contains("succeeded, published"), "{out}");
+    let (lists, _) = lists_and_seen(&lake, "2024-03-05".parse().unwrap()).await;
+    assert_eq!(lists[users[0]][0].0, "SKU-D", "{lists:?}");
+    assert_eq!(lists[users[1]][0].0, "SKU-A", "{lists:?}");
+
+    // Day-first dates in local time: midnight in Berlin is the day before in UTC, so every event
+    // of the night's folder has the previous event day; the night's data still arrived.
+    let lake = root.path().join("groceries");
+    let day = lake.join("raw/events/2024/03/07");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::write(
+        day.join("orders.csv"),
+        "Customer ID;Product;Date;Quantity\nC1;whole milk;07-03-2024;2\nC2;yogurt;07-03-2024;1\n\
+         C1;soda;07-03-2024;1\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        root.path(),
+        "[events]\nuser_column = \"Customer ID\"\nitem_column = \"Product\"\n\
+         value_column = \"Quantity\"\ntimestamp_column = \"Date\"\ntimestamp_format = \"%d-%m-%Y\"\n\
+         timestamp_timezone = \"Europe/Berlin\"\ndelimiter = \";\"\n",
+    );
+    let out = ok(&lake, &["--config", &cfg, "run", "--date", "2024-03-07"]);
+    assert!(out.contains("succeeded, published"), "{out}");
+    let (lists, _) = lists_and_seen(&lake, "2024-03-07".parse().unwrap()).await;
+    assert_eq!(lists["C2"][0].0, "whole milk", "{lists:?}");
+}

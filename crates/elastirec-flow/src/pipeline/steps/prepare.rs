@@ -60,7 +60,14 @@ impl Pipeline {
                         m.table_versions.get("events").copied().unwrap_or(-1)
                     ),
                 )
-                .bytes(&[m.files.as_slice(), m.seen_files.as_slice()].concat())
+                .bytes(
+                    &[
+                        m.files.as_slice(),
+                        m.seen_files.as_slice(),
+                        m.unseen_files.as_slice(),
+                    ]
+                    .concat(),
+                )
             },
         )
         .await
