@@ -362,6 +362,8 @@ async fn erase_export(
             &m.files,
             &m.seen_files,
             &m.unseen_files,
+            &m.item_rule_files,
+            &m.item_group_files,
             &m.item_files,
             &m.availability_files,
             &m.id_files,

@@ -94,11 +94,14 @@ pub enum Table {
     Availability,
     /// The id dictionary: the internal id of every external id that is not its own (layout 3).
     Ids,
+    /// Item attributes observed on events (`[items] from_events`): one row per item, attribute
+    /// and load; the latest observation wins.
+    ItemAttributes,
 }
 
 impl Table {
     /// All tables, in creation order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Events,
         Table::Items,
         Table::Loads,
@@ -106,6 +109,7 @@ impl Table {
         Table::Erasures,
         Table::Availability,
         Table::Ids,
+        Table::ItemAttributes,
     ];
 
     /// Whether `warehouse restore` brings the table back to a snapshot's version. Erasure
@@ -125,6 +129,7 @@ impl Table {
             Table::Erasures => "erasures",
             Table::Availability => "availability",
             Table::Ids => "ids",
+            Table::ItemAttributes => "item_attributes",
         }
     }
 
@@ -152,6 +157,16 @@ pub fn training_export_seen_part(night: Night, part: usize) -> Path {
 /// `exports/training/YYYY/MM/DD/unseen-NNNNN.parquet`: training pairs that may be offered again.
 pub fn training_export_unseen_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("unseen-{part:05}.parquet").as_str())
+}
+
+/// `exports/training/YYYY/MM/DD/item-rules-NNNNN.parquet`: items `[rules]` predicates mark.
+pub fn training_export_item_rules_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("item-rules-{part:05}.parquet").as_str())
+}
+
+/// `exports/training/YYYY/MM/DD/item-groups-NNNNN.parquet`: values of the capped columns.
+pub fn training_export_item_groups_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("item-groups-{part:05}.parquet").as_str())
 }
 
 /// `exports/training/YYYY/MM/DD/items-NNNNN.parquet`: item titles and genres, for serving.

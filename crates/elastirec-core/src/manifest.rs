@@ -180,6 +180,14 @@ pub struct ExportManifest {
     /// `repeat_after_days`. Empty when every event type makes its items seen for ever.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unseen_files: Vec<FileEntry>,
+    /// Items the `[rules]` predicates exclude or promote (`item-rules-*.parquet`: `item_id`,
+    /// `excluded`, `promoted`); empty without such rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_rule_files: Vec<FileEntry>,
+    /// Values of the `[rules] max_per` columns (`item-groups-*.parquet`: `item_id`,
+    /// `attribute`, `value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_group_files: Vec<FileEntry>,
     /// Item metadata (`items-*.parquet`); absent from exports written before it existed.
     #[serde(default)]
     pub item_files: Vec<FileEntry>,

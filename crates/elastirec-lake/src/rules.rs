@@ -54,6 +54,20 @@ pub struct OfferRules {
     promoted: Vec<i64>,
     unavailable: HashSet<i64>,
     genres: HashMap<i64, Vec<String>>,
+    /// At most this many items of one genre (`max_per_genre`, or `max_per.genres`); 0: none.
+    genre_cap: usize,
+    /// The other diversity caps (`max_per`), by catalog column.
+    caps: Vec<(String, usize)>,
+    /// Each item's value of each capped column, as (index into `caps`, value).
+    groups: HashMap<i64, Vec<(usize, String)>>,
+}
+
+/// What the export says of one item under the `[rules]` predicates (`item-rules-*.parquet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemFlags {
+    pub item_id: i64,
+    pub excluded: bool,
+    pub promoted: bool,
 }
 
 /// One item of a list after the rules.
@@ -99,8 +113,16 @@ impl OfferRules {
                 *covered.entry(w.item_id).or_default() |= open;
             }
         }
+        let caps: Vec<(String, usize)> = config
+            .caps()
+            .into_iter()
+            .filter(|(c, _)| c != "genres")
+            .collect();
         OfferRules {
             config: config.clone(),
+            genre_cap: config.caps().get("genres").copied().unwrap_or(0),
+            caps,
+            groups: HashMap::new(),
             excluded: config
                 .exclude_items
                 .iter()
@@ -143,7 +165,43 @@ impl OfferRules {
             promoted: Vec::new(),
             unavailable: HashSet::new(),
             genres: HashMap::new(),
+            genre_cap: 0,
+            caps: Vec::new(),
+            groups: HashMap::new(),
         }
+    }
+
+    /// Adds what the export's `[rules]` predicates and `max_per` columns say: flagged items are
+    /// excluded or promoted (after `promoted_items`, in item id order), and each item's value
+    /// of each capped column counts against its cap. Values of columns without a cap are
+    /// ignored.
+    pub fn with_item_rules(
+        mut self,
+        flags: &[ItemFlags],
+        groups: &[(i64, String, String)],
+    ) -> Self {
+        self.excluded
+            .extend(flags.iter().filter(|f| f.excluded).map(|f| f.item_id));
+        let mut promoted: Vec<i64> = flags
+            .iter()
+            .filter(|f| f.promoted && !f.excluded)
+            .map(|f| f.item_id)
+            .collect();
+        promoted.sort_unstable();
+        for item in promoted {
+            if !self.promoted.contains(&item) {
+                self.promoted.push(item);
+            }
+        }
+        for (item, attribute, value) in groups {
+            if let Some(cap) = self.caps.iter().position(|(c, _)| c == attribute) {
+                self.groups
+                    .entry(*item)
+                    .or_default()
+                    .push((cap, value.clone()));
+            }
+        }
+        self
     }
 
     /// The rules for night `night`'s lists: `[rules]` with the export's availability windows
@@ -159,7 +217,7 @@ impl OfferRules {
         } else {
             Vec::new()
         };
-        let genres = if config.max_per_genre > 0 {
+        let genres = if config.caps().contains_key("genres") {
             read_genres(lake, export).await?
         } else {
             HashMap::new()
@@ -169,7 +227,9 @@ impl OfferRules {
         } else {
             read_export_ids(lake, export).await?
         };
-        let rules = OfferRules::with_names(config, night.next(), &windows, &genres, &names.items);
+        let (flags, groups) = read_item_rules(lake, export).await?;
+        let rules = OfferRules::with_names(config, night.next(), &windows, &genres, &names.items)
+            .with_item_rules(&flags, &groups);
         Ok(rules.is_active().then_some(rules))
     }
 
@@ -177,7 +237,8 @@ impl OfferRules {
     pub fn is_active(&self) -> bool {
         !self.excluded.is_empty()
             || !self.unavailable.is_empty()
-            || self.config.max_per_genre > 0
+            || self.genre_cap > 0
+            || !self.caps.is_empty()
             || !self.promoted.is_empty()
     }
 
@@ -193,7 +254,7 @@ impl OfferRules {
 
     /// Model candidates to score per user so that K usually remain after the rules.
     pub fn candidates(&self, k: usize) -> usize {
-        let cap = if self.config.max_per_genre > 0 {
+        let cap = if self.genre_cap > 0 || !self.caps.is_empty() {
             4 * k
         } else {
             0
@@ -224,6 +285,7 @@ impl OfferRules {
             seen,
             taken: HashSet::new(),
             per_genre: HashMap::new(),
+            per_group: HashMap::new(),
             out: Vec::with_capacity(k),
         };
         let promoted = &self.promoted;
@@ -279,6 +341,7 @@ struct ListBuilder<'a> {
     seen: &'a dyn Fn(i64) -> bool,
     taken: HashSet<i64>,
     per_genre: HashMap<&'a str, usize>,
+    per_group: HashMap<(usize, &'a str), usize>,
     out: Vec<Placed>,
 }
 
@@ -292,7 +355,7 @@ impl<'a> ListBuilder<'a> {
         {
             return;
         }
-        let cap = self.rules.config.max_per_genre;
+        let cap = self.rules.genre_cap;
         let genres: &'a [String] = self.rules.genres.get(&item).map_or(&[], |g| g.as_slice());
         if cap > 0
             && genres
@@ -301,8 +364,20 @@ impl<'a> ListBuilder<'a> {
         {
             return;
         }
-        for g in genres {
-            *self.per_genre.entry(g.as_str()).or_default() += 1;
+        let groups: &'a [(usize, String)] =
+            self.rules.groups.get(&item).map_or(&[], |g| g.as_slice());
+        if groups.iter().any(|(c, v)| {
+            self.per_group.get(&(*c, v.as_str())).copied().unwrap_or(0) >= self.rules.caps[*c].1
+        }) {
+            return;
+        }
+        if cap > 0 {
+            for g in genres {
+                *self.per_genre.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for (c, v) in groups {
+            *self.per_group.entry((*c, v.as_str())).or_default() += 1;
         }
         self.taken.insert(item);
         self.out.push(Placed {
@@ -370,6 +445,61 @@ fn windows_of(batch: &RecordBatch, path: &str) -> Result<Vec<AvailabilityWindow>
             segment: string(&segment, i),
         })
         .collect())
+}
+
+/// The export's `[rules]` predicate flags and `max_per` column values (none for exports made
+/// without them).
+pub async fn read_item_rules(
+    lake: &Lake,
+    export: &ExportManifest,
+) -> Result<(Vec<ItemFlags>, Vec<(i64, String, String)>)> {
+    let mut flags = Vec::new();
+    for f in &export.item_rule_files {
+        for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let ids = batch
+                .column_by_name(columns::ITEM_ID)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| bad(&f.path, "no Int64 column item_id".into()))?;
+            let flag = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_boolean_opt())
+                    .cloned()
+                    .ok_or_else(|| bad(&f.path, format!("no Boolean column {name}")))
+            };
+            let (excluded, promoted) = (flag("excluded")?, flag("promoted")?);
+            flags.extend((0..batch.num_rows()).map(|i| ItemFlags {
+                item_id: ids.value(i),
+                excluded: excluded.value(i),
+                promoted: promoted.value(i),
+            }));
+        }
+    }
+    let mut groups = Vec::new();
+    for f in &export.item_group_files {
+        for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let ids = batch
+                .column_by_name(columns::ITEM_ID)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| bad(&f.path, "no Int64 column item_id".into()))?;
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .cloned()
+                    .ok_or_else(|| bad(&f.path, format!("no Utf8 column {name}")))
+            };
+            let (attribute, value) = (text("attribute")?, text("value")?);
+            groups.extend((0..batch.num_rows()).map(|i| {
+                (
+                    ids.value(i),
+                    attribute.value(i).to_string(),
+                    value.value(i).to_string(),
+                )
+            }));
+        }
+    }
+    Ok((flags, groups))
 }
 
 /// Item genres (`|`-separated) from an export's `items-*.parquet`.

@@ -20,6 +20,7 @@ mod ingest;
 mod pgwire;
 mod prepare;
 mod query;
+mod rules;
 mod snapshot;
 pub mod sql;
 mod tables;

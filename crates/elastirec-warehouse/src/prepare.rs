@@ -99,6 +99,7 @@ impl Warehouse {
         let items = self.table(Table::Items).await?;
         let availability = self.table(Table::Availability).await?;
         let ids = self.table(Table::Ids).await?;
+        let attributes = self.table(Table::ItemAttributes).await?;
         let mut table_versions = BTreeMap::new();
         table_versions.insert(
             "availability".to_string(),
@@ -119,6 +120,7 @@ impl Warehouse {
                 (Table::Items, items),
                 (Table::Availability, availability),
                 (Table::Ids, ids),
+                (Table::ItemAttributes, attributes),
             ])
             .await?;
         // Discard any earlier attempt, manifest first, so no reader trusts half of a redo.
@@ -184,6 +186,40 @@ impl Warehouse {
         )
         .await?;
 
+        // The SQL parts of [rules], evaluated over the catalog for the recommend step.
+        let (item_rule_files, item_group_files) = if params.item_rules.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let rules = &params.item_rules;
+            crate::rules::register_catalog(&ctx, true, &rules.declared).await?;
+            crate::rules::check(&ctx, rules).await?;
+            let flags_sql = crate::rules::flags_sql(rules);
+            let flags = unload(
+                &ctx,
+                lake,
+                &flags_sql,
+                &SqlFile::builtin("[rules] predicates", &flags_sql),
+                crate::rules::flags_schema(),
+                |i| layout::training_export_item_rules_part(night, i),
+            )
+            .await?;
+            let groups = match crate::rules::groups_sql(rules) {
+                Some(sql) => {
+                    unload(
+                        &ctx,
+                        lake,
+                        &sql,
+                        &SqlFile::builtin("[rules] max_per", &sql),
+                        crate::rules::groups_schema(),
+                        |i| layout::training_export_item_groups_part(night, i),
+                    )
+                    .await?
+                }
+                None => Vec::new(),
+            };
+            (flags, groups)
+        };
+
         // The dictionary's names of string ids, for every step that shows ids to a consumer.
         let id_files = unload(
             &ctx,
@@ -208,6 +244,8 @@ impl Warehouse {
             seen_rows: seen_files.iter().map(|f| f.rows).sum(),
             seen_files,
             unseen_files,
+            item_rule_files,
+            item_group_files,
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
             availability_files,

@@ -81,6 +81,14 @@ pub(crate) fn schema(table: Table) -> SchemaRef {
             f("night", DataType::Date32, false),
             f("assigned_at", utc_micros(), false),
         ],
+        Table::ItemAttributes => vec![
+            f("item_id", DataType::Int64, false),
+            f("name", DataType::Utf8, false),
+            f("value", DataType::Utf8, true),
+            // The time of the event it was seen on: the latest wins.
+            f("observed_at", utc_micros(), false),
+            f("source_file", DataType::Utf8, false),
+        ],
         Table::Availability => vec![
             f("item_id", DataType::Int64, false),
             f("available_from", DataType::Date32, true),

@@ -189,6 +189,17 @@ pub struct EventsConfig {
     pub half_life_days: Option<f32>,
 }
 
+/// `[items]`: where the item catalog comes from, besides `raw/items/`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ItemsConfig {
+    /// Item attributes carried on the events themselves (REES46's `category_code`, `brand`,
+    /// `price`): each named event field (a CSV header, JSON field or dotted path) becomes a
+    /// catalog column of the event's item; the value of the latest event wins. `[rules]`
+    /// predicates and `max_per` caps can use them.
+    pub from_events: Vec<String>,
+}
+
 /// `[events.types.<type>]`: what events of one type mean for training and for lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -100,6 +100,13 @@ pub struct PrepareConfig {
     /// `[events] half_life_days`, copied here when the configuration is loaded.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub half_life_days: Option<f32>,
+    /// The SQL parts of `[rules]` (copied here when the configuration is loaded; not a
+    /// `[prepare]` key): prepare evaluates them over the catalog into the export.
+    #[serde(
+        skip_deserializing,
+        skip_serializing_if = "crate::config::ItemRules::is_empty"
+    )]
+    pub item_rules: crate::config::ItemRules,
     /// A folder whose `training.sql`, `seen.sql`, `items.sql` or `availability.sql` replace the
     /// built-in queries (`elastirec sql-files --write DIR` writes them to start from). Relative
     /// to the config file's folder.
@@ -151,6 +158,7 @@ impl Default for PrepareConfig {
             event_weights: BTreeMap::new(),
             event_types: BTreeMap::new(),
             half_life_days: None,
+            item_rules: Default::default(),
             sql_dir: None,
         }
     }

@@ -29,6 +29,7 @@ pub use pgwire::PgwireConfig;
 pub struct Config {
     pub lake: LakeConfig,
     pub events: EventsConfig,
+    pub items: ItemsConfig,
     pub prepare: PrepareConfig,
     pub model: ModelConfig,
     pub recommend: RecommendConfig,
@@ -127,6 +128,15 @@ impl Config {
             .prepare
             .take_event_types(&config.events)
             .map_err(Error::Config)?;
+        config.prepare.item_rules = config.rules.item_rules();
+        if !config.prepare.item_rules.is_empty() {
+            config.prepare.item_rules.declared = config
+                .items
+                .from_events
+                .iter()
+                .map(|f| f.rsplit('.').next().unwrap_or(f).to_string())
+                .collect();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -211,6 +221,27 @@ impl Config {
         {
             if let Err(why) = crate::ids::check_external(id) {
                 return fail(format!("[rules] item id '{id}': {why}"));
+            }
+        }
+        if let Some(&n) = self.rules.max_per.get("genres")
+            && self.rules.max_per_genre > 0
+            && n != self.rules.max_per_genre
+        {
+            return fail(format!(
+                "[rules] max_per_genre = {} but max_per.genres = {n}: keep one",
+                self.rules.max_per_genre
+            ));
+        }
+        for (key, predicate) in [
+            ("exclude_where", &self.rules.exclude_where),
+            ("include_where", &self.rules.include_where),
+            ("promote_where", &self.rules.promote_where),
+        ] {
+            if predicate.as_ref().is_some_and(|p| p.trim().is_empty()) {
+                return fail(format!(
+                    "[rules] {key} is empty: write an SQL predicate over the catalog's columns, \
+                     or leave the key out"
+                ));
             }
         }
         if !self.rules.boost.is_finite() {

@@ -1,6 +1,8 @@
 //! The sections about the model and its lists: `[model]`, `[recommend]`, `[rules]`,
 //! `[evaluate]` and `[publish]`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How ALS solves each row's least-squares problem.
@@ -168,6 +170,79 @@ pub struct RulesConfig {
     pub boost: f32,
     /// Promoted items per list at most with `promote = "pin"`.
     pub max_promoted: usize,
+    /// Items never offered: an SQL predicate over the night's catalog (`item_id`, `title`,
+    /// `genres`), such as `genres LIKE '%Horror%' OR item_id = 42`; evaluated by the warehouse
+    /// when the night's input is prepared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_where: Option<String>,
+    /// Only items matching this predicate are offered (an item the catalog cannot tell, with a
+    /// null result, is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_where: Option<String>,
+    /// Items matching this predicate are promoted as `promoted_items` are (after them, in item
+    /// id order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_where: Option<String>,
+    /// Diversity caps by catalog column: at most N items with one value of the column in a list
+    /// (`{ genres = 2, title = 1 }`); `genres` counts each `|`-separated genre, as
+    /// `max_per_genre` (which stays: `max_per_genre = N` is `max_per = { genres = N }`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_per: BTreeMap<String, usize>,
+}
+
+impl RulesConfig {
+    /// Every diversity cap, `max_per_genre` as `genres`.
+    pub fn caps(&self) -> BTreeMap<String, usize> {
+        let mut caps = self.max_per.clone();
+        if self.max_per_genre > 0 {
+            caps.entry("genres".to_string())
+                .or_insert(self.max_per_genre);
+        }
+        caps.retain(|_, n| *n > 0);
+        caps
+    }
+
+    /// What the warehouse evaluates over the catalog for these rules (see [`ItemRules`]).
+    pub fn item_rules(&self) -> ItemRules {
+        ItemRules {
+            exclude_where: self.exclude_where.clone(),
+            include_where: self.include_where.clone(),
+            promote_where: self.promote_where.clone(),
+            // Genres come with the items export; other columns need the catalog.
+            group_by: self.caps().into_keys().filter(|c| c != "genres").collect(),
+            declared: Vec::new(),
+        }
+    }
+}
+
+/// The parts of `[rules]` that are SQL over the catalog, evaluated when the night's input is
+/// prepared: the export then says, per item, whether it is excluded or promoted and its value
+/// of each capped column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_where: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_where: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_where: Option<String>,
+    /// Catalog columns of the diversity caps (other than `genres`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// Attribute columns the catalog has even before any value was observed (`[items]
+    /// from_events`, by column name): null until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared: Vec<String>,
+}
+
+impl ItemRules {
+    /// Whether there is nothing to evaluate.
+    pub fn is_empty(&self) -> bool {
+        self.exclude_where.is_none()
+            && self.include_where.is_none()
+            && self.promote_where.is_none()
+            && self.group_by.is_empty()
+    }
 }
 
 impl Default for RulesConfig {
@@ -182,6 +257,10 @@ impl Default for RulesConfig {
             promote: PromoteMode::Pin,
             boost: 1.0,
             max_promoted: 1,
+            exclude_where: None,
+            include_where: None,
+            promote_where: None,
+            max_per: BTreeMap::new(),
         }
     }
 }

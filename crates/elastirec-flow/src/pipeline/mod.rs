@@ -207,6 +207,12 @@ impl Pipeline {
         record: &mut RunRecord,
         options: RunOptions,
     ) -> Result<()> {
+        // A [rules] predicate that cannot be evaluated fails the night before any step runs,
+        // naming the key and the catalog's columns.
+        let item_rules = &self.config.prepare.item_rules;
+        if !item_rules.is_empty() {
+            self.warehouse().await?.check_item_rules(item_rules).await?;
+        }
         for step in self.steps() {
             if let Some(reason) = self.stop.reason() {
                 return Err(Error::Interrupted {

@@ -262,6 +262,8 @@ pub async fn write_named_night(lake: &Lake, n: Night, lists: &[RecommendationRow
         seen_rows: 1,
         seen_files,
         unseen_files: Vec::new(),
+        item_rule_files: Vec::new(),
+        item_group_files: Vec::new(),
         item_rows: 6,
         item_files,
         availability_files: Vec::new(),

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::datafusion::logical_expr::{Operator, binary_expr};
 use deltalake::datafusion::prelude::{SessionContext, col};
 use deltalake::kernel::Transaction;
@@ -76,6 +76,8 @@ pub struct IngestReport {
     pub files_recovered: u64,
     /// Item rows inserted or updated by the merge, when item files were new or changed.
     pub items_loaded: Option<u64>,
+    /// Item attribute observations kept from the events (`[items] from_events`).
+    pub item_attributes: u64,
     /// Version of `warehouse/events` after the load.
     pub events_version: i64,
     /// Events of erased users (`elastirec forget`) in the new files, dropped instead of loaded.
@@ -112,6 +114,9 @@ pub struct UnknownItems {
 pub struct IngestOptions {
     /// Rows that may be rejected before the load fails and commits nothing.
     pub max_errors: u64,
+    /// Event fields that are item attributes (`[items] from_events`), kept in
+    /// `warehouse/item_attributes`.
+    pub item_attributes: Vec<String>,
     /// Parse and validate everything, commit nothing.
     pub dry_run: bool,
     /// Checked before the load's first commit and its events commit, whose metadata records the
@@ -145,7 +150,8 @@ impl Warehouse {
             dry_run: options.dry_run,
             ..IngestReport::default()
         };
-        let settings = ParseSettings::of(events)?;
+        let mut settings = ParseSettings::of(events)?;
+        settings.attributes = options.item_attributes.clone();
         let ledger = self.ledger().await?;
         let source = RawSource::of(lake, events).await?;
         let raw = source.list().await?;
@@ -252,6 +258,7 @@ impl Warehouse {
             // given new ids after de-duplication.
             let mut dictionary = self.dictionary().await?;
             let mut new_ids = ids::NewIds::default();
+            let mut attribute_rows: Vec<AttributeRow> = Vec::new();
             let mut files = new_files.into_iter().peekable();
             while files.peek().is_some() {
                 let mut part: Vec<(Night, ObjectMeta)> = Vec::new();
@@ -305,6 +312,23 @@ impl Warehouse {
                     let users = dictionary.resolve(IdKind::User, &p.users, &mut new_ids);
                     let items = dictionary.resolve(IdKind::Item, &p.items, &mut new_ids);
                     batches.push(p.batch(&source.name(&meta.location), &users, &items)?);
+                    for (external, (micros, values)) in &p.attributes {
+                        // An item whose every row was dropped (a duplicate) has no id yet.
+                        let Some(item) = dictionary.get(IdKind::Item, external) else {
+                            continue;
+                        };
+                        for (field, value) in settings.attributes.iter().zip(values) {
+                            if value.is_some() {
+                                attribute_rows.push(AttributeRow {
+                                    item,
+                                    name: attribute_column(field).to_string(),
+                                    value: value.clone(),
+                                    observed_at: *micros,
+                                    file: source.name(&meta.location),
+                                });
+                            }
+                        }
+                    }
                 }
                 drop(parsed);
                 adds.extend(write_events(&events_table, batches).await?);
@@ -315,6 +339,10 @@ impl Warehouse {
             }
             options.fence.check()?;
             report.ids_assigned = self.commit_ids(new_ids, night, load).await?;
+            // Before the events: a crash between the two loads the files again, and the
+            // attributes' second copy changes nothing (the latest observation wins).
+            report.item_attributes = attribute_rows.len() as u64;
+            self.append_item_attributes(attribute_rows, load).await?;
             let mut version = events_version;
             failpoint::hit("ingest.before-events-commit");
             if !adds.is_empty() {
@@ -520,6 +548,34 @@ impl Warehouse {
         Ok(out)
     }
 
+    async fn append_item_attributes(&self, rows: Vec<AttributeRow>, load: i64) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(
+            schema(Table::ItemAttributes),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.item))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.name.as_str()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|r| r.value.as_deref()),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.observed_at))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.file.as_str()),
+                )),
+            ],
+        )
+        .map_err(|e| Error::Internal(format!("item attributes batch: {e}")))?;
+        self.append_in_load(Table::ItemAttributes, batch, load)
+            .await
+    }
+
     async fn append_rejects(&self, rejects: &[Reject], night: Night, load: i64) -> Result<()> {
         if rejects.is_empty() {
             return Ok(());
@@ -666,6 +722,21 @@ impl Warehouse {
             (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
         ))
     }
+}
+
+/// One observed item attribute (`[items] from_events`).
+struct AttributeRow {
+    item: i64,
+    name: String,
+    value: Option<String>,
+    observed_at: i64,
+    file: String,
+}
+
+/// The catalog column of an event field: its last dotted segment (`properties.brand` is
+/// `brand`).
+pub fn attribute_column(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
 }
 
 /// The first arrival day of any raw event file where `[events]` says they are (`run

@@ -120,6 +120,9 @@ pub(crate) struct ParsedEvents {
     pub(crate) dates: Vec<i32>,
     pub(crate) types: Vec<Option<String>>,
     pub(crate) event_ids: Vec<Option<String>>,
+    /// `[items] from_events` values by the item's external id: those of its latest event in
+    /// the file (in the order of `ParseSettings::attributes`).
+    pub(crate) attributes: foldhash::HashMap<String, (i64, Vec<Option<String>>)>,
     pub(crate) rejects: Vec<Reject>,
     /// Records of other kinds (Segment's identify, page, screen calls), skipped.
     pub(crate) skipped: u64,
@@ -212,6 +215,8 @@ pub(crate) struct ParseSettings {
     pub(crate) day_tolerance_hours: u32,
     pub(crate) value_min: Option<f32>,
     pub(crate) value_max: Option<f32>,
+    /// Event fields that are item attributes (`[items] from_events`).
+    pub(crate) attributes: Vec<String>,
 }
 
 impl ParseSettings {
@@ -226,6 +231,7 @@ impl ParseSettings {
             day_tolerance_hours: events.day_tolerance_hours,
             value_min: events.value_min,
             value_max: events.value_max,
+            attributes: Vec::new(),
         })
     }
 }
@@ -277,6 +283,7 @@ pub(crate) fn parse_events(
         day_tolerance_hours,
         value_min,
         value_max,
+        attributes,
     } = settings;
     let (format, delimiter, day_tolerance_hours) = (*format, *delimiter, *day_tolerance_hours);
     let (value_min, value_max) = (*value_min, *value_max);
@@ -311,7 +318,7 @@ pub(crate) fn parse_events(
             return out;
         }
     };
-    let specs = [
+    let mut specs = vec![
         spec(&mapping.user),
         spec(&mapping.item),
         spec(&mapping.value),
@@ -320,6 +327,11 @@ pub(crate) fn parse_events(
         spec(&mapping.event_id),
         spec(&mapping.record_type),
     ];
+    specs.extend(attributes.iter().map(|name| FieldSpec {
+        names: vec![name.clone()],
+        setting: "[items] from_events",
+        required: false,
+    }));
     // Events may lie ahead of their folder's day by the tolerance (clock skew); events before
     // it (late arrivals, a backfill of history) load on the day of their own time.
     let tolerance = i64::from(day_tolerance_hours) * 3_600_000_000;
@@ -461,6 +473,18 @@ pub(crate) fn parse_events(
         })();
         match row {
             Ok((user, item, value, micros, event_day, event_type, event_id)) => {
+                if !attributes.is_empty() {
+                    let values: Vec<Option<String>> = fields[RECORD_TYPE + 1..]
+                        .iter()
+                        .map(|v| v.as_ref().map(|v| v.text().into_owned()))
+                        .collect();
+                    if values.iter().any(Option::is_some) {
+                        let latest = out.attributes.get(item.as_ref()).map(|(t, _)| *t);
+                        if latest.is_none_or(|t| t <= micros) {
+                            out.attributes.insert(item.to_string(), (micros, values));
+                        }
+                    }
+                }
                 out.users.push(user, known.of(IdKind::User));
                 out.items.push(item, known.of(IdKind::Item));
                 out.values.push(value);

@@ -471,3 +471,72 @@ async fn firehose_objects_without_an_extension_or_newlines_and_day_first_local_d
     let (lists, _) = lists_and_seen(&lake, "2024-03-07".parse().unwrap()).await;
     assert_eq!(lists["C2"][0].0, "whole milk", "{lists:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() {
+    let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let day = lake.join("raw/events/2019/10/01");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::copy(&file, day.join("2019-Oct-head.csv")).unwrap();
+    let events = "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\n\
+                  value_column = \"\"\ntimestamp_column = \"event_time\"\n\
+                  timestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\nevent_type_column = \"event_type\"\n\
+                  [items]\nfrom_events = [\"category_code\", \"brand\", \"price\"]\n";
+    // A predicate naming a column the catalog lacks fails before any step, listing the columns.
+    let cfg = write_config(
+        root.path(),
+        &format!("{events}[rules]\nexclude_where = \"prize > 100\"\n"),
+    );
+    let out = crate::harness::run(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("[rules] exclude_where"), "{text}");
+    assert!(
+        text.contains("the catalog's columns: item_id, title, genres, category_code, brand, price"),
+        "{text}"
+    );
+
+    let cfg = write_config(
+        root.path(),
+        &format!(
+            "{events}[rules]\nexclude_where = \"price > 100\"\nmax_per = {{ category_code = 1 }}\n"
+        ),
+    );
+    ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
+    // The catalog as the events say it: each product's latest price and category.
+    let raw = std::fs::read_to_string(&file).unwrap();
+    let mut catalog: HashMap<String, (String, String, f64)> = HashMap::new();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (time, product, category, price) = (f[0], f[2], f[4], f[6]);
+        let price: f64 = price.parse().unwrap();
+        let newer = catalog
+            .get(product)
+            .is_none_or(|(t, _, _)| t.as_str() <= time);
+        if newer {
+            catalog.insert(product.into(), (time.into(), category.into(), price));
+        }
+    }
+    let (lists, _) = lists_and_seen(&lake, "2019-10-01".parse().unwrap()).await;
+    assert_eq!(lists.len(), 1755, "every shopper has a list");
+    for (user, list) in &lists {
+        assert_eq!(list.len(), 10, "user {user}: {list:?}");
+        let mut categories = HashSet::new();
+        for (item, _, _, source) in list {
+            let (_, category, price) = &catalog[item];
+            assert!(*price <= 100.0, "user {user} got {item} at {price}");
+            if !category.is_empty() {
+                assert!(
+                    categories.insert(category.clone()),
+                    "user {user}: two items of {category}: {list:?}"
+                );
+            }
+            assert!(["als", "popular"].contains(&source.as_str()), "{source}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ impl Pipeline {
     fn ingest_options(&self, dry_run: bool) -> IngestOptions {
         IngestOptions {
             max_errors: self.config.events.max_errors,
+            item_attributes: self.config.items.from_events.clone(),
             dry_run,
             fence: self.stop.fence(),
         }
