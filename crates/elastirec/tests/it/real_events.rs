@@ -507,7 +507,8 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
             "{events}[rules]\nexclude_where = \"price > 100\"\nmax_per = {{ category_code = 1 }}\n"
         ),
     );
-    ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
+    let out = ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
+    assert!(out.contains("item attribute values observed"), "{out}");
     // The catalog as the events say it: each product's latest price and category.
     let raw = std::fs::read_to_string(&file).unwrap();
     let mut catalog: HashMap<String, (String, String, f64)> = HashMap::new();

@@ -148,6 +148,12 @@ fn describe_ingest(r: &IngestReport) -> String {
     if let Some(n) = r.items_loaded {
         s.push_str(&format!("; {n} items"));
     }
+    if r.item_attributes > 0 {
+        s.push_str(&format!(
+            "; {} item attribute values observed ([items] from_events)",
+            r.item_attributes
+        ));
+    }
     if let Some(u) = r.unknown_items
         && u.events > 0
     {
