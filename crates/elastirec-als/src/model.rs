@@ -155,6 +155,38 @@ impl Model {
             .collect()
     }
 
+    /// The model's items without `blocked` (items no list may hold: excluded, unavailable), in
+    /// the model's order, for [`Model::recommend_all_over`].
+    pub fn items_without(&self, blocked: &HashSet<i64>) -> ItemSubset {
+        let k = self.factors;
+        let mut ids = Vec::with_capacity(self.items.len());
+        let mut factors = Vec::with_capacity(self.item_factors.len());
+        for (i, &id) in self.items.ids().iter().enumerate() {
+            if !blocked.contains(&id) {
+                ids.push(id);
+                factors.extend_from_slice(&self.item_factors[i * k..(i + 1) * k]);
+            }
+        }
+        ItemSubset {
+            index: IdMap::from_vec(ids),
+            factors,
+        }
+    }
+
+    /// [`Model::recommend_all`] over `items` only: their indices are `items.index`'s, and so
+    /// are `seen`'s.
+    pub fn recommend_all_over(
+        &self,
+        items: &ItemSubset,
+        seen: &Csr,
+        n: usize,
+    ) -> Vec<Vec<(u32, f32)>> {
+        if self.factors == 0 {
+            return vec![Vec::new(); self.users.len()];
+        }
+        top_k_all(&self.user_factors, &items.factors, self.factors, seen, n)
+    }
+
     /// Top-`n` lists for every user the model knows (blocked GEMM, see [`top_k_all`]); `seen`
     /// has one row per user index of the model, with item indices of the model.
     pub fn recommend_all(&self, seen: &Csr, n: usize) -> Vec<Vec<(u32, f32)>> {
@@ -169,6 +201,14 @@ impl Model {
             n,
         )
     }
+}
+
+/// Some of a model's items, with their factors in the same order (see
+/// [`Model::items_without`]).
+#[derive(Debug, Clone)]
+pub struct ItemSubset {
+    pub index: IdMap,
+    factors: Vec<f32>,
 }
 
 /// The popularity fallback: the `n` most popular items not in `seen`, flagged `popular`.

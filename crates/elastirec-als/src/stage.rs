@@ -242,19 +242,24 @@ async fn model_lists(
     let popularity = Popularity::from_pairs(seen.training_items());
 
     tokio::task::spawn_blocking(move || {
+        // Items no list may hold (excluded by the rules, unavailable) are not scored at all:
+        // an `exclude_where` that leaves out thousands of items must not make every user's
+        // top-n thousands deep.
+        let allowed = model.items_without(&rules.as_ref().map(|r| r.blocked()).unwrap_or_default());
         let triples: Vec<(u32, u32, f32)> = seen
             .iter()
-            .filter_map(|(u, i)| Some((model.users.index(u)?, model.items.index(i)?, 1.0)))
+            .filter_map(|(u, i)| Some((model.users.index(u)?, allowed.index.index(i)?, 1.0)))
             .collect();
         let seen_csr = Csr::from_triples(model.users.len(), &triples);
         drop(triples);
         // With rules, score more candidates than K so that K usually survive them.
-        let n = rules
-            .as_ref()
-            .map_or(k, |r| r.candidates(k).min(model.items.len().max(k)));
-        let lists = model.recommend_all(&seen_csr, n);
+        let n = rules.as_ref().map_or(k, |r| {
+            r.candidates_among_allowed(k)
+                .min(allowed.index.len().max(k))
+        });
+        let lists = model.recommend_all_over(&allowed, &seen_csr, n);
         let user_ids = model.users.ids();
-        let item_ids = model.items.ids();
+        let item_ids = allowed.index.ids();
         let seen_by_user = seen.by_user();
         let no_history = HashSet::new();
         let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();

@@ -262,6 +262,16 @@ impl OfferRules {
         k + self.excluded.len() + self.unavailable.len() + cap + self.promoted.len()
     }
 
+    /// Items no list may hold (excluded, unavailable): the recommend step scores without them.
+    pub fn blocked(&self) -> HashSet<i64> {
+        self.excluded.union(&self.unavailable).copied().collect()
+    }
+
+    /// [`OfferRules::candidates`] when the blocked items are not scored at all.
+    pub fn candidates_among_allowed(&self, k: usize) -> usize {
+        self.candidates(k) - self.excluded.len() - self.unavailable.len()
+    }
+
     /// Whether an item may be offered at all (not excluded, available).
     pub fn allowed(&self, item: i64) -> bool {
         !self.excluded.contains(&item) && !self.unavailable.contains(&item)
