@@ -504,7 +504,8 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
     let cfg = write_config(
         root.path(),
         &format!(
-            "{events}[rules]\nexclude_where = \"price > 100\"\nmax_per = {{ category_code = 1 }}\n"
+            "{events}[prepare]\nmin_user_events = 3\n\
+             [rules]\nexclude_where = \"price > 100\"\nmax_per = {{ category_code = 1 }}\n"
         ),
     );
     let out = ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
@@ -525,6 +526,13 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
     }
     let (lists, _) = lists_and_seen(&lake, "2019-10-01".parse().unwrap()).await;
     assert_eq!(lists.len(), 1755, "every shopper has a list");
+    // Users left out of training (fewer than 3 events) get the popularity fill, flagged, under
+    // the same rules (checked below with every other list).
+    let filled = lists
+        .values()
+        .filter(|l| l.iter().all(|(_, _, _, source)| source == "popular"))
+        .count();
+    assert!(filled > 100, "only {filled} lists from the popularity fill");
     for (user, list) in &lists {
         assert_eq!(list.len(), 10, "user {user}: {list:?}");
         let mut categories = HashSet::new();
