@@ -364,6 +364,7 @@ async fn erase_export(
             &m.unseen_files,
             &m.item_rule_files,
             &m.item_group_files,
+            &m.item_attribute_files,
             &m.item_files,
             &m.availability_files,
             &m.id_files,

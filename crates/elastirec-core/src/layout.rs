@@ -169,6 +169,11 @@ pub fn training_export_item_groups_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("item-groups-{part:05}.parquet").as_str())
 }
 
+/// `exports/training/YYYY/MM/DD/item-attributes-NNNNN.parquet`: latest item attributes.
+pub fn training_export_item_attributes_part(night: Night, part: usize) -> Path {
+    training_export_dir(night).join(format!("item-attributes-{part:05}.parquet").as_str())
+}
+
 /// `exports/training/YYYY/MM/DD/items-NNNNN.parquet`: item titles and genres, for serving.
 pub fn training_export_items_part(night: Night, part: usize) -> Path {
     training_export_dir(night).join(format!("items-{part:05}.parquet").as_str())

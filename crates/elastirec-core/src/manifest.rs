@@ -188,6 +188,10 @@ pub struct ExportManifest {
     /// `attribute`, `value`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_group_files: Vec<FileEntry>,
+    /// Item attributes observed on events (`[items] from_events`), latest values
+    /// (`item-attributes-*.parquet`: `item_id`, `attribute`, `value`), for serving.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_attribute_files: Vec<FileEntry>,
     /// Item metadata (`items-*.parquet`); absent from exports written before it existed.
     #[serde(default)]
     pub item_files: Vec<FileEntry>,

@@ -819,10 +819,32 @@ async fn item(State(state): State<Shared>, path: Result<Path<String>, PathReject
         "item_id": item,
         "title": meta.and_then(|m| m.title.as_deref()),
         "genres": meta.and_then(|m| m.genres.as_deref()),
+        "attributes": meta.map(|m| attributes_json(&m.attributes)).unwrap_or_default(),
         "users_in_window": s.item_users(item_id),
         "in_model": s.item_in_model(item_id),
         "model_date": s.night(),
     })))
+}
+
+/// Item attributes as a JSON object: numbers as numbers, the rest as text.
+fn attributes_json(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    attributes
+        .iter()
+        .map(|(k, v)| {
+            let value = v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(
+                    || serde_json::Value::String(v.clone()),
+                    serde_json::Value::Number,
+                );
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 #[derive(Serialize)]

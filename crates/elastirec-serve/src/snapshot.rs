@@ -60,6 +60,9 @@ pub const MAX_FOLD_IN_K: usize = 100;
 pub struct ItemMeta {
     pub title: Option<String>,
     pub genres: Option<String>,
+    /// Attributes observed on events (`[items] from_events`), latest values as text.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// One recommended item of a stored list.
@@ -262,7 +265,8 @@ impl Snapshot {
         let ranked = io::read_recommendations_internal(lake, &manifest.files, &ids).await?;
         let window = read_history(lake, &export.files, true).await?;
         let older = read_history(lake, &export.seen_files, false).await?;
-        let items = read_items(lake, &export.item_files).await?;
+        let mut items = read_items(lake, &export.item_files).await?;
+        read_item_attributes(lake, &export.item_attribute_files, &mut items).await?;
         // The item factors model.json names (a night trained again writes them under new
         // names); the plain name when there is no model.json.
         let info = lake
@@ -824,12 +828,45 @@ async fn read_items(lake: &Lake, files: &[FileEntry]) -> Result<HashMap<i64, Ite
                     ItemMeta {
                         title: get(titles),
                         genres: get(genres),
+                        attributes: Default::default(),
                     },
                 );
             }
         }
     }
     Ok(out)
+}
+
+/// Adds the export's item attributes (`item-attributes-*`, absent from exports made without
+/// `[items] from_events`) to `items`.
+async fn read_item_attributes(
+    lake: &Lake,
+    files: &[FileEntry],
+    items: &mut HashMap<i64, ItemMeta>,
+) -> Result<()> {
+    for f in files {
+        for batch in io::read_parquet(lake, &Path::from(f.path.as_str())).await? {
+            let ids = batch
+                .column_by_name(columns::ITEM_ID)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| bad_column(&f.path, columns::ITEM_ID, &batch))?;
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| bad_column(&f.path, name, &batch))
+            };
+            let (names, values) = (text("attribute")?, text("value")?);
+            for i in 0..batch.num_rows() {
+                items
+                    .entry(ids.value(i))
+                    .or_default()
+                    .attributes
+                    .insert(names.value(i).to_string(), values.value(i).to_string());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

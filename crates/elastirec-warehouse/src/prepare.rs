@@ -220,6 +220,17 @@ impl Warehouse {
             (flags, groups)
         };
 
+        // Item attributes observed on events, for serving to show.
+        let item_attribute_files = unload(
+            &ctx,
+            lake,
+            crate::rules::ATTRIBUTES_SQL,
+            &SqlFile::builtin("item attributes", crate::rules::ATTRIBUTES_SQL),
+            crate::rules::groups_schema(),
+            |i| layout::training_export_item_attributes_part(night, i),
+        )
+        .await?;
+
         // The dictionary's names of string ids, for every step that shows ids to a consumer.
         let id_files = unload(
             &ctx,
@@ -246,6 +257,7 @@ impl Warehouse {
             unseen_files,
             item_rule_files,
             item_group_files,
+            item_attribute_files,
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
             availability_files,

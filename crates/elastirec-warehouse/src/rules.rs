@@ -53,6 +53,11 @@ pub fn groups_schema() -> SchemaRef {
     ]))
 }
 
+/// Each item's latest value of each observed attribute (`item-attributes-*.parquet`).
+pub(crate) const ATTRIBUTES_SQL: &str = "SELECT item_id, name AS attribute, value FROM (\
+     SELECT item_id, name, last_value(value ORDER BY observed_at) AS value \
+     FROM item_attributes GROUP BY item_id, name) WHERE value IS NOT NULL";
+
 /// `name` as an SQL identifier.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -548,4 +548,18 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
             assert!(["als", "popular"].contains(&source.as_str()), "{source}");
         }
     }
+    // Serving shows an item's attributes as the events last said them.
+    let (product, (_, category, price)) = catalog
+        .iter()
+        .find(|(_, (_, c, _))| !c.is_empty())
+        .expect("a product with a category");
+    let (_server, addr) = crate::serve::start_server(&lake);
+    let (status, body) = crate::serve::api(&addr, &format!("/v1/items/{product}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["attributes"]["category_code"],
+        category.as_str(),
+        "{body}"
+    );
+    assert_eq!(body["attributes"]["price"].as_f64(), Some(*price), "{body}");
 }

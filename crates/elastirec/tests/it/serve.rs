@@ -106,7 +106,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn api(addr: &str, path: &str) -> (u16, Value) {
+pub(crate) fn api(addr: &str, path: &str) -> (u16, Value) {
     let auth = format!("Bearer {TOKEN}");
     let (status, body) = http(addr, "GET", path, &[("Authorization", &auth)], "");
     (
@@ -116,7 +116,7 @@ fn api(addr: &str, path: &str) -> (u16, Value) {
 }
 
 /// Starts `elastirec serve --port 0` on a lake and returns it with its address.
-fn start_server(lake: &Path) -> (Killed, String) {
+pub(crate) fn start_server(lake: &Path) -> (Killed, String) {
     let mut child = bin()
         .arg("--lake")
         .arg(lake)
