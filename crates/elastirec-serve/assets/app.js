@@ -271,7 +271,8 @@ async function lookup(ev) {
   else {
     recBox.append(el("p", { class: "muted" }, `night ${recs.model_date}, ${recs.source}` + (recs.fallback ? " (fallback: this user is unknown to the night)" : "")));
     recBox.append(el("table", { class: "data", id: "recs-table" }, el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "title"), el("th", { class: "num" }, "score"), el("th", {}, "because you had"))),
-      el("tbody", {}, recs.items.map((r) => el("tr", { "data-item": r.item_id }, el("td", { class: "num" }, r.rank), el("td", {}, r.title || `item ${r.item_id}`),
+      el("tbody", {}, recs.items.map((r) => el("tr", { "data-item": r.item_id }, el("td", { class: "num" }, r.rank), el("td", {}, r.title || `item ${r.item_id}`,
+          r.attributes ? el("span", { class: "muted attrs" }, " " + Object.entries(r.attributes).map(([k, v]) => `${k}: ${v}`).join(" · ")) : null),
         el("td", { class: "num" }, fmt.num(r.score, 3)), el("td", { class: "muted" }, r.because.map((b) => titleOf.get(b) || `item ${b}`).join("; ")))))));
   }
   out.replaceChildren(histBox, recBox);

@@ -390,6 +390,9 @@ fn item_name(s: &Snapshot, item_id: i64) -> Cow<'_, str> {
 struct RecItem<'a> {
     item_id: Cow<'a, str>,
     title: Option<&'a str>,
+    /// Attributes observed on events, for the dashboard to show beside titles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<&'a std::collections::BTreeMap<String, String>>,
     score: f32,
     rank: u32,
     because: Vec<Cow<'a, str>>,
@@ -428,6 +431,10 @@ async fn recommendations(
             .map(|&(item_id, score, rank, because)| RecItem {
                 item_id: item_name(&s, item_id),
                 title: title(&s, item_id),
+                attributes: s
+                    .item_meta(item_id)
+                    .map(|m| &m.attributes)
+                    .filter(|a| !a.is_empty()),
                 score,
                 rank,
                 because: because.iter().map(|&b| item_name(&s, b)).collect(),

@@ -562,4 +562,14 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
         "{body}"
     );
     assert_eq!(body["attributes"]["price"].as_f64(), Some(*price), "{body}");
+    // A user's list carries them for the dashboard to show beside titles.
+    let user = lists.keys().next().expect("a user");
+    let (status, body) = crate::serve::api(&addr, &format!("/v1/users/{user}/recommendations"));
+    assert_eq!(status, 200, "{body}");
+    let first = &body["items"][0];
+    let item = first["item_id"].as_str().expect("an item id");
+    let listed_price = first["attributes"]["price"]
+        .as_str()
+        .and_then(|p| p.parse().ok());
+    assert_eq!(listed_price, Some(catalog[item].2), "{body}");
 }
