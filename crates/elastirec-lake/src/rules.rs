@@ -485,8 +485,18 @@ pub async fn read_item_rules(
             }));
         }
     }
-    let mut groups = Vec::new();
-    for f in &export.item_group_files {
+    let groups = read_item_values(lake, &export.item_group_files).await?;
+    Ok((flags, groups))
+}
+
+/// Rows of `(item_id, attribute, value)` files: an export's `item-groups-*` (values of the
+/// capped columns) or `item-attributes-*` (latest observed attributes).
+pub async fn read_item_values(
+    lake: &Lake,
+    files: &[elastirec_core::manifest::FileEntry],
+) -> Result<Vec<(i64, String, String)>> {
+    let mut out = Vec::new();
+    for f in files {
         for batch in read_parquet(lake, &Path::from(f.path.as_str())).await? {
             let ids = batch
                 .column_by_name(columns::ITEM_ID)
@@ -500,7 +510,7 @@ pub async fn read_item_rules(
                     .ok_or_else(|| bad(&f.path, format!("no Utf8 column {name}")))
             };
             let (attribute, value) = (text("attribute")?, text("value")?);
-            groups.extend((0..batch.num_rows()).map(|i| {
+            out.extend((0..batch.num_rows()).map(|i| {
                 (
                     ids.value(i),
                     attribute.value(i).to_string(),
@@ -509,7 +519,7 @@ pub async fn read_item_rules(
             }));
         }
     }
-    Ok((flags, groups))
+    Ok(out)
 }
 
 /// Item genres (`|`-separated) from an export's `items-*.parquet`.

@@ -40,6 +40,7 @@ use elastirec_core::{Lake, Night, layout};
 use elastirec_lake::io;
 use elastirec_lake::popularity::Popularity;
 use elastirec_lake::rules::OfferRules;
+use elastirec_lake::rules::read_item_values;
 use elastirec_lake::{read_export_ids, read_export_manifest, read_recommendations_manifest};
 
 use crate::{Error, Result};
@@ -266,7 +267,15 @@ impl Snapshot {
         let window = read_history(lake, &export.files, true).await?;
         let older = read_history(lake, &export.seen_files, false).await?;
         let mut items = read_items(lake, &export.item_files).await?;
-        read_item_attributes(lake, &export.item_attribute_files, &mut items).await?;
+        // Attributes observed on events (none in exports made without `[items] from_events`).
+        let attributes = read_item_values(lake, &export.item_attribute_files).await?;
+        for (item, name, value) in attributes {
+            items
+                .entry(item)
+                .or_default()
+                .attributes
+                .insert(name, value);
+        }
         // The item factors model.json names (a night trained again writes them under new
         // names); the plain name when there is no model.json.
         let info = lake
@@ -835,38 +844,6 @@ async fn read_items(lake: &Lake, files: &[FileEntry]) -> Result<HashMap<i64, Ite
         }
     }
     Ok(out)
-}
-
-/// Adds the export's item attributes (`item-attributes-*`, absent from exports made without
-/// `[items] from_events`) to `items`.
-async fn read_item_attributes(
-    lake: &Lake,
-    files: &[FileEntry],
-    items: &mut HashMap<i64, ItemMeta>,
-) -> Result<()> {
-    for f in files {
-        for batch in io::read_parquet(lake, &Path::from(f.path.as_str())).await? {
-            let ids = batch
-                .column_by_name(columns::ITEM_ID)
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or_else(|| bad_column(&f.path, columns::ITEM_ID, &batch))?;
-            let text = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_string_opt::<i32>())
-                    .ok_or_else(|| bad_column(&f.path, name, &batch))
-            };
-            let (names, values) = (text("attribute")?, text("value")?);
-            for i in 0..batch.num_rows() {
-                items
-                    .entry(ids.value(i))
-                    .or_default()
-                    .attributes
-                    .insert(names.value(i).to_string(), values.value(i).to_string());
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

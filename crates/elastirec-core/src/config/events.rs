@@ -200,6 +200,14 @@ pub struct ItemsConfig {
     pub from_events: Vec<String>,
 }
 
+impl ItemsConfig {
+    /// The catalog column of an event field: its last dotted segment (`properties.brand` is
+    /// `brand`).
+    pub fn column(field: &str) -> &str {
+        field.rsplit('.').next().unwrap_or(field)
+    }
+}
+
 /// `[events.types.<type>]`: what events of one type mean for training and for lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

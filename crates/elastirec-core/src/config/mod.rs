@@ -134,7 +134,7 @@ impl Config {
                 .items
                 .from_events
                 .iter()
-                .map(|f| f.rsplit('.').next().unwrap_or(f).to_string())
+                .map(|f| ItemsConfig::column(f).to_string())
                 .collect();
         }
         config.validate()?;

@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use rayon::prelude::*;
 
-use elastirec_core::config::EventsConfig;
+use elastirec_core::config::{EventsConfig, ItemsConfig};
 use elastirec_core::ids::IdKind;
 use elastirec_core::layout::{self, Table};
 use elastirec_core::{Night, failpoint};
@@ -321,7 +321,7 @@ impl Warehouse {
                             if value.is_some() {
                                 attribute_rows.push(AttributeRow {
                                     item,
-                                    name: attribute_column(field).to_string(),
+                                    name: ItemsConfig::column(field).to_string(),
                                     value: value.clone(),
                                     observed_at: *micros,
                                     file: source.name(&meta.location),
@@ -731,12 +731,6 @@ struct AttributeRow {
     value: Option<String>,
     observed_at: i64,
     file: String,
-}
-
-/// The catalog column of an event field: its last dotted segment (`properties.brand` is
-/// `brand`).
-pub fn attribute_column(field: &str) -> &str {
-    field.rsplit('.').next().unwrap_or(field)
 }
 
 /// The first arrival day of any raw event file where `[events]` says they are (`run

@@ -65,6 +65,22 @@ fn check_lists(
     }
 }
 
+/// The `[events]` section of the REES46 sample: integer ids, `2019-10-01 00:00:00
+/// UTC` times, view/cart/purchase types, no value column.
+const REES46_EVENTS: &str = "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\n\
+    value_column = \"\"\ntimestamp_column = \"event_time\"\n\
+    timestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\nevent_type_column = \"event_type\"\n";
+
+/// A lake in a new temporary folder with the REES46 sample as the raw events of 2019-10-01.
+fn rees46_lake(file: &Path) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let day = lake.join("raw/events/2019/10/01");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::copy(file, day.join("2019-Oct-head.csv")).unwrap();
+    (root, lake)
+}
+
 fn write_config(dir: &Path, text: &str) -> String {
     let path = dir.join("elastirec.toml");
     std::fs::write(&path, text).unwrap();
@@ -127,17 +143,8 @@ async fn rees46_clickstream_night_with_event_types_and_utc_suffixed_times() {
     let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    let lake = root.path().join("lake");
-    let day = lake.join("raw/events/2019/10/01");
-    std::fs::create_dir_all(&day).unwrap();
-    std::fs::copy(&file, day.join("2019-Oct-head.csv")).unwrap();
-    let cfg = write_config(
-        root.path(),
-        "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\nvalue_column = \"\"\n\
-         timestamp_column = \"event_time\"\ntimestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\n\
-         event_type_column = \"event_type\"\n",
-    );
+    let (root, lake) = rees46_lake(&file);
+    let cfg = write_config(root.path(), REES46_EVENTS);
     ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
     let night: Night = "2019-10-01".parse().unwrap();
     let (lists, seen) = lists_and_seen(&lake, night).await;
@@ -324,19 +331,14 @@ async fn rees46_views_do_not_hide_items_purchases_do_until_their_repeat_window()
     let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    let lake = root.path().join("lake");
-    let day = lake.join("raw/events/2019/10/01");
-    std::fs::create_dir_all(&day).unwrap();
-    std::fs::copy(&file, day.join("2019-Oct-head.csv")).unwrap();
+    let (root, lake) = rees46_lake(&file);
     let cfg = write_config(
         root.path(),
-        "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\nvalue_column = \"\"\n\
-         timestamp_column = \"event_time\"\ntimestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\n\
-         event_type_column = \"event_type\"\n\
-         [events.types.view]\nweight = 1.0\nseen = false\n\
+        &format!(
+            "{REES46_EVENTS}[events.types.view]\nweight = 1.0\nseen = false\n\
          [events.types.cart]\nweight = 3.0\nseen = false\n\
-         [events.types.purchase]\nweight = 5.0\nrepeat_after_days = 30\n",
+         [events.types.purchase]\nweight = 5.0\nrepeat_after_days = 30\n"
+        ),
     );
     let raw = std::fs::read_to_string(&file).unwrap();
     let purchased = rees46_pairs(&raw, "purchase");
@@ -477,15 +479,10 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
     let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    let lake = root.path().join("lake");
-    let day = lake.join("raw/events/2019/10/01");
-    std::fs::create_dir_all(&day).unwrap();
-    std::fs::copy(&file, day.join("2019-Oct-head.csv")).unwrap();
-    let events = "[events]\nuser_column = \"user_id\"\nitem_column = \"product_id\"\n\
-                  value_column = \"\"\ntimestamp_column = \"event_time\"\n\
-                  timestamp_format = \"%Y-%m-%d %H:%M:%S UTC\"\nevent_type_column = \"event_type\"\n\
-                  [items]\nfrom_events = [\"category_code\", \"brand\", \"price\"]\n";
+    let (root, lake) = rees46_lake(&file);
+    let events = format!(
+        "{REES46_EVENTS}[items]\nfrom_events = [\"category_code\", \"brand\", \"price\"]\n"
+    );
     // A predicate naming a column the catalog lacks fails before any step, listing the columns.
     let cfg = write_config(
         root.path(),
