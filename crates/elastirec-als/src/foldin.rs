@@ -134,12 +134,16 @@ impl ModelFoldIn {
         popularity: &Popularity,
     ) -> Result<FoldedList> {
         let rules = OfferRules::inactive();
-        self.recommend_with_rules(history, n, exclude, popularity, &rules)
+        let mut skip = exclude.clone();
+        skip.extend(history.iter().map(|p| p.0));
+        self.recommend_with_rules(history, n, &skip, popularity, &rules)
     }
 
     /// [`ModelFoldIn::recommend`] under the night's `[rules]`, as the recommend step applies
     /// them: promotions pinned or boosted, excluded and unavailable items left out, genre caps,
     /// the fill from popularity under the same rules. Items the model placed say `fold-in`.
+    /// Only `exclude` is left out: the caller adds the history items the user has seen (a
+    /// viewed item, `[events.types.view] seen = false`, may be offered).
     pub fn recommend_with_rules(
         &self,
         history: &[(i64, f32)],
@@ -149,14 +153,12 @@ impl ModelFoldIn {
         rules: &OfferRules,
     ) -> Result<FoldedList> {
         let (x, known, unknown) = self.user_factors(history)?;
-        let given: HashSet<i64> = history.iter().map(|p| p.0).collect();
-        let seen = |item: i64| exclude.contains(&item) || given.contains(&item);
+        let seen = |item: i64| exclude.contains(&item);
         let candidates: Vec<(i64, f32)> = if known == 0 {
             Vec::new()
         } else {
-            let skip: Vec<u32> = given
+            let skip: Vec<u32> = exclude
                 .iter()
-                .chain(exclude.iter())
                 .filter_map(|&id| self.items.index(id))
                 .collect();
             self.fold
@@ -332,8 +334,14 @@ pub async fn fold_in_night(
                     .and_then(|u| had.get(&u))
                     .map_or(&[][..], Vec::as_slice);
                 let merged = events.merge(window, &given);
-                let exclude = user.and_then(|u| by_user.get(&u)).unwrap_or(&none);
-                let list = fold.recommend_with_rules(&merged, k, exclude, &popularity, &rules)?;
+                // What the user has seen (the export's seen pairs, which leave out what may be
+                // offered again) and the given items whose event type makes them seen.
+                let mut exclude = user.and_then(|u| by_user.get(&u)).unwrap_or(&none).clone();
+                exclude.extend(line.items.iter().filter_map(|it| {
+                    let id = names.items.internal(&it.item_id)?;
+                    events.makes_seen(it.event_type.as_deref()).then_some(id)
+                }));
+                let list = fold.recommend_with_rules(&merged, k, &exclude, &popularity, &rules)?;
                 let source = list.items.first().map_or(sources::POPULAR, |s| s.source);
                 Ok(FoldInOutput {
                     user_id: line.user_id,

@@ -337,6 +337,8 @@ impl FoldIn {
 pub struct EventValues {
     pub weights: std::collections::BTreeMap<String, f32>,
     pub aggregate: Aggregate,
+    /// Event types that do not make their items seen (`[events.types.T] seen = false`).
+    pub unseen_types: std::collections::BTreeSet<String>,
 }
 
 impl Default for EventValues {
@@ -345,6 +347,7 @@ impl Default for EventValues {
         EventValues {
             weights: Default::default(),
             aggregate: Aggregate::Sum,
+            unseen_types: Default::default(),
         }
     }
 }
@@ -366,7 +369,26 @@ impl EventValues {
             .get("aggregate")
             .and_then(|a| serde_json::from_value(a.clone()).ok())
             .unwrap_or(Aggregate::Sum);
-        EventValues { weights, aggregate }
+        let unseen_types = params
+            .get("event_types")
+            .and_then(|t| t.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, t)| t.get("seen").and_then(|s| s.as_bool()) == Some(false))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        EventValues {
+            weights,
+            aggregate,
+            unseen_types,
+        }
+    }
+
+    /// Whether an event of this type makes its item seen (left out of the user's lists).
+    pub fn makes_seen(&self, event_type: Option<&str>) -> bool {
+        event_type.is_none_or(|t| !self.unseen_types.contains(t))
     }
 
     /// One event's weighted value.
@@ -650,6 +672,12 @@ mod tests {
         assert_eq!(e.value(Some("purchase"), None), 5.0);
         assert_eq!(e.value(Some("view"), Some(2.0)), 2.0);
         assert_eq!(e.value(None, None), 1.0);
+        assert!(e.makes_seen(Some("view")) && e.makes_seen(None));
+        let views = EventValues::from_recorded(&serde_json::json!({
+            "event_types": {"view": {"seen": false}, "purchase": {"seen": true}}
+        }));
+        assert!(!views.makes_seen(Some("view")));
+        assert!(views.makes_seen(Some("purchase")) && views.makes_seen(Some("cart")));
         assert_eq!(
             e.merge(&[(1, 4.0)], &[(2, 1.0), (1, 5.0), (2, 1.0)]),
             vec![(1, 9.0), (2, 2.0)]

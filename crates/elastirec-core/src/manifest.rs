@@ -188,10 +188,13 @@ pub struct ExportManifest {
     /// `attribute`, `value`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_group_files: Vec<FileEntry>,
-    /// Item attributes observed on events (`[items] from_events`), latest values
+    /// Item attributes (catalog feeds, `[items] from_events`), latest values
     /// (`item-attributes-*.parquet`: `item_id`, `attribute`, `value`), for serving.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_attribute_files: Vec<FileEntry>,
+    /// The type of each item attribute (`[items.attributes]`, else inferred from its values).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub item_attribute_types: std::collections::BTreeMap<String, crate::config::AttributeType>,
     /// Item metadata (`items-*.parquet`); absent from exports written before it existed.
     #[serde(default)]
     pub item_files: Vec<FileEntry>,

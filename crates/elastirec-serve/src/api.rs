@@ -390,9 +390,9 @@ fn item_name(s: &Snapshot, item_id: i64) -> Cow<'_, str> {
 struct RecItem<'a> {
     item_id: Cow<'a, str>,
     title: Option<&'a str>,
-    /// Attributes observed on events, for the dashboard to show beside titles.
+    /// Item attributes, for the dashboard to show beside titles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    attributes: Option<&'a std::collections::BTreeMap<String, String>>,
+    attributes: Option<&'a std::collections::BTreeMap<String, serde_json::Value>>,
     score: f32,
     rank: u32,
     because: Vec<Cow<'a, str>>,
@@ -731,9 +731,15 @@ async fn post_recommendations(
                 })
                 .collect();
             let unknown = items.len() - given.len();
+            // Given items are left out of the list when their event type makes them seen.
+            let given_seen: Vec<i64> = items
+                .iter()
+                .filter(|item| values.makes_seen(item.event_type.as_deref()))
+                .filter_map(|item| s.ids().items.internal(&item.item_id))
+                .collect();
             // One k×k solve and one pass over the item factors, no I/O: computed on the worker
             // that holds the request, like every other answer of this server.
-            (s.fold_in(user_id, &given, k)?, unknown)
+            (s.fold_in(user_id, &given, &given_seen, k)?, unknown)
         }
     };
     let body = MadeBody {
@@ -769,6 +775,9 @@ struct HistoryItem<'a> {
     value: Option<f32>,
     events: Option<i64>,
     before_window: bool,
+    /// The item may be offered to the user again (a view; a purchase past its repeat window).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    offered_again: bool,
 }
 
 async fn history(
@@ -805,6 +814,7 @@ async fn history(
             value: e.value,
             events: e.events,
             before_window: e.before_window,
+            offered_again: e.offered_again,
         })
         .collect();
     Ok(json(&serde_json::json!({
@@ -826,32 +836,11 @@ async fn item(State(state): State<Shared>, path: Result<Path<String>, PathReject
         "item_id": item,
         "title": meta.and_then(|m| m.title.as_deref()),
         "genres": meta.and_then(|m| m.genres.as_deref()),
-        "attributes": meta.map(|m| attributes_json(&m.attributes)).unwrap_or_default(),
+        "attributes": meta.map(|m| m.attributes.clone()).unwrap_or_default(),
         "users_in_window": s.item_users(item_id),
         "in_model": s.item_in_model(item_id),
         "model_date": s.night(),
     })))
-}
-
-/// Item attributes as a JSON object: numbers as numbers, the rest as text.
-fn attributes_json(
-    attributes: &std::collections::BTreeMap<String, String>,
-) -> serde_json::Map<String, serde_json::Value> {
-    attributes
-        .iter()
-        .map(|(k, v)| {
-            let value = v
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(
-                    || serde_json::Value::String(v.clone()),
-                    serde_json::Value::Number,
-                );
-            (k.clone(), value)
-        })
-        .collect()
 }
 
 #[derive(Serialize)]

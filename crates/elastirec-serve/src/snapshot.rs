@@ -61,9 +61,10 @@ pub const MAX_FOLD_IN_K: usize = 100;
 pub struct ItemMeta {
     pub title: Option<String>,
     pub genres: Option<String>,
-    /// Attributes observed on events (`[items] from_events`), latest values as text.
+    /// Attributes (catalog feeds, `[items] from_events`), latest values as their types say:
+    /// numbers, booleans and lists as JSON ones, the rest (timestamps too) as strings.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub attributes: std::collections::BTreeMap<String, String>,
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One recommended item of a stored list.
@@ -94,6 +95,10 @@ pub struct HistoryEntry {
     pub events: Option<i64>,
     /// Whether the pair is older than the training window (or was filtered out of it).
     pub before_window: bool,
+    /// Whether the item may be offered to the user again: its event types do not make it seen
+    /// (views), or its `repeat_after_days` have passed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub offered_again: bool,
 }
 
 /// Item factors normalised to unit length, row-major.
@@ -264,12 +269,19 @@ impl Snapshot {
         let export = read_export_manifest(lake, night).await?;
         let ids = read_export_ids(lake, &export).await?;
         let ranked = io::read_recommendations_internal(lake, &manifest.files, &ids).await?;
-        let window = read_history(lake, &export.files, true).await?;
+        let mut window = read_history(lake, &export.files, true).await?;
+        let again = elastirec_lake::read_again(lake, &export).await?;
+        if !again.is_empty() {
+            for (user, entry) in &mut window {
+                entry.offered_again = again.contains(&(*user, entry.item_id));
+            }
+        }
         let older = read_history(lake, &export.seen_files, false).await?;
         let mut items = read_items(lake, &export.item_files).await?;
         // Attributes observed on events (none in exports made without `[items] from_events`).
         let attributes = read_item_values(lake, &export.item_attribute_files).await?;
         for (item, name, value) in attributes {
+            let value = attribute_json(export.item_attribute_types.get(&name).copied(), value);
             items
                 .entry(item)
                 .or_default()
@@ -596,11 +608,18 @@ impl Snapshot {
 
     /// A list solved for a request: the user's window history (when `user_id` names a user
     /// with one) merged with `given` events ((item, value), internal ids, in time order) the
-    /// way the export aggregates a pair, folded in against the night's item factors; the
-    /// user's whole history and the given items are left out of the list. Given items without
+    /// way the export aggregates a pair, folded in against the night's item factors; what the
+    /// user has seen (history pairs not `offered_again`, and `given_seen`: the given items
+    /// whose event type makes them seen) is left out of the list. Given items without
     /// factors take no part; with none the model knows, and no history, the list is the most
     /// popular items not given (`popular`, `fallback`). `k` is 1 to [`MAX_FOLD_IN_K`].
-    pub fn fold_in(&self, user_id: Option<i64>, given: &[(i64, f32)], k: usize) -> Result<Made> {
+    pub fn fold_in(
+        &self,
+        user_id: Option<i64>,
+        given: &[(i64, f32)],
+        given_seen: &[i64],
+        k: usize,
+    ) -> Result<Made> {
         if k == 0 || k > MAX_FOLD_IN_K {
             return Err(Error::BadRequest(format!(
                 "k = {k} is out of range: ask for 1 to {MAX_FOLD_IN_K}"
@@ -621,9 +640,14 @@ impl Snapshot {
             })
             .unwrap_or_default();
         let mut skip: Vec<i64> = history
-            .map(|h| h.iter().map(|e| e.item_id).collect())
+            .map(|h| {
+                h.iter()
+                    .filter(|e| !e.offered_again)
+                    .map(|e| e.item_id)
+                    .collect()
+            })
             .unwrap_or_default();
-        skip.extend(given.iter().map(|g| g.0));
+        skip.extend_from_slice(given_seen);
         skip.sort_unstable();
         skip.dedup();
         let index = &self.factors.index;
@@ -804,6 +828,7 @@ async fn read_history(
                         value: values.map(|v| v.value(i)),
                         events: events.map(|e| e.value(i)),
                         before_window: !window,
+                        offered_again: false,
                     },
                 ));
             }
@@ -863,5 +888,57 @@ mod tests {
         assert_eq!(f.row(1), Some(&[0.6, 0.8][..]));
         assert_eq!(f.row(2), Some(&[0.0, 0.0][..]));
         assert!(UnitFactors::new(vec![1], vec![1.0], 2).is_err());
+    }
+}
+
+/// An attribute's text as JSON of its type; without a recorded type (exports made before
+/// types were recorded), numbers as numbers and the rest as strings.
+fn attribute_json(
+    kind: Option<elastirec_core::config::AttributeType>,
+    text: String,
+) -> serde_json::Value {
+    use elastirec_core::config::AttributeType as T;
+    let number = |t: &str| {
+        t.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+    };
+    let typed = match kind {
+        Some(T::Number) | None => number(&text),
+        Some(T::Boolean) => match text.to_ascii_lowercase().as_str() {
+            "true" => Some(serde_json::Value::Bool(true)),
+            "false" => Some(serde_json::Value::Bool(false)),
+            _ => None,
+        },
+        Some(T::List) => serde_json::from_str::<Vec<serde_json::Value>>(&text)
+            .ok()
+            .map(serde_json::Value::Array),
+        Some(T::String | T::Timestamp) => None,
+    };
+    typed.unwrap_or(serde_json::Value::String(text))
+}
+
+#[cfg(test)]
+mod attribute_tests {
+    use super::attribute_json;
+    use elastirec_core::config::AttributeType as T;
+    use serde_json::json;
+
+    #[test]
+    fn attributes_are_shown_as_their_types() {
+        assert_eq!(attribute_json(Some(T::Number), "4.5".into()), json!(4.5));
+        assert_eq!(attribute_json(None, "4.5".into()), json!(4.5));
+        assert_eq!(attribute_json(Some(T::String), "007".into()), json!("007"));
+        assert_eq!(attribute_json(Some(T::Boolean), "true".into()), json!(true));
+        assert_eq!(
+            attribute_json(Some(T::List), "[\"a\",\"b\"]".into()),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            attribute_json(Some(T::Timestamp), "2024-03-05T00:00:00Z".into()),
+            json!("2024-03-05T00:00:00Z")
+        );
     }
 }

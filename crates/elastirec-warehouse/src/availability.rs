@@ -45,7 +45,7 @@ impl Warehouse {
     ) -> Result<Option<u64>> {
         let lake = self.lake();
         let Some(files) = self
-            .dimension_files(&layout::raw_availability_root(), known)
+            .dimension_files(&layout::raw_availability_root(), known, false)
             .await?
         else {
             return Ok(None);

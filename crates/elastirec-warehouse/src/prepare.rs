@@ -191,7 +191,7 @@ impl Warehouse {
             (Vec::new(), Vec::new())
         } else {
             let rules = &params.item_rules;
-            crate::rules::register_catalog(&ctx, true, &rules.declared).await?;
+            crate::rules::register_catalog(&ctx, true, rules).await?;
             crate::rules::check(&ctx, rules).await?;
             let flags_sql = crate::rules::flags_sql(rules);
             let flags = unload(
@@ -220,7 +220,11 @@ impl Warehouse {
             (flags, groups)
         };
 
-        // Item attributes observed on events, for serving to show.
+        // Item attributes (feeds, events), for serving to show, and their types.
+        let item_attribute_types = crate::rules::attribute_types(&ctx, &params.item_rules.types)
+            .await?
+            .into_iter()
+            .collect();
         let item_attribute_files = unload(
             &ctx,
             lake,
@@ -258,6 +262,7 @@ impl Warehouse {
             item_rule_files,
             item_group_files,
             item_attribute_files,
+            item_attribute_types,
             item_rows: item_files.iter().map(|f| f.rows).sum(),
             item_files,
             availability_files,

@@ -13,10 +13,13 @@
 //! naming the key and the catalog's columns; [`Warehouse::check_item_rules`] finds it before a
 //! night runs.
 
+use std::collections::BTreeMap;
+
+use deltalake::arrow::array::BooleanArray;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::prelude::SessionContext;
 
-use elastirec_core::config::ItemRules;
+use elastirec_core::config::{AttributeType, ItemRules};
 use elastirec_core::layout::Table;
 
 use crate::{Error, Result, Warehouse};
@@ -55,8 +58,9 @@ pub fn groups_schema() -> SchemaRef {
 
 /// Each item's latest value of each observed attribute (`item-attributes-*.parquet`).
 pub(crate) const ATTRIBUTES_SQL: &str = "SELECT item_id, name AS attribute, value FROM (\
-     SELECT item_id, name, last_value(value ORDER BY observed_at) AS value \
-     FROM item_attributes GROUP BY item_id, name) WHERE value IS NOT NULL";
+     SELECT item_id, name, last_value(value ORDER BY observed_at, source_file) AS value \
+     FROM item_attributes WHERE left(name, 1) <> '_' GROUP BY item_id, name) \
+     WHERE value IS NOT NULL";
 
 /// `name` as an SQL identifier.
 fn ident(name: &str) -> String {
@@ -71,12 +75,22 @@ pub(crate) fn flags_sql(rules: &ItemRules) -> String {
             .map_or(default.to_string(), |p| format!("COALESCE(({p}), FALSE)"))
     };
     let included = or(&rules.include_where, "TRUE");
-    let excluded = or(&rules.exclude_where, "FALSE");
+    let mut excluded = or(&rules.exclude_where, "FALSE");
+    // A deleted item is excluded whatever the predicates say (a join: DataFusion plans no `IN`
+    // subquery inside a projection).
+    let mut catalog = "catalog".to_string();
+    if rules.deletions {
+        excluded = format!("({excluded} OR \"{DELETED_COLUMN}\")");
+        catalog = format!(
+            "(SELECT c.*, d.item_id IS NOT NULL AS \"{DELETED_COLUMN}\" FROM catalog c \
+             LEFT JOIN deleted_items d ON d.item_id = c.item_id)"
+        );
+    }
     let promoted = or(&rules.promote_where, "FALSE");
     format!(
         "SELECT item_id, excluded, promoted FROM (\
          SELECT item_id, (NOT {included}) OR {excluded} AS excluded, {promoted} AS promoted \
-         FROM catalog) WHERE excluded OR promoted"
+         FROM {catalog}) WHERE excluded OR promoted"
     )
 }
 
@@ -98,62 +112,121 @@ pub(crate) fn groups_sql(rules: &ItemRules) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
 }
 
-/// Registers the view `catalog` on `ctx` (which has `items`, `item_attributes` and, with
-/// `with_training`, the night's `training`): one row per item, `item_id`, `title`, `genres`
-/// and one column per observed attribute, its latest value, typed DOUBLE when every value is
-/// a number and VARCHAR otherwise.
-pub(crate) async fn register_catalog(
+/// Each attribute of the catalog (`warehouse/item_attributes`, names not starting with `_`)
+/// with its type: declared in `[items.attributes]`, else the first of number, boolean,
+/// timestamp and list that every value fits, else string.
+pub(crate) async fn attribute_types(
     ctx: &SessionContext,
-    with_training: bool,
-    declared: &[String],
-) -> Result<()> {
+    declared: &BTreeMap<String, AttributeType>,
+) -> Result<Vec<(String, AttributeType)>> {
     let kinds = ctx
         .sql(
-            "SELECT name, bool_and(value IS NULL OR try_cast(value AS DOUBLE) IS NOT NULL) \
-             AS numeric FROM item_attributes GROUP BY name ORDER BY name",
+            "SELECT name, \
+             bool_and(value IS NULL OR try_cast(value AS DOUBLE) IS NOT NULL) AS number, \
+             bool_and(value IS NULL OR lower(value) IN ('true', 'false')) AS boolean, \
+             bool_and(value IS NULL OR (value LIKE '____-__-__%' \
+                 AND try_cast(value AS TIMESTAMP) IS NOT NULL)) AS timestamp, \
+             bool_and(value IS NULL OR value LIKE '[%]') AS list \
+             FROM item_attributes WHERE left(name, 1) <> '_' GROUP BY name ORDER BY name",
         )
         .await
         .map_err(Error::query("the catalog's attributes"))?
         .collect()
         .await
         .map_err(Error::query("the catalog's attributes"))?;
-    let mut pivots = Vec::new();
-    let mut columns = Vec::new();
+    let mut out = Vec::new();
     for batch in &kinds {
         let names = crate::query::strings(batch, "name")?;
-        let numeric = batch
-            .column_by_name("numeric")
-            .and_then(|c| {
-                c.as_any()
-                    .downcast_ref::<deltalake::arrow::array::BooleanArray>()
-            })
-            .ok_or_else(|| Error::Internal("attribute kinds: no numeric column".into()))?;
+        let flag = |column: &str| {
+            batch
+                .column_by_name(column)
+                .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
+                .ok_or_else(|| Error::Internal(format!("attribute kinds: no {column} column")))
+        };
+        let checks = [
+            (AttributeType::Number, flag("number")?),
+            (AttributeType::Boolean, flag("boolean")?),
+            (AttributeType::Timestamp, flag("timestamp")?),
+            (AttributeType::List, flag("list")?),
+        ];
         for (i, name) in names.into_iter().enumerate() {
             let Some(name) = name else { continue };
-            if BASE_COLUMNS.contains(&name.as_str()) {
-                tracing::warn!(%name, "an observed attribute named like a catalog column is left out");
-                continue;
-            }
-            let literal = name.replace('\'', "''");
-            let value = if numeric.value(i) {
-                "try_cast(value AS DOUBLE)"
-            } else {
-                "value"
-            };
-            pivots.push(format!(
-                "MAX(CASE WHEN name = '{literal}' THEN {value} END) AS {}",
-                ident(&name)
-            ));
-            columns.push(format!("a.{}", ident(&name)));
+            let kind = declared.get(&name).copied().unwrap_or_else(|| {
+                checks
+                    .iter()
+                    .find(|(_, fits)| fits.value(i))
+                    .map_or(AttributeType::String, |(kind, _)| *kind)
+            });
+            out.push((name, kind));
         }
     }
-    // Declared attributes not observed yet are null (of no type, so any predicate plans).
-    let observed = columns.clone();
-    for name in declared {
-        if !BASE_COLUMNS.contains(&name.as_str())
-            && !observed.contains(&format!("a.{}", ident(name)))
-        {
-            columns.push(format!("NULL AS {}", ident(name)));
+    Ok(out)
+}
+
+/// The SQL that reads text `v` as a value of `kind` (null where it is not one).
+fn typed(v: &str, kind: AttributeType) -> String {
+    match kind {
+        AttributeType::String => v.to_string(),
+        AttributeType::Number => format!("try_cast({v} AS DOUBLE)"),
+        AttributeType::Boolean => format!(
+            "CASE WHEN lower({v}) = 'true' THEN TRUE WHEN lower({v}) = 'false' THEN FALSE END"
+        ),
+        AttributeType::Timestamp => format!("try_cast({v} AS TIMESTAMP)"),
+        // Canonical lists are JSON arrays of strings: `["a","b"]`.
+        AttributeType::List => format!(
+            "CASE WHEN {v} LIKE '[\"%\"]' \
+             THEN string_to_array(substr({v}, 3, length({v}) - 4), '\",\"') \
+             WHEN {v} = '[]' THEN string_to_array('', ',') END"
+        ),
+    }
+}
+
+/// The flags query's column of deleted items (not a catalog column).
+const DELETED_COLUMN: &str = "__elastirec_deleted";
+
+/// Items a catalog feed deleted (`[items] deleted_column`) and no newer feed brought back.
+const DELETED_SQL: &str = "SELECT item_id FROM (SELECT item_id, \
+     last_value(value ORDER BY observed_at, source_file) AS value FROM item_attributes \
+     WHERE name = '_deleted' GROUP BY item_id) WHERE value = 'true'";
+
+/// Registers the view `catalog` on `ctx` (which has `items`, `item_attributes` and, with
+/// `with_training`, the night's `training`): one row per item, `item_id`, `title`, `genres`
+/// and one column per attribute, its latest value typed as [`attribute_types`] says; and, when
+/// feeds can delete items, the view `deleted_items`.
+pub(crate) async fn register_catalog(
+    ctx: &SessionContext,
+    with_training: bool,
+    rules: &ItemRules,
+) -> Result<()> {
+    let mut pivots = Vec::new();
+    let mut columns = Vec::new();
+    let mut seen = Vec::new();
+    for (name, kind) in attribute_types(ctx, &rules.types).await? {
+        if BASE_COLUMNS.contains(&name.as_str()) {
+            tracing::warn!(%name, "an observed attribute named like a catalog column is left out");
+            continue;
+        }
+        let literal = name.replace('\'', "''");
+        pivots.push(format!(
+            "MAX(CASE WHEN name = '{literal}' THEN value END) AS {}",
+            ident(&name)
+        ));
+        columns.push(format!(
+            "{} AS {}",
+            typed(&format!("a.{}", ident(&name)), kind),
+            ident(&name)
+        ));
+        seen.push(name);
+    }
+    // Declared attributes not observed yet are null (of their declared type when there is one,
+    // else of no type, so any predicate plans).
+    for name in &rules.declared {
+        if !BASE_COLUMNS.contains(&name.as_str()) && !seen.contains(name) {
+            let null = match rules.types.get(name) {
+                Some(kind) => typed("CAST(NULL AS VARCHAR)", *kind),
+                None => "NULL".to_string(),
+            };
+            columns.push(format!("{null} AS {}", ident(name)));
         }
     }
     let attributes = if pivots.is_empty() {
@@ -161,8 +234,9 @@ pub(crate) async fn register_catalog(
     } else {
         format!(
             " LEFT JOIN (SELECT item_id, {} FROM (SELECT item_id, name, \
-             last_value(value ORDER BY observed_at) AS value FROM item_attributes \
-             GROUP BY item_id, name) GROUP BY item_id) a ON a.item_id = k.item_id",
+             last_value(value ORDER BY observed_at, source_file) AS value \
+             FROM item_attributes GROUP BY item_id, name) GROUP BY item_id) a \
+             ON a.item_id = k.item_id",
             pivots.join(", ")
         )
     };
@@ -172,13 +246,24 @@ pub(crate) async fn register_catalog(
          LEFT JOIN items i ON i.item_id = k.item_id{attributes}",
         catalog_keys(with_training)
     );
-    let view = ctx
-        .sql(&sql)
-        .await
-        .map_err(Error::query("the rules' catalog"))?
-        .into_view();
-    ctx.register_table("catalog", view)
-        .map_err(Error::query("the rules' catalog"))?;
+    let register = |name: &str, sql: &str| {
+        let sql = sql.to_string();
+        let name = name.to_string();
+        async move {
+            let view = ctx
+                .sql(&sql)
+                .await
+                .map_err(Error::query("the rules' catalog"))?
+                .into_view();
+            ctx.register_table(name.as_str(), view)
+                .map_err(Error::query("the rules' catalog"))?;
+            Ok::<_, Error>(())
+        }
+    };
+    register("catalog", &sql).await?;
+    if rules.deletions {
+        register("deleted_items", DELETED_SQL).await?;
+    }
     Ok(())
 }
 
@@ -245,7 +330,7 @@ impl Warehouse {
         let ctx = self
             .session_over([(Table::Items, items), (Table::ItemAttributes, attributes)])
             .await?;
-        register_catalog(&ctx, false, &rules.declared).await?;
+        register_catalog(&ctx, false, rules).await?;
         check(&ctx, rules).await
     }
 }
@@ -261,7 +346,7 @@ mod tests {
             include_where: None,
             promote_where: Some("item_id = 7".into()),
             group_by: vec!["ti\"tle".into()],
-            declared: Vec::new(),
+            ..ItemRules::default()
         };
         let flags = flags_sql(&rules);
         assert!(

@@ -189,8 +189,8 @@ pub struct EventsConfig {
     pub half_life_days: Option<f32>,
 }
 
-/// `[items]`: where the item catalog comes from, besides `raw/items/`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[items]`: where the item catalog comes from: `raw/items/` feeds and the events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ItemsConfig {
     /// Item attributes carried on the events themselves (REES46's `category_code`, `brand`,
@@ -198,6 +198,68 @@ pub struct ItemsConfig {
     /// catalog column of the event's item; the value of the latest event wins. `[rules]`
     /// predicates and `max_per` caps can use them.
     pub from_events: Vec<String>,
+    /// The item id column of catalog feeds in `raw/items/` (and `raw/items/YYYY/MM/DD/`
+    /// snapshots): set, every file there is a feed in CSV, JSON lines or Parquet (compressed or
+    /// not, told as for events), each of its other columns an attribute. Unset: `raw/items/*.csv`
+    /// are MovieLens-shaped `id,title,genres` files, read by position.
+    pub id_column: Option<String>,
+    /// The feed column that is the item's title (shown beside ids); unset: no title.
+    pub title_column: Option<String>,
+    /// The feed column of `|`-separated genres (`[rules] max_per = { genres = N }`).
+    pub genres_column: Option<String>,
+    /// A boolean feed column that deletes the item when true: it leaves the catalog and every
+    /// list until a newer feed row says false. (An item that is only out of stock is better an
+    /// attribute and a rule: `exclude_where = "NOT in_stock"`.)
+    pub deleted_column: Option<String>,
+    /// How feeds are written: `auto` (by each file's name, else its content), `csv`, `jsonl`
+    /// or `parquet`.
+    pub format: EventFormat,
+    /// The CSV delimiter of feeds.
+    pub delimiter: char,
+    /// Declared attribute types (`price = "number"`): `string`, `number`, `boolean`,
+    /// `timestamp` (RFC 3339 or `YYYY-MM-DD`) or `list` (a JSON or Parquet list, or
+    /// `a|b|c`). A feed value that is not of its declared type rejects its row. Undeclared
+    /// attributes get the type every value they have fits (number, boolean, timestamp, list,
+    /// else string), recorded in each night's export manifest.
+    pub attributes: BTreeMap<String, AttributeType>,
+}
+
+impl Default for ItemsConfig {
+    fn default() -> Self {
+        ItemsConfig {
+            from_events: Vec::new(),
+            id_column: None,
+            title_column: None,
+            genres_column: None,
+            deleted_column: None,
+            format: EventFormat::Auto,
+            delimiter: ',',
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The type of an item attribute, as `[rules]` predicates see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeType {
+    String,
+    Number,
+    Boolean,
+    Timestamp,
+    List,
+}
+
+impl AttributeType {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttributeType::String => "string",
+            AttributeType::Number => "number",
+            AttributeType::Boolean => "boolean",
+            AttributeType::Timestamp => "timestamp",
+            AttributeType::List => "list",
+        }
+    }
 }
 
 impl ItemsConfig {

@@ -129,13 +129,21 @@ impl Config {
             .take_event_types(&config.events)
             .map_err(Error::Config)?;
         config.prepare.item_rules = config.rules.item_rules();
+        config.prepare.item_rules.deletions = config.items.deleted_column.is_some();
+        config.prepare.item_rules.types = config.items.attributes.clone();
         if !config.prepare.item_rules.is_empty() {
-            config.prepare.item_rules.declared = config
+            let rules = &mut config.prepare.item_rules;
+            for name in config
                 .items
                 .from_events
                 .iter()
                 .map(|f| ItemsConfig::column(f).to_string())
-                .collect();
+                .chain(config.items.attributes.keys().cloned())
+            {
+                if !rules.declared.contains(&name) {
+                    rules.declared.push(name);
+                }
+            }
         }
         config.validate()?;
         Ok(config)
@@ -144,6 +152,27 @@ impl Config {
     /// Checks ranges that the types cannot express.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
+        let items = &self.items;
+        if items.id_column.is_none() {
+            for (key, set) in [
+                ("title_column", items.title_column.is_some()),
+                ("genres_column", items.genres_column.is_some()),
+                ("deleted_column", items.deleted_column.is_some()),
+            ] {
+                if set {
+                    return fail(format!(
+                        "[items] {key} is set but id_column is not: catalog feeds need \
+                         [items] id_column, the column of their item ids"
+                    ));
+                }
+            }
+        }
+        if !items.delimiter.is_ascii() {
+            return fail(format!(
+                "[items] delimiter = {:?} is not one ASCII character",
+                items.delimiter
+            ));
+        }
         if self.model.factors == 0 || self.model.factors > 1024 {
             return fail(format!(
                 "[model] factors = {} is out of range: use 1 to 1024",

@@ -211,6 +211,8 @@ impl RulesConfig {
             // Genres come with the items export; other columns need the catalog.
             group_by: self.caps().into_keys().filter(|c| c != "genres").collect(),
             declared: Vec::new(),
+            types: BTreeMap::new(),
+            deletions: false,
         }
     }
 }
@@ -233,6 +235,13 @@ pub struct ItemRules {
     /// from_events`, by column name): null until then.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declared: Vec<String>,
+    /// Declared attribute types (`[items.attributes]`); others are inferred from the values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, crate::config::AttributeType>,
+    /// Whether catalog feeds can delete items (`[items] deleted_column`): deleted items are
+    /// excluded like a predicate's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deletions: bool,
 }
 
 impl ItemRules {
@@ -242,6 +251,7 @@ impl ItemRules {
             && self.include_where.is_none()
             && self.promote_where.is_none()
             && self.group_by.is_empty()
+            && !self.deletions
     }
 }
 

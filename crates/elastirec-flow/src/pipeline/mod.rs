@@ -208,12 +208,17 @@ impl Pipeline {
         options: RunOptions,
     ) -> Result<()> {
         // A [rules] predicate that cannot be evaluated fails the night before any step runs,
-        // naming the key and the catalog's columns.
+        // naming the key and the catalog's columns; with catalog feeds, whose columns are known
+        // once they are loaded, after the ingest step (still before any list is made).
         let item_rules = &self.config.prepare.item_rules;
-        if !item_rules.is_empty() {
+        let feeds = self.config.items.id_column.is_some();
+        if !item_rules.is_empty() && !feeds {
             self.warehouse().await?.check_item_rules(item_rules).await?;
         }
         for step in self.steps() {
+            if step == Step::Prepare && !item_rules.is_empty() && feeds {
+                self.warehouse().await?.check_item_rules(item_rules).await?;
+            }
             if let Some(reason) = self.stop.reason() {
                 return Err(Error::Interrupted {
                     night,

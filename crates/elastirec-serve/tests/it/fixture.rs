@@ -265,6 +265,7 @@ pub async fn write_named_night(lake: &Lake, n: Night, lists: &[RecommendationRow
         item_rule_files: Vec::new(),
         item_group_files: Vec::new(),
         item_attribute_files: Vec::new(),
+        item_attribute_types: Default::default(),
         item_rows: 6,
         item_files,
         availability_files: Vec::new(),

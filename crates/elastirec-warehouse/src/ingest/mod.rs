@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::datafusion::logical_expr::{Operator, binary_expr};
-use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::datafusion::prelude::{SessionContext, coalesce, col};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use futures::{StreamExt, TryStreamExt};
@@ -33,6 +33,7 @@ use crate::query::{first_count, strings};
 use crate::tables::{Warehouse, schema};
 use crate::{Error, Result};
 
+mod catalog;
 mod dedupe;
 mod formats;
 mod ids;
@@ -117,6 +118,8 @@ pub struct IngestOptions {
     /// Event fields that are item attributes (`[items] from_events`), kept in
     /// `warehouse/item_attributes`.
     pub item_attributes: Vec<String>,
+    /// Where the catalog comes from (`[items]`): feeds in `raw/items/` when `id_column` is set.
+    pub items: ItemsConfig,
     /// Parse and validate everything, commit nothing.
     pub dry_run: bool,
     /// Checked before the load's first commit and its events commit, whose metadata records the
@@ -382,7 +385,13 @@ impl Warehouse {
         }
 
         report.items_loaded = self
-            .ingest_items(night, ledger.get("items").map(|(m, _)| m), load)
+            .ingest_items(
+                night,
+                ledger.get("items").map(|(m, _)| m),
+                load,
+                &options,
+                &mut report,
+            )
             .await?;
         report.availability_loaded = self
             .ingest_availability(night, ledger.get("availability").map(|(m, _)| m), load)
@@ -584,7 +593,8 @@ impl Warehouse {
             .await
     }
 
-    /// The CSV files of a dimension folder (`raw/items/`, `raw/availability/`), each with
+    /// The CSV files (`any_format`: all files) of a dimension folder (`raw/items/`,
+    /// `raw/availability/`), each with
     /// whether it is new or changed since the ledger (`known`) recorded it (another size, or
     /// another ETag where the store gives one); `None` when no file is new or changed, so there
     /// is nothing to load.
@@ -592,13 +602,14 @@ impl Warehouse {
         &self,
         root: &object_store::path::Path,
         known: Option<&HashMap<String, LedgerEntry>>,
+        any_format: bool,
     ) -> Result<Option<Vec<(ObjectMeta, bool)>>> {
         let files: Vec<(ObjectMeta, bool)> = self
             .lake()
             .list(root)
             .await?
             .into_iter()
-            .filter(|m| m.location.as_ref().ends_with(".csv"))
+            .filter(|m| any_format || m.location.as_ref().ends_with(".csv"))
             .map(|m| {
                 let unchanged = known
                     .and_then(|k| k.get(m.location.as_ref()))
@@ -613,32 +624,111 @@ impl Warehouse {
 
     /// Merges the rows of new or changed item files into `warehouse/items` (insert new ids,
     /// update changed titles or genres, keep the rest); returns the rows inserted or updated.
+    /// Catalog feeds (`[items] id_column`) also append their attributes and deletion flags to
+    /// `warehouse/item_attributes` (observed at the snapshot folder's day, else the file's
+    /// time, so the newest feed wins) and their bad rows to `warehouse/rejects`.
     async fn ingest_items(
         &self,
         night: Night,
         known: Option<&HashMap<String, LedgerEntry>>,
         load: i64,
+        options: &IngestOptions,
+        report: &mut IngestReport,
     ) -> Result<Option<u64>> {
         let lake = self.lake();
+        let feeds = options.items.id_column.is_some();
         let Some(files) = self
-            .dimension_files(&layout::raw_items_root(), known)
+            .dimension_files(&layout::raw_items_root(), known, feeds)
             .await?
         else {
             return Ok(None);
         };
+        // When each file's rows were true: a snapshot folder's day, else the file's time.
+        let observed = |m: &ObjectMeta| {
+            layout::raw_file_day(&layout::raw_items_root(), &m.location)
+                .map_or(m.last_modified.timestamp_micros(), |day| {
+                    day.start_unix_seconds() * 1_000_000
+                })
+        };
+        let mut changed: Vec<&ObjectMeta> = files
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(m, _)| m)
+            .collect();
+        // Feeds by time then path; MovieLens-shaped files by path, as always.
+        let order = |m: &ObjectMeta| (if feeds { observed(m) } else { 0 }, m.location.to_string());
+        changed.sort_by_cached_key(|m| order(m));
         // Only new or changed files are merged; later files override earlier ones for the same
-        // id (files are sorted by path). Items absent from them keep their rows.
+        // id. Items absent from them keep their rows.
         let mut by_external: BTreeMap<String, (Option<String>, Option<String>, String)> =
             BTreeMap::new();
         let mut per_file = Vec::new();
-        for (meta, _) in files.iter().filter(|(_, changed)| *changed) {
+        let mut observations: Vec<(String, String, Option<String>, i64, String)> = Vec::new();
+        let mut rejects: Vec<Reject> = Vec::new();
+        for meta in changed {
             let name = meta.location.to_string();
             let body = lake.get(&meta.location).await?;
-            let parsed = parse_items(&name, &body)?;
-            per_file.push((meta.clone(), parsed.len() as i64));
-            for (id, title, genres) in parsed {
-                by_external.insert(id, (Some(title), Some(genres), name.clone()));
+            if !feeds {
+                let parsed = parse_items(&name, &body)?;
+                per_file.push((meta.clone(), parsed.len() as i64, 0));
+                for (id, title, genres) in parsed {
+                    by_external.insert(id, (Some(title), Some(genres), name.clone()));
+                }
+                continue;
             }
+            let feed = catalog::read_feed(&name, body, &options.items);
+            if feed.marker {
+                continue;
+            }
+            let at = observed(meta);
+            per_file.push((
+                meta.clone(),
+                feed.rows.len() as i64,
+                feed.rejects.len() as i64,
+            ));
+            rejects.extend(feed.rejects);
+            for row in feed.rows {
+                if let Some(deleted) = row.deleted {
+                    observations.push((
+                        row.id.clone(),
+                        catalog::DELETED.to_string(),
+                        Some(deleted.to_string()),
+                        at,
+                        name.clone(),
+                    ));
+                }
+                for (attribute, value) in row.attributes {
+                    observations.push((row.id.clone(), attribute, value, at, name.clone()));
+                }
+                let entry = by_external
+                    .entry(row.id)
+                    .or_insert((None, None, name.clone()));
+                // A feed without a title (or genres) keeps what an earlier one said.
+                entry.0 = row.title.or(entry.0.take());
+                entry.1 = row.genres.or(entry.1.take());
+                entry.2 = name.clone();
+            }
+        }
+        report.rows_rejected += rejects.len() as u64;
+        if report.rows_rejected > options.max_errors {
+            report
+                .first_rejects
+                .extend(rejects.iter().take(REJECTS_SHOWN).cloned());
+            return Err(Error::TooManyRejects {
+                rejected: report.rows_rejected,
+                max_errors: options.max_errors,
+                first: rejects
+                    .iter()
+                    .take(REJECTS_SHOWN)
+                    .map(|r| r.to_string())
+                    .collect(),
+            });
+        }
+        if report.first_rejects.len() < REJECTS_SHOWN {
+            let room = REJECTS_SHOWN - report.first_rejects.len();
+            report
+                .first_rejects
+                .extend(rejects.iter().take(room).cloned());
         }
         // String item ids get their dictionary ids, as in event files.
         let wanted: Vec<(IdKind, &str)> = by_external
@@ -647,12 +737,29 @@ impl Warehouse {
             .map(|id| (IdKind::Item, id.as_str()))
             .collect();
         let dictionary = self.ids_for(&wanted, night, load).await?;
+        let id_of = |external: &str| {
+            dictionary.get(IdKind::Item, external).ok_or_else(|| {
+                Error::Internal(format!("item id '{external}' has no dictionary id"))
+            })
+        };
+        let mut attribute_rows = Vec::with_capacity(observations.len());
+        for (external, name, value, observed_at, file) in observations {
+            attribute_rows.push(AttributeRow {
+                item: id_of(&external)?,
+                name,
+                value,
+                observed_at,
+                file,
+            });
+        }
+        report.item_attributes += attribute_rows.len() as u64;
+        // Before the items merge and the ledger: a crash in between reads the files again, and
+        // the second copy of an observation changes nothing (the latest wins, ties alike).
+        self.append_item_attributes(attribute_rows, load).await?;
+        self.append_rejects(&rejects, night, load).await?;
         let mut items: BTreeMap<i64, (Option<String>, Option<String>, String)> = BTreeMap::new();
         for (external, row) in by_external {
-            let id = dictionary.get(IdKind::Item, &external).ok_or_else(|| {
-                Error::Internal(format!("item id '{external}' has no dictionary id"))
-            })?;
-            items.insert(id, row);
+            items.insert(id_of(&external)?, row);
         }
         let ids: Int64Array = items.keys().copied().collect();
         let titles: StringArray = items.values().map(|v| v.0.clone()).collect();
@@ -675,6 +782,13 @@ impl Warehouse {
                 col(format!("source.{column}")),
             )
         };
+        // A row without a title or genres (a feed without those columns) keeps the item's.
+        let newer = |column: &str| {
+            coalesce(vec![
+                col(format!("source.{column}")),
+                col(format!("target.{column}")),
+            ])
+        };
         let source = SessionContext::new()
             .read_batch(batch)
             .map_err(Error::query("items to merge"))?;
@@ -690,9 +804,15 @@ impl Warehouse {
             )
             .when_matched_update(|update| {
                 update
-                    .predicate(distinct("title").or(distinct("genres")))
-                    .update("title", col("source.title"))
-                    .update("genres", col("source.genres"))
+                    .predicate(
+                        (col("source.title").is_not_null().and(distinct("title"))).or(col(
+                            "source.genres",
+                        )
+                        .is_not_null()
+                        .and(distinct("genres"))),
+                    )
+                    .update("title", newer("title"))
+                    .update("genres", newer("genres"))
                     .update("source_file", col("source.source_file"))
             })
             .and_then(|m| {
@@ -715,7 +835,9 @@ impl Warehouse {
         let version = table.version().unwrap_or(0) as i64;
         let rows = per_file
             .iter()
-            .map(|(m, n)| LedgerRow::of(m, "items", None, *n, version))
+            .map(|(m, n, rejected)| {
+                LedgerRow::of(m, "items", None, *n, version).with_rejected(*rejected)
+            })
             .collect();
         self.append_ledger(rows, night, load).await?;
         Ok(Some(

@@ -405,7 +405,10 @@ fn parquet_column(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
     Some(current)
 }
 
-fn parquet_value(array: &ArrayRef, row: usize) -> Result<Option<Value<'static>>, String> {
+pub(crate) fn parquet_value(
+    array: &ArrayRef,
+    row: usize,
+) -> Result<Option<Value<'static>>, String> {
     if array.is_null(row) {
         return Ok(None);
     }

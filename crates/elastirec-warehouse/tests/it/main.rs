@@ -1,5 +1,6 @@
 //! Warehouse tests on real Delta tables in a temporary local lake.
 
+mod catalog;
 mod events;
 mod golden;
 mod load;

@@ -389,6 +389,68 @@ async fn rees46_views_do_not_hide_items_purchases_do_until_their_repeat_window()
         again > 0,
         "no purchased item came back after repeat_after_days"
     );
+    // Serving keeps the same meaning: the history says which items may be offered again,
+    // and fold-in leaves out a given item only when its event type makes it seen.
+    let mut pairs: Vec<&(String, String)> = viewed.iter().collect();
+    pairs.sort();
+    let (user, item) = pairs[0];
+    let (_server, addr) = crate::serve::start_server(&lake);
+    let (status, body) = crate::serve::api(&addr, &format!("/v1/users/{user}/history?limit=1000"));
+    assert_eq!(status, 200, "{body}");
+    let entry = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["item_id"] == item.as_str())
+        .unwrap_or_else(|| panic!("{item} not in {body}"));
+    assert_eq!(entry["offered_again"], true, "{entry}");
+    // The most viewed product, which a session's list (thin evidence, mostly popularity)
+    // offers unless the session's event hides it.
+    let mut views: HashMap<&str, usize> = HashMap::new();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[1] == "view" {
+            *views.entry(f[2]).or_default() += 1;
+        }
+    }
+    let item = views
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(p, _)| p.to_string())
+        .expect("a viewed product");
+    let item = &item;
+    let post = |event_type: &str| {
+        let body = serde_json::json!({"k": 20,
+            "items": [{"item_id": item, "event_type": event_type}]});
+        let (status, text) = crate::serve::http(
+            &addr,
+            "POST",
+            "/v1/recommendations",
+            &[
+                ("Authorization", &format!("Bearer {}", crate::serve::TOKEN)),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let after_view = post("view");
+    assert!(
+        after_view.contains(item),
+        "viewed {item} not offered: {after_view:?}"
+    );
+    let after_purchase = post("purchase");
+    assert!(
+        !after_purchase.contains(item),
+        "bought {item} offered: {after_purchase:?}"
+    );
 }
 
 /// A Segment track call as one JSON object.
@@ -565,8 +627,135 @@ async fn rees46_attributes_from_events_drive_sql_rules_and_caps_in_every_list() 
     assert_eq!(status, 200, "{body}");
     let first = &body["items"][0];
     let item = first["item_id"].as_str().expect("an item id");
-    let listed_price = first["attributes"]["price"]
-        .as_str()
-        .and_then(|p| p.parse().ok());
-    assert_eq!(listed_price, Some(catalog[item].2), "{body}");
+    // Typed as the export recorded it: the price is a number.
+    assert_eq!(
+        first["attributes"]["price"].as_f64(),
+        Some(catalog[item].2),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rees46_catalog_feeds_in_two_formats_type_attributes_delete_items_and_drive_rules() {
+    use std::io::Write;
+    let Some(file) = shared("rees46-sample/2019-Oct-head.csv") else {
+        return;
+    };
+    let (root, lake) = rees46_lake(&file);
+    // The store's catalog as a gzip JSON-lines feed of the day before: each product's latest
+    // category and price from the events, a stock flag and a tag list.
+    let raw = std::fs::read_to_string(&file).unwrap();
+    let mut catalog: HashMap<String, (String, String, f64)> = HashMap::new();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (time, product, category, price) = (f[0], f[2], f[4], f[6]);
+        let newer = catalog
+            .get(product)
+            .is_none_or(|(t, _, _)| t.as_str() <= time);
+        if newer {
+            catalog.insert(
+                product.into(),
+                (time.into(), category.into(), price.parse().unwrap()),
+            );
+        }
+    }
+    let in_stock = |product: &str| !product.ends_with('7');
+    let mut feed = Vec::new();
+    for (product, (_, category, price)) in &catalog {
+        let row = serde_json::json!({
+            "product_id": product.parse::<i64>().unwrap(),
+            "category_code": if category.is_empty() { None } else { Some(category) },
+            "price": price,
+            "in_stock": in_stock(product),
+            "tags": if price < &5.0 { vec!["cheap"] } else { vec![] },
+        });
+        writeln!(feed, "{row}").unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&feed).unwrap();
+    let items = lake.join("raw/items/2019/09/30");
+    std::fs::create_dir_all(&items).unwrap();
+    std::fs::write(items.join("catalog.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    // The next day's CSV snapshot deletes the ten most viewed products.
+    let mut views: HashMap<&str, usize> = HashMap::new();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        *views.entry(f[2]).or_default() += 1;
+    }
+    let mut by_views: Vec<(&str, usize)> = views.into_iter().collect();
+    by_views.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let deleted: HashSet<String> = by_views
+        .iter()
+        .take(10)
+        .map(|(p, _)| p.to_string())
+        .collect();
+    let mut csv = String::from("product_id,deleted\n");
+    for p in &deleted {
+        csv.push_str(&format!("{p},true\n"));
+    }
+    let day = lake.join("raw/items/2019/10/01");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::write(day.join("deletions.csv"), csv).unwrap();
+
+    let cfg = write_config(
+        root.path(),
+        &format!(
+            "{REES46_EVENTS}[items]\nid_column = \"product_id\"\ndeleted_column = \"deleted\"\n\
+             [items.attributes]\nprice = \"number\"\n\
+             [rules]\nexclude_where = \"price > 100 OR NOT in_stock\"\n\
+             promote_where = \"array_has(tags, 'cheap') AND price < 1\"\n\
+             max_per = {{ category_code = 1 }}\n"
+        ),
+    );
+    let out = ok(&lake, &["--config", &cfg, "run", "--date", "2019-10-01"]);
+    assert!(out.contains("item attribute values observed"), "{out}");
+    let (lists, _) = lists_and_seen(&lake, "2019-10-01".parse().unwrap()).await;
+    assert_eq!(lists.len(), 1755, "every shopper has a list");
+    let mut offered_deleted = 0;
+    for (user, list) in &lists {
+        assert_eq!(list.len(), 10, "user {user}: {list:?}");
+        let mut categories = HashSet::new();
+        for (item, _, _, _) in list {
+            let (_, category, price) = &catalog[item];
+            assert!(*price <= 100.0, "user {user} got {item} at {price}");
+            assert!(in_stock(item), "user {user} got {item}, out of stock");
+            offered_deleted += usize::from(deleted.contains(item));
+            if !category.is_empty() {
+                assert!(
+                    categories.insert(category.clone()),
+                    "user {user}: two items of {category}: {list:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(offered_deleted, 0, "deleted products were offered");
+    // The export records the types: declared price, inferred boolean and list.
+    let export = read_export_manifest(&open_lake(&lake).await, "2019-10-01".parse().unwrap())
+        .await
+        .unwrap();
+    let types = serde_json::to_value(&export.item_attribute_types).unwrap();
+    assert_eq!(
+        types,
+        serde_json::json!({"category_code": "string", "in_stock": "boolean",
+                           "price": "number", "tags": "list"})
+    );
+    // Serving shows them as JSON of their types.
+    let (product, _) = catalog
+        .iter()
+        .find(|(p, (_, c, price))| !c.is_empty() && *price < 5.0 && !in_stock(p))
+        .expect("a cheap product out of stock");
+    let (_server, addr) = crate::serve::start_server(&lake);
+    let (status, body) = crate::serve::api(&addr, &format!("/v1/items/{product}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attributes"]["in_stock"], false, "{body}");
+    assert_eq!(
+        body["attributes"]["tags"],
+        serde_json::json!(["cheap"]),
+        "{body}"
+    );
+    assert_eq!(
+        body["attributes"]["price"].as_f64(),
+        Some(catalog[product].2),
+        "{body}"
+    );
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{bin, ok, read_json};
 
-const TOKEN: &str = "demo-token-123";
+pub(crate) const TOKEN: &str = "demo-token-123";
 
 /// Kills a child process when dropped (a failing test must not leave a server running).
 pub(crate) struct Killed(pub(crate) Child);

@@ -13,6 +13,7 @@ impl Pipeline {
         IngestOptions {
             max_errors: self.config.events.max_errors,
             item_attributes: self.config.items.from_events.clone(),
+            items: self.config.items.clone(),
             dry_run,
             fence: self.stop.fence(),
         }
@@ -150,7 +151,7 @@ fn describe_ingest(r: &IngestReport) -> String {
     }
     if r.item_attributes > 0 {
         s.push_str(&format!(
-            "; {} item attribute values observed ([items] from_events)",
+            "; {} item attribute values observed (catalog feeds, [items] from_events)",
             r.item_attributes
         ));
     }
