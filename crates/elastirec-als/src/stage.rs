@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use elastirec_core::config::{ConfidenceKind, FeedbackKind, ModelConfig, RulesConfig, SolverKind};
 use elastirec_core::layout;
 use elastirec_core::manifest::{
@@ -262,35 +264,40 @@ async fn model_lists(
         let item_ids = allowed.index.ids();
         let seen_by_user = seen.by_user();
         let no_history = HashSet::new();
-        let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
-        for (u, list) in lists.into_iter().enumerate() {
-            let user_id = user_ids[u];
-            let placed: Vec<(i64, f32, &'static str)> = match &rules {
-                None => list
-                    .into_iter()
-                    .map(|(item, score)| (item_ids[item as usize], score, sources::ALS))
-                    .collect(),
-                Some(r) => {
-                    let candidates: Vec<(i64, f32)> = list
+        // Users' lists are independent: the rules run on every core.
+        let placed_lists: Vec<(i64, Vec<RecommendationRow>)> = lists
+            .into_par_iter()
+            .enumerate()
+            .map(|(u, list)| {
+                let user_id = user_ids[u];
+                let placed: Vec<(i64, f32, &'static str)> = match &rules {
+                    None => list
                         .into_iter()
-                        .map(|(item, score)| (item_ids[item as usize], score))
-                        .collect();
-                    let score = |item: i64| model.score(user_id, item);
-                    let history = seen_by_user.get(&user_id).unwrap_or(&no_history);
-                    r.apply(
-                        k,
-                        &candidates,
-                        &score,
-                        &|i| history.contains(&i),
-                        &popularity,
-                    )
-                    .into_iter()
-                    .map(|p| (p.item_id, p.score, p.source))
-                    .collect()
-                }
-            };
-            rows.insert(user_id, ranked_rows(user_id, placed));
-        }
+                        .map(|(item, score)| (item_ids[item as usize], score, sources::ALS))
+                        .collect(),
+                    Some(r) => {
+                        let candidates: Vec<(i64, f32)> = list
+                            .into_iter()
+                            .map(|(item, score)| (item_ids[item as usize], score))
+                            .collect();
+                        let score = |item: i64| model.score(user_id, item);
+                        let history = seen_by_user.get(&user_id).unwrap_or(&no_history);
+                        r.apply(
+                            k,
+                            &candidates,
+                            &score,
+                            &|i| history.contains(&i),
+                            &popularity,
+                        )
+                        .into_iter()
+                        .map(|p| (p.item_id, p.score, p.source))
+                        .collect()
+                    }
+                };
+                (user_id, ranked_rows(user_id, placed))
+            })
+            .collect();
+        let mut rows: BTreeMap<i64, Vec<RecommendationRow>> = placed_lists.into_iter().collect();
         // Users seen up to the night whom the model does not cover get the popular items.
         for (user_id, items) in &seen_by_user {
             if rows.contains_key(user_id) {

@@ -1,6 +1,6 @@
 //! Top-K for every user: scores blocks of users against tiles of items with one matrix product
-//! each (faer's GEMM), then keeps the best K unseen items of each row in a bounded sorted list
-//! (a single row uses a bounded heap, [`select_top`]).
+//! each (faer's GEMM), then keeps the best K unseen items of each row in a pool cut back by
+//! selection (a single row uses a bounded heap, [`select_top`]).
 //!
 //! Ties are broken by the lower item index, so the lists are deterministic.
 
@@ -72,39 +72,62 @@ const USER_BLOCK: usize = 256;
 /// between the GEMM that writes it and the selection that reads it.
 const ITEM_TILE: usize = 2048;
 
-/// The best `n` so far of one user, best first, and the score a new item must beat.
+/// The best `n` so far of one user: an unordered pool of candidates that beat the floor, cut
+/// back to the best `n` (a selection, linear) whenever it holds `2n`. Each entry costs O(1)
+/// amortized whatever `n` is; a sorted list paid O(n) per entry, which made the 50 to 300
+/// candidates of a night with `[rules]` several times dearer than the 10 of one without.
 struct Running {
-    best: Vec<(f32, u32)>,
+    pool: Vec<(f32, u32)>,
     n: usize,
+    /// The n-th best score when the pool was last cut back (none yet: minus infinity).
+    floor: f32,
+}
+
+/// Best first: higher score, then the lower item index.
+fn best_first(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
 impl Running {
     fn new(n: usize) -> Self {
         Running {
-            best: Vec::with_capacity(n + 1),
+            pool: Vec::with_capacity(2 * n),
             n,
+            floor: f32::NEG_INFINITY,
         }
     }
 
     /// The score an item must exceed to enter (items come in increasing index, so an equal
-    /// score loses the tie).
+    /// score loses the tie to an item already in).
     #[inline]
     fn bar(&self) -> f32 {
-        if self.best.len() < self.n {
-            f32::NEG_INFINITY
-        } else {
-            self.best[self.n - 1].0
-        }
+        self.floor
     }
 
     #[inline]
     fn offer(&mut self, score: f32, item: u32) {
-        // First position whose score is below `score`: equal scores keep the earlier item.
-        let at = self.best.partition_point(|&(s, _)| s >= score);
-        if at < self.n {
-            self.best.insert(at, (score, item));
-            self.best.truncate(self.n);
+        self.pool.push((score, item));
+        if self.pool.len() >= 2 * self.n {
+            self.cut();
         }
+    }
+
+    /// Keeps the best `n` of the pool and raises the floor to the n-th.
+    fn cut(&mut self) {
+        if self.pool.len() > self.n {
+            self.pool.select_nth_unstable_by(self.n - 1, best_first);
+            self.pool.truncate(self.n);
+        }
+        if self.pool.len() == self.n {
+            self.floor = self.pool[self.n - 1].0;
+        }
+    }
+
+    /// The best `n`, best first, as (item, score).
+    fn finish(mut self) -> Vec<(u32, f32)> {
+        self.pool.sort_unstable_by(best_first);
+        self.pool.truncate(self.n);
+        self.pool.into_iter().map(|(s, i)| (i, s)).collect()
     }
 }
 
@@ -112,8 +135,8 @@ impl Running {
 ///
 /// `seen` has one row per user (rows beyond its end have seen nothing). Blocks of users run in
 /// parallel; within a block, tiles of items are scored by one GEMM each (faer, sequential within
-/// the block) and scanned column by column: a score is compared with the user's current n-th
-/// best and only a winner is checked against the seen items (binary search) and inserted.
+/// the block) and scanned column by column: a score is compared with the user's floor (an n-th
+/// best) and only a winner is checked against the seen items (binary search) and pooled.
 pub fn top_k_all(
     users: &[f32],
     items: &[f32],
@@ -162,10 +185,7 @@ pub fn top_k_all(
                     scan(scores, t0 as u32, exclude, run);
                 }
             }
-            running
-                .into_iter()
-                .map(|r| r.best.into_iter().map(|(s, i)| (i, s)).collect::<Vec<_>>())
-                .collect::<Vec<_>>()
+            running.into_iter().map(Running::finish).collect::<Vec<_>>()
         })
         .collect()
 }

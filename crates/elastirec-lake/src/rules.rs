@@ -53,14 +53,18 @@ pub struct OfferRules {
     /// `promoted_items` the night knows, as internal ids, in order.
     promoted: Vec<i64>,
     unavailable: HashSet<i64>,
-    genres: HashMap<i64, Vec<String>>,
+    genres: FastMap<i64, Vec<String>>,
     /// At most this many items of one genre (`max_per_genre`, or `max_per.genres`); 0: none.
     genre_cap: usize,
     /// The other diversity caps (`max_per`), by catalog column.
     caps: Vec<(String, usize)>,
     /// Each item's value of each capped column, as (index into `caps`, value).
-    groups: HashMap<i64, Vec<(usize, String)>>,
+    groups: FastMap<i64, Vec<(usize, String)>>,
 }
+
+/// The maps every offer of every list looks into: a fast hash (ids and short values are not
+/// attacker-chosen here), as SipHash was a third of a night's rules work.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What the export says of one item under the `[rules]` predicates (`item-rules-*.parquet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +126,7 @@ impl OfferRules {
             config: config.clone(),
             genre_cap: config.caps().get("genres").copied().unwrap_or(0),
             caps,
-            groups: HashMap::new(),
+            groups: FastMap::default(),
             excluded: config
                 .exclude_items
                 .iter()
@@ -164,10 +168,10 @@ impl OfferRules {
             excluded: HashSet::new(),
             promoted: Vec::new(),
             unavailable: HashSet::new(),
-            genres: HashMap::new(),
+            genres: FastMap::default(),
             genre_cap: 0,
             caps: Vec::new(),
-            groups: HashMap::new(),
+            groups: FastMap::default(),
         }
     }
 
@@ -259,7 +263,14 @@ impl OfferRules {
         } else {
             0
         };
-        k + self.excluded.len() + self.unavailable.len() + cap + self.promoted.len()
+        // Pinned promotions take at most `max_promoted` places, which their own candidates then
+        // leave free; boosted ones are taken out of the candidates and put back with their
+        // boost, so each may cost a place.
+        let promoted = match self.config.promote {
+            PromoteMode::Pin => self.config.max_promoted.min(k).min(self.promoted.len()),
+            PromoteMode::Boost => self.promoted.len(),
+        };
+        k + self.excluded.len() + self.unavailable.len() + cap + promoted
     }
 
     /// Items no list may hold (excluded, unavailable): the recommend step scores without them.
@@ -293,9 +304,8 @@ impl OfferRules {
             rules: self,
             k,
             seen,
-            taken: HashSet::new(),
-            per_genre: HashMap::new(),
-            per_group: HashMap::new(),
+            per_genre: FastMap::default(),
+            per_group: FastMap::default(),
             out: Vec::with_capacity(k),
         };
         let promoted = &self.promoted;
@@ -349,9 +359,8 @@ struct ListBuilder<'a> {
     rules: &'a OfferRules,
     k: usize,
     seen: &'a dyn Fn(i64) -> bool,
-    taken: HashSet<i64>,
-    per_genre: HashMap<&'a str, usize>,
-    per_group: HashMap<(usize, &'a str), usize>,
+    per_genre: FastMap<&'a str, usize>,
+    per_group: FastMap<(usize, &'a str), usize>,
     out: Vec<Placed>,
 }
 
@@ -361,7 +370,8 @@ impl<'a> ListBuilder<'a> {
         if self.out.len() >= self.k
             || !self.rules.allowed(item)
             || (self.seen)(item)
-            || self.taken.contains(&item)
+            // At most K placed: a scan beats a hash set.
+            || self.out.iter().any(|p| p.item_id == item)
         {
             return;
         }
@@ -389,7 +399,6 @@ impl<'a> ListBuilder<'a> {
         for (c, v) in groups {
             *self.per_group.entry((*c, v.as_str())).or_default() += 1;
         }
-        self.taken.insert(item);
         self.out.push(Placed {
             item_id: item,
             score,

@@ -347,11 +347,21 @@ fn blocked_top_k_matches_sorting_reference() {
         }
     }
     let seen = Csr::from_triples(users, &triples);
-    let fast = top_k_all(&uf, &itf, k, &seen, 10);
-    let slow = reference::top_k(&uf, &itf, k, &seen, 10);
+    // From one item (the pool is cut back at every second entry) to lists deeper than a tile.
+    for n in [1, 10, 57, 300, 2_100] {
+        check_top_k(&uf, &itf, k, &seen, n);
+    }
+}
+
+fn check_top_k(uf: &[f32], itf: &[f32], k: usize, seen: &Csr, n: usize) {
+    let users = uf.len() / k;
+    let items = itf.len() / k;
+    let fast = top_k_all(uf, itf, k, seen, n);
+    let slow = reference::top_k(uf, itf, k, seen, n);
     assert_eq!(fast.len(), users);
     for (u, (a, b)) in fast.iter().zip(&slow).enumerate() {
-        assert_eq!(a.len(), 10);
+        assert_eq!(a.len(), n.min(items - seen.row_indices(u).len()), "n = {n}");
+        assert_eq!(a.len(), b.len(), "n = {n}");
         for (r, (x, y)) in a.iter().zip(b).enumerate() {
             assert!(
                 (x.1 - y.1).abs() < 1e-4,
