@@ -186,12 +186,14 @@ impl Warehouse {
         )
         .await?;
 
+        // Each attribute's type: recorded in the manifest, and the catalog's column types.
+        let attribute_types = crate::rules::attribute_types(&ctx, &params.item_rules.types).await?;
         // The SQL parts of [rules], evaluated over the catalog for the recommend step.
         let (item_rule_files, item_group_files) = if params.item_rules.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             let rules = &params.item_rules;
-            crate::rules::register_catalog(&ctx, true, rules).await?;
+            crate::rules::register_catalog(&ctx, true, rules, &attribute_types).await?;
             crate::rules::check(&ctx, rules).await?;
             let flags_sql = crate::rules::flags_sql(rules);
             let flags = unload(
@@ -221,10 +223,7 @@ impl Warehouse {
         };
 
         // Item attributes (feeds, events), for serving to show, and their types.
-        let item_attribute_types = crate::rules::attribute_types(&ctx, &params.item_rules.types)
-            .await?
-            .into_iter()
-            .collect();
+        let item_attribute_types = attribute_types.into_iter().collect();
         let item_attribute_files = unload(
             &ctx,
             lake,

@@ -191,17 +191,18 @@ const DELETED_SQL: &str = "SELECT item_id FROM (SELECT item_id, \
 
 /// Registers the view `catalog` on `ctx` (which has `items`, `item_attributes` and, with
 /// `with_training`, the night's `training`): one row per item, `item_id`, `title`, `genres`
-/// and one column per attribute, its latest value typed as [`attribute_types`] says; and, when
-/// feeds can delete items, the view `deleted_items`.
+/// and one column per attribute, its latest value typed as `types` ([`attribute_types`]) says;
+/// and, when feeds can delete items, the view `deleted_items`.
 pub(crate) async fn register_catalog(
     ctx: &SessionContext,
     with_training: bool,
     rules: &ItemRules,
+    types: &[(String, AttributeType)],
 ) -> Result<()> {
     let mut pivots = Vec::new();
     let mut columns = Vec::new();
     let mut seen = Vec::new();
-    for (name, kind) in attribute_types(ctx, &rules.types).await? {
+    for (name, kind) in types.iter().cloned() {
         if BASE_COLUMNS.contains(&name.as_str()) {
             tracing::warn!(%name, "an observed attribute named like a catalog column is left out");
             continue;
@@ -330,7 +331,8 @@ impl Warehouse {
         let ctx = self
             .session_over([(Table::Items, items), (Table::ItemAttributes, attributes)])
             .await?;
-        register_catalog(&ctx, false, rules).await?;
+        let types = attribute_types(&ctx, &rules.types).await?;
+        register_catalog(&ctx, false, rules, &types).await?;
         check(&ctx, rules).await
     }
 }
