@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::aws::{self, SdkCredentials};
 use crate::config::LakeConfig;
 use crate::error::chain as error_chain;
 use crate::error::{Error, Result};
@@ -85,8 +86,9 @@ struct Remote {
     endpoint: String,
     /// The bucket (or container) name.
     bucket: String,
-    /// Whether credentials were configured (options or `AWS_ACCESS_KEY_ID`).
-    has_static_credentials: bool,
+    /// How credentials are found when no keys are configured (options or
+    /// `AWS_ACCESS_KEY_ID`): the SDK's provider chain, described for messages.
+    credential_chain: Option<String>,
     preflight_timeout: Duration,
 }
 
@@ -94,6 +96,8 @@ struct Remote {
 #[derive(Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
+    /// For an S3 lake, the same client at the bucket's root, which delta-rs is given.
+    bucket_store: Option<Arc<dyn ObjectStore>>,
     url: Url,
     options: HashMap<String, String>,
     remote: Option<Remote>,
@@ -124,7 +128,7 @@ impl Lake {
     /// Opens the lake `[lake]` names: runs [`Lake::preflight`] on a remote lake, creates
     /// `lake.json` if the lake is new and refuses a lake written by a newer layout.
     pub async fn open_config(config: &LakeConfig) -> Result<Lake> {
-        let lake = Lake::connect_config(config)?;
+        let lake = Lake::connect_config(config).await?;
         lake.preflight().await?;
         lake.check_marker(false).await?;
         Ok(lake)
@@ -147,7 +151,7 @@ impl Lake {
                 )));
             }
         }
-        let lake = Lake::connect_inner(config, false)?;
+        let lake = Lake::connect_inner(config, false).await?;
         lake.preflight().await?;
         let marker = lake
             .get_json::<LakeMarker>(&layout::lake_marker(), "lake marker")
@@ -166,7 +170,7 @@ impl Lake {
     /// Opens a lake for `elastirec migrate`: like [`Lake::open_config`], but a lake written by
     /// an older layout is opened (and left as it is) instead of refused.
     pub async fn open_for_migrate(config: &LakeConfig) -> Result<Lake> {
-        let lake = Lake::connect_config(config)?;
+        let lake = Lake::connect_config(config).await?;
         lake.preflight().await?;
         lake.check_marker(true).await?;
         Ok(lake)
@@ -179,17 +183,18 @@ impl Lake {
     }
 
     /// Builds the handle without touching storage, with default timeouts and retries.
-    pub fn connect(root: &str, options: HashMap<String, String>) -> Result<Lake> {
+    pub async fn connect(root: &str, options: HashMap<String, String>) -> Result<Lake> {
         Lake::connect_config(&LakeConfig {
             root: root.to_string(),
             options,
             ..LakeConfig::default()
         })
+        .await
     }
 
     /// Builds the handle without touching storage.
-    pub fn connect_config(config: &LakeConfig) -> Result<Lake> {
-        Lake::connect_inner(config, true)
+    pub async fn connect_config(config: &LakeConfig) -> Result<Lake> {
+        Lake::connect_inner(config, true).await
     }
 
     /// A handle on another root read with this lake's settings: a producer's prefix that
@@ -209,12 +214,12 @@ impl Lake {
             options,
             ..self.config.clone()
         };
-        let source = Lake::connect_inner(&config, false)?;
+        let source = Lake::connect_inner(&config, false).await?;
         source.preflight().await?;
         Ok(source)
     }
 
-    fn connect_inner(config: &LakeConfig, create: bool) -> Result<Lake> {
+    async fn connect_inner(config: &LakeConfig, create: bool) -> Result<Lake> {
         let root = config.root.trim();
         let options = config.options.clone();
         if root.is_empty() {
@@ -254,6 +259,7 @@ impl Lake {
             })?;
             return Ok(Lake {
                 store: Arc::new(store),
+                bucket_store: None,
                 url,
                 options,
                 remote: None,
@@ -272,20 +278,22 @@ impl Lake {
             .map_err(|e| Error::Config(format!("cannot use lake URL '{root}': {e}")))?;
         let bucket = url.host_str().unwrap_or_default().to_string();
         if scheme == ObjectStoreScheme::AmazonS3 {
-            let s3 = S3Settings::new(&url, &options, config)?;
+            let s3 = S3Settings::new(&url, &options, config).await?;
+            let bucket_store = s3.build(config, false)?;
             let store: Arc<dyn ObjectStore> =
-                Arc::new(PrefixStore::new(s3.build(config, false)?, prefix.clone()));
+                Arc::new(PrefixStore::new(Arc::clone(&bucket_store), prefix.clone()));
             let probe: Arc<dyn ObjectStore> =
                 Arc::new(PrefixStore::new(s3.build(config, true)?, prefix));
             return Ok(Lake {
                 store,
+                bucket_store: Some(bucket_store),
                 url,
                 options: s3.delta_options(&options, config),
                 remote: Some(Remote {
                     probe,
                     endpoint: s3.endpoint_description(),
                     bucket,
-                    has_static_credentials: s3.has_static_credentials(),
+                    credential_chain: s3.credential_chain(),
                     preflight_timeout: Duration::from_secs(config.preflight_timeout_seconds),
                 }),
                 config: config.clone(),
@@ -300,10 +308,11 @@ impl Lake {
                 probe: store.clone(),
                 endpoint: format!("{scheme:?}"),
                 bucket,
-                has_static_credentials: true,
+                credential_chain: None,
                 preflight_timeout: Duration::from_secs(config.preflight_timeout_seconds),
             }),
             store,
+            bucket_store: None,
             url,
             options,
             config: config.clone(),
@@ -336,11 +345,13 @@ impl Lake {
                 remote.preflight_timeout.as_secs(),
                 remote.bucket,
                 self.url,
-                if remote.has_static_credentials {
-                    ""
-                } else {
-                    ". No credentials are configured (AWS_ACCESS_KEY_ID, \
-                     lake.options.access_key_id), so the instance metadata service was asked"
+                match &remote.credential_chain {
+                    None => String::new(),
+                    Some(chain) => format!(
+                        ". No keys are configured (AWS_ACCESS_KEY_ID, lake.options.access_key_id), \
+                         so credentials come from {chain}, which may have waited on the instance \
+                         metadata service"
+                    ),
                 }
             ))),
         }
@@ -397,6 +408,14 @@ impl Lake {
     /// plus, for an S3 lake, the configured timeouts and retry limits.
     pub fn options(&self) -> &HashMap<String, String> {
         &self.options
+    }
+
+    /// The store delta-rs should reach this lake's tables through (with
+    /// `DeltaTableBuilder::with_storage_backend`): for an S3 lake, the lake's own client at the
+    /// bucket's root, so tables and files share its credentials (including the SDK's provider
+    /// chain), timeouts and retries; `None` where delta-rs builds its own from the URL.
+    pub fn bucket_store(&self) -> Option<Arc<dyn ObjectStore>> {
+        self.bucket_store.clone()
     }
 
     /// Whether the lake is a local folder.
@@ -577,50 +596,16 @@ struct S3Settings {
     builder: AmazonS3Builder,
     /// Settings read from an AWS profile, which delta-rs must be given too.
     from_profile: Vec<(&'static str, String)>,
-}
-
-/// What a named profile of the shared AWS files (`~/.aws/credentials`, `~/.aws/config`) holds.
-#[derive(Debug, Default, PartialEq)]
-struct AwsProfile {
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    session_token: Option<String>,
-    region: Option<String>,
-}
-
-impl AwsProfile {
-    /// Reads profile `name` from the two files (either may be missing). Only static keys and
-    /// the region are read: SSO, `role_arn` and `credential_process` profiles are not resolved.
-    fn read(credentials: &std::path::Path, config: &std::path::Path, name: &str) -> AwsProfile {
-        let section = |file: &std::path::Path, wanted: &[String]| {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            let mut out = HashMap::new();
-            let mut inside = false;
-            for line in text.lines().map(str::trim) {
-                if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-                    continue;
-                }
-                if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                    inside = wanted.iter().any(|w| w == header.trim());
-                } else if inside && let Some((k, v)) = line.split_once('=') {
-                    out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
-            out
-        };
-        let mut keys = section(config, &[format!("profile {name}"), name.to_string()]);
-        keys.extend(section(credentials, &[name.to_string()]));
-        AwsProfile {
-            access_key_id: keys.remove("aws_access_key_id"),
-            secret_access_key: keys.remove("aws_secret_access_key"),
-            session_token: keys.remove("aws_session_token"),
-            region: keys.remove("region"),
-        }
-    }
+    /// The SDK's provider chain, when neither the options nor the environment hold keys.
+    credentials: Option<Arc<SdkCredentials>>,
 }
 
 impl S3Settings {
-    fn new(url: &Url, options: &HashMap<String, String>, config: &LakeConfig) -> Result<Self> {
+    async fn new(
+        url: &Url,
+        options: &HashMap<String, String>,
+        config: &LakeConfig,
+    ) -> Result<Self> {
         let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
         let mut keys: Vec<&String> = options.keys().collect();
         keys.sort();
@@ -641,8 +626,9 @@ impl S3Settings {
         let mut settings = S3Settings {
             builder,
             from_profile: Vec::new(),
+            credentials: None,
         };
-        settings.apply_profile(options)?;
+        settings.apply_profile(options).await;
         if let Some(endpoint) = settings.get(AmazonS3ConfigKey::Endpoint)
             && endpoint.starts_with("http://")
             && !settings
@@ -662,71 +648,30 @@ impl S3Settings {
         self.builder.get_config_value(&key)
     }
 
-    /// Without keys in the options or the environment, takes them (and the region) from the
-    /// AWS profile named by `lake.options.profile` or `AWS_PROFILE`, else from `default` if it
-    /// has keys; otherwise object_store goes on to web identity, container and instance roles.
-    fn apply_profile(&mut self, options: &HashMap<String, String>) -> Result<()> {
+    /// Without keys in the options or the environment, credentials come from the AWS SDK's
+    /// provider chain for the profile named by `lake.options.profile` or `AWS_PROFILE` (else
+    /// `default`): static keys, `role_arn`, SSO or `credential_process` profiles, then web
+    /// identity, container and instance roles ([`crate::aws`]). Without a region in the
+    /// options or the environment, the profile's region is used.
+    async fn apply_profile(&mut self, options: &HashMap<String, String>) {
         let named = ["profile", "aws_profile"]
             .iter()
             .find_map(|k| options.get(*k).cloned())
             .or_else(|| std::env::var("AWS_PROFILE").ok())
             .filter(|p| !p.is_empty());
-        let home = std::env::var("HOME").unwrap_or_default();
-        let file = |var: &str, default: &str| {
-            std::env::var(var)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|_| std::path::Path::new(&home).join(".aws").join(default))
-        };
-        let (credentials, config) = (
-            file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
-            file("AWS_CONFIG_FILE", "config"),
-        );
-        let name = named.clone().unwrap_or_else(|| "default".into());
-        let profile = AwsProfile::read(&credentials, &config, &name);
-        let has_keys = self.get(AmazonS3ConfigKey::AccessKeyId).is_some();
-        let mut set = |key: AmazonS3ConfigKey, option: &'static str, value: Option<String>| {
-            if let Some(v) = value
-                && self.get(key).is_none()
-            {
-                self.builder = std::mem::take(&mut self.builder).with_config(key, v.clone());
-                self.from_profile.push((option, v));
-            }
-        };
-        if !has_keys {
-            match (&profile.access_key_id, &profile.secret_access_key) {
-                (Some(id), Some(secret)) => {
-                    set(
-                        AmazonS3ConfigKey::AccessKeyId,
-                        "access_key_id",
-                        Some(id.clone()),
-                    );
-                    set(
-                        AmazonS3ConfigKey::SecretAccessKey,
-                        "secret_access_key",
-                        Some(secret.clone()),
-                    );
-                    set(
-                        AmazonS3ConfigKey::Token,
-                        "session_token",
-                        profile.session_token.clone(),
-                    );
-                }
-                _ if named.is_some() => {
-                    return Err(Error::Config(format!(
-                        "AWS profile '{name}' has no aws_access_key_id and aws_secret_access_key \
-                         in {} or {}: elastirec reads static keys from profiles (not SSO, \
-                         role_arn or credential_process); export AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY, or set lake.options.access_key_id and \
-                         secret_access_key",
-                        credentials.display(),
-                        config.display()
-                    )));
-                }
-                _ => {}
-            }
+        if self.get(AmazonS3ConfigKey::Region).is_none()
+            && let Some(region) = aws::profile_region(named.as_deref()).await
+        {
+            self.builder = std::mem::take(&mut self.builder)
+                .with_config(AmazonS3ConfigKey::Region, region.clone());
+            self.from_profile.push(("region", region));
         }
-        set(AmazonS3ConfigKey::Region, "region", profile.region);
-        Ok(())
+        if self.get(AmazonS3ConfigKey::AccessKeyId).is_none() {
+            let credentials = Arc::new(SdkCredentials::new(named));
+            self.builder =
+                std::mem::take(&mut self.builder).with_credentials(Arc::clone(&credentials) as _);
+            self.credentials = Some(credentials);
+        }
     }
 
     /// The store for the lake (`probe: false`) or for its preflight check (`probe: true`: no
@@ -810,8 +755,9 @@ impl S3Settings {
         }
     }
 
-    fn has_static_credentials(&self) -> bool {
-        self.get(AmazonS3ConfigKey::AccessKeyId).is_some()
+    /// Where credentials come from when they are not configured keys.
+    fn credential_chain(&self) -> Option<String> {
+        self.credentials.as_ref().map(|c| c.describe())
     }
 }
 
@@ -853,11 +799,19 @@ fn preflight_error(remote: &Remote, url: &Url, err: object_store::Error) -> Erro
              (AWS_ENDPOINT_URL)"
         ));
     }
+    let source = match &remote.credential_chain {
+        Some(chain) => format!(
+            "the credentials come from {chain} (no AWS_ACCESS_KEY_ID or \
+             lake.options.access_key_id is set)"
+        ),
+        None => "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+                 lake.options.access_key_id, secret_access_key, session_token)"
+            .to_string(),
+    };
     if is_denied {
         return Error::Config(format!(
-            "{endpoint} refused the credentials for bucket '{bucket}' ({url}): check \
-             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or lake.options.access_key_id, \
-             secret_access_key, session_token) and that they may list the lake; cause: {cause}"
+            "{endpoint} refused the credentials for bucket '{bucket}' ({url}): {source}, and \
+             they must be allowed to list the lake; cause: {cause}"
         ));
     }
     if connect_failed
@@ -879,8 +833,10 @@ fn preflight_error(remote: &Remote, url: &Url, err: object_store::Error) -> Erro
     if chain.to_ascii_lowercase().contains("credential") {
         return Error::Config(format!(
             "no usable credentials for bucket '{bucket}' at {endpoint}: set AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY (or lake.options.access_key_id, secret_access_key), or run \
-             where an instance role is available; cause: {cause}"
+             AWS_SECRET_ACCESS_KEY (or lake.options.access_key_id, secret_access_key), or name \
+             an AWS profile (lake.options.profile or AWS_PROFILE: static keys, role_arn, SSO or \
+             credential_process), or run where a web identity, container or instance role is \
+             available; cause: {cause}"
         ));
     }
     // Anything else (a 5xx, throttling) may pass by itself.
@@ -969,8 +925,8 @@ mod tests {
         listener.local_addr().unwrap().port()
     }
 
-    #[test]
-    fn s3_lakes_pass_timeouts_and_retries_to_delta() {
+    #[tokio::test]
+    async fn s3_lakes_pass_timeouts_and_retries_to_delta() {
         let lake = Lake::connect_config(&s3_config(
             "s3://bkt/some/prefix",
             &[
@@ -981,6 +937,7 @@ mod tests {
                 ("max_retries", "7"),
             ],
         ))
+        .await
         .unwrap();
         assert!(!lake.is_local());
         assert_eq!(lake.url().as_str(), "s3://bkt/some/prefix/");
@@ -996,9 +953,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn s3_option_mistakes_are_named() {
+    #[tokio::test]
+    async fn s3_option_mistakes_are_named() {
         let e = Lake::connect_config(&s3_config("s3://bkt/p", &[("endpoitn", "http://x")]))
+            .await
             .err()
             .unwrap();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
@@ -1007,6 +965,7 @@ mod tests {
             "s3://bkt/p",
             &[("endpoint", "http://127.0.0.1:9"), ("allow_http", "false")],
         ))
+        .await
         .err()
         .unwrap();
         assert!(e.to_string().contains("lake.options.allow_http"), "{e}");
@@ -1075,12 +1034,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn preflight_errors_say_what_to_fix() {
+    #[tokio::test]
+    async fn preflight_errors_say_what_to_fix() {
         let lake = Lake::connect_config(&s3_config(
             "s3://bkt/p",
             &[("endpoint", "http://127.0.0.1:9"), ("allow_http", "true")],
         ))
+        .await
         .unwrap();
         let remote = lake.remote.as_ref().unwrap();
         let classify = |e| preflight_error(remote, lake.url(), e);
@@ -1098,40 +1058,5 @@ mod tests {
             "Server returned non-2xx status code: 503 Service Unavailable: SlowDown",
         ));
         assert_eq!(e.kind(), crate::ErrorKind::Transient, "{e}");
-    }
-
-    #[test]
-    fn reads_static_keys_and_region_of_an_aws_profile() {
-        let dir = tempfile::tempdir().unwrap();
-        let (credentials, config) = (dir.path().join("credentials"), dir.path().join("config"));
-        std::fs::write(
-            &credentials,
-            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n\
-             # a comment\n[lake]\naws_access_key_id=L\naws_secret_access_key = LS\n\
-             aws_session_token = T\n",
-        )
-        .unwrap();
-        std::fs::write(
-            &config,
-            "[default]\nregion = us-east-1\n[profile lake]\nregion = eu-west-1\n",
-        )
-        .unwrap();
-        let lake = AwsProfile::read(&credentials, &config, "lake");
-        assert_eq!(
-            lake,
-            AwsProfile {
-                access_key_id: Some("L".into()),
-                secret_access_key: Some("LS".into()),
-                session_token: Some("T".into()),
-                region: Some("eu-west-1".into()),
-            }
-        );
-        let default = AwsProfile::read(&credentials, &config, "default");
-        assert_eq!(default.access_key_id.as_deref(), Some("D"));
-        assert_eq!(default.region.as_deref(), Some("us-east-1"));
-        assert_eq!(
-            AwsProfile::read(&credentials, &config, "none"),
-            AwsProfile::default()
-        );
     }
 }

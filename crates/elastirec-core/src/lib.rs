@@ -13,6 +13,7 @@
 //!        ──recommend──▶ recommendations/YYYY/MM/DD/ + recommendations/_LATEST ──▶ serving
 //! ```
 
+mod aws;
 pub mod config;
 pub mod error;
 pub mod failpoint;

@@ -1,6 +1,6 @@
 //! The HTTP API and the dashboard's files, as one axum [`Router`].
 //!
-//! Every answer is JSON except `/metrics` (Prometheus text) and the dashboard's files. Errors go
+//! Every answer is JSON except `/metrics` (OpenMetrics text) and the dashboard's files. Errors go
 //! through [`AppError`], which maps an error's kind to a status code and writes
 //! `{"error": {"code", "message"}}`; only messages written for clients (bad request, not found)
 //! are shown, anything else is logged with the request id and answered with a generic message.
@@ -980,7 +980,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

@@ -156,12 +156,25 @@ impl Warehouse {
     /// Loads a table at its latest version (or creates nothing: see [`Warehouse::open`]).
     pub(crate) async fn table(&self, table: Table) -> Result<DeltaTable> {
         let url = self.table_url(table);
-        let mut builder =
-            deltalake::DeltaTableBuilder::from_url(url).map_err(Error::delta(table.name()))?;
+        self.table_builder(url)
+            .map_err(Error::delta(table.name()))?
+            .load()
+            .await
+            .map_err(Error::delta(table.name()))
+    }
+
+    /// delta-rs's handle on the table at `url`, reaching storage through the lake's own client
+    /// where the lake has one for tables ([`Lake::bucket_store`]: S3, with its credentials and
+    /// retries), else through the lake's options.
+    fn table_builder(&self, url: url::Url) -> deltalake::DeltaResult<deltalake::DeltaTableBuilder> {
+        let mut builder = deltalake::DeltaTableBuilder::from_url(url.clone())?;
         if !self.lake.options().is_empty() {
             builder = builder.with_storage_options(self.lake.options().clone());
         }
-        builder.load().await.map_err(Error::delta(table.name()))
+        if let Some(store) = self.lake.bucket_store() {
+            builder = builder.with_storage_backend(store, url);
+        }
+        Ok(builder)
     }
 
     /// Adds the columns of [`schema`] that an older layout's table lacks (layout 3 added
@@ -208,12 +221,15 @@ impl Warehouse {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let handle = if self.lake.options().is_empty() {
-            DeltaTable::try_from_url(url).await
-        } else {
-            DeltaTable::try_from_url_with_storage_options(url, self.lake.options().clone()).await
+        // A handle whether or not the table exists yet (as `DeltaTable::try_from_url`).
+        let mut handle = self
+            .table_builder(url)
+            .and_then(|b| b.build())
+            .map_err(Error::delta(table.name()))?;
+        match handle.load().await {
+            Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(Error::delta(table.name())(e)),
         }
-        .map_err(Error::delta(table.name()))?;
         if handle.version().is_some() {
             return Ok(());
         }

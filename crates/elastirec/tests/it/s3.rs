@@ -345,6 +345,172 @@ fn each_step_command_runs_on_s3_with_profile_credentials() {
     assert_eq!(lists["lists"].as_object().unwrap().len(), 200);
 }
 
+/// The binary with no keys anywhere but an AWS profile in `aws_config` (`AWS_CONFIG_FILE`),
+/// named by `lake.options.profile` in the elastirec config, and `extra` environment.
+fn keyless(
+    dir: &Path,
+    endpoint: &str,
+    aws_config: &str,
+    profile: &str,
+    lake: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> Output {
+    let aws = dir.join(format!("aws-config-{}", free_port()));
+    std::fs::write(&aws, aws_config).unwrap();
+    let config = dir.join(format!("elastirec-{}.toml", free_port()));
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\noptions = {{ endpoint = \"{endpoint}\", allow_http = \"true\", \
+             profile = \"{profile}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = s3_bin(&config, lake, args);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env("AWS_CONFIG_FILE", &aws)
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .envs(extra.iter().copied());
+    cmd.output().expect("the elastirec binary runs")
+}
+
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Profiles the AWS SDK resolves and static keys cannot express: a `credential_process`
+/// (run once per command: the lake's files and its Delta tables share one cached credential)
+/// and an assumed role (`role_arn` + `source_profile`, answered by moto's STS). The region
+/// comes from the profile.
+#[test]
+fn credential_process_and_assumed_role_profiles_run_a_night_on_s3() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    moto.tool(&["create-bucket", "profiles"]);
+    let simulate = [
+        "simulate",
+        "--days",
+        "3",
+        "--users",
+        "150",
+        "--items",
+        "80",
+        "--events-per-day",
+        "1500",
+    ];
+    let night = ["run", "--date", "2024-01-03"];
+
+    // credential_process: a script that counts its runs and prints keys.
+    let calls = dir.path().join("credential-process-calls");
+    let script = dir.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\necho '{{\"Version\": 1, \"AccessKeyId\": \"{ACCESS_KEY}\", \
+             \"SecretAccessKey\": \"{SECRET_KEY}\"}}'\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let process = format!(
+        "[profile proc]\nregion = us-east-1\ncredential_process = {}\n",
+        script.display()
+    );
+    let lake = "s3://profiles/process";
+    let out = succeeded(&keyless(
+        dir.path(),
+        &moto.endpoint,
+        &process,
+        "proc",
+        lake,
+        &simulate,
+        &[],
+    ));
+    assert!(out.contains("simulated 4500 events over 3 days"), "{out}");
+    let out = succeeded(&keyless(
+        dir.path(),
+        &moto.endpoint,
+        &process,
+        "proc",
+        lake,
+        &night,
+        &[],
+    ));
+    assert!(out.contains("published"), "{out}");
+    let runs = std::fs::read_to_string(&calls).unwrap().lines().count();
+    assert_eq!(runs, 2, "one credential_process run per command");
+    assert_eq!(
+        read_back(&moto, lake, "2024-01-03")["lists"]
+            .as_object()
+            .unwrap()
+            .len(),
+        150
+    );
+
+    // role_arn: the source profile's keys sign an AssumeRole call to STS (moto's), whose
+    // temporary credentials sign every S3 request.
+    let role = format!(
+        "[profile base]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n\
+         [profile role]\nrole_arn = arn:aws:iam::123456789012:role/elastirec\n\
+         source_profile = base\nregion = us-east-1\n"
+    );
+    let lake = "s3://profiles/role";
+    let sts = [("AWS_ENDPOINT_URL_STS", moto.endpoint.as_str())];
+    succeeded(&keyless(
+        dir.path(),
+        &moto.endpoint,
+        &role,
+        "role",
+        lake,
+        &simulate,
+        &sts,
+    ));
+    let out = succeeded(&keyless(
+        dir.path(),
+        &moto.endpoint,
+        &role,
+        "role",
+        lake,
+        &night,
+        &sts,
+    ));
+    assert!(out.contains("published"), "{out}");
+
+    // Without a reachable STS the role cannot be assumed: a configuration error that names
+    // the profile, before any work.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = keyless(
+        dir.path(),
+        &moto.endpoint,
+        &role,
+        "role",
+        lake,
+        &night,
+        &[("AWS_ENDPOINT_URL_STS", dead.as_str())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("profile 'role'"), "{stderr}");
+}
+
 /// Starts `elastirec ingest` paused at `point` (see `elastirec_core::failpoint`), then kills it
 /// with SIGKILL there.
 fn ingest_killed_at(config: &Path, lake: &str, night: &str, point: &str) {
