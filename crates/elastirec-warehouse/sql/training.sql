@@ -14,7 +14,10 @@
 -- Parameters, replaced before the query runs: ${night}, ${window_start} (dates as YYYY-MM-DD),
 -- ${min_value}, ${min_user_events}, ${min_item_events}, ${event_weight} (an SQL expression over
 -- event_type), ${decay} (an SQL expression over event_time), ${aggregate} (an SQL aggregate
--- over value and event_time), ${pair_filter} (empty, or a HAVING clause).
+-- over value and event_time), ${pair_filter} (empty, or a HAVING clause), ${minimums} (empty
+-- when both minimums are 1 or less, which every user and item in the window meets, else the
+-- WHERE clause that keeps kept_users and kept_items: DataFusion evaluates a CTE once per
+-- reference, so the no-op filter would run the window's DISTINCT three times).
 --
 -- To change how training data is made, copy this file (`elastirec sql-files --write DIR`),
 -- edit it and set [prepare] sql_dir = "DIR". The export's manifest records a hash of the SQL.
@@ -37,7 +40,6 @@ kept_items AS (
 )
 SELECT user_id, item_id, ${aggregate} AS value, COUNT(*) AS events
 FROM weighted
-WHERE user_id IN (SELECT user_id FROM kept_users)
-  AND item_id IN (SELECT item_id FROM kept_items)
+${minimums}
 GROUP BY user_id, item_id
 ${pair_filter}

@@ -223,6 +223,18 @@ pub fn parameters(night: Night, params: &PrepareConfig) -> BTreeMap<&'static str
     );
     values.insert("min_user_events", params.min_user_events.to_string());
     values.insert("min_item_events", params.min_item_events.to_string());
+    // Every user and item of the window has at least one event: minimums of 1 keep them all
+    // (ids are never null), so the filter, which re-reads the window twice, is left out.
+    values.insert(
+        "minimums",
+        if params.min_user_events <= 1 && params.min_item_events <= 1 {
+            String::new()
+        } else {
+            "WHERE user_id IN (SELECT user_id FROM kept_users) AND item_id IN (SELECT item_id \
+             FROM kept_items)"
+                .to_string()
+        },
+    );
     values.insert("aggregate", params.aggregate.sql().to_string());
     values.insert("event_weight", event_weight_sql(&params.event_weights));
     values.insert("decay", decay_sql(night, params.half_life_days));
@@ -373,6 +385,25 @@ mod tests {
             "nothing to offer again: the query does not run"
         );
         assert!(!plain.training.contains("HAVING SUM"), "{}", plain.training);
+        // Minimums of 1 keep every user and item: the filter (three reads of the window in
+        // DataFusion) is left out; a minimum above 1 puts it back.
+        assert!(!plain.training.contains("IN (SELECT"), "{}", plain.training);
+        let strict = PrepareSql::builtin()
+            .render(
+                night("2024-03-31"),
+                &PrepareConfig {
+                    min_item_events: 2,
+                    ..PrepareConfig::default()
+                },
+            )
+            .expect("renders");
+        assert!(
+            strict
+                .training
+                .contains("WHERE user_id IN (SELECT user_id FROM kept_users) AND item_id IN"),
+            "{}",
+            strict.training
+        );
 
         let mut params = PrepareConfig {
             half_life_days: Some(10.0),
