@@ -34,7 +34,7 @@ use crate::popularity::Popularity;
 use crate::stage::night_lists;
 use elastirec_lake::io;
 use elastirec_lake::{
-    SeenPairs, read_export_ids, read_export_manifest, read_recommendations_manifest,
+    SeenByUser, SeenPairs, read_export_ids, read_export_manifest, read_recommendations_manifest,
 };
 
 /// Later (user, item) pairs to score against, and the last day they cover.
@@ -61,11 +61,7 @@ pub struct GroundTruth {
 impl GroundTruth {
     /// Relevant pairs of `holdout`: users in `seen` (everything seen up to the night, by user),
     /// items in `catalog` (items known at the night) that the user had not seen.
-    pub fn new(
-        holdout: &Holdout,
-        seen: &HashMap<i64, HashSet<i64>>,
-        catalog: &HashSet<i64>,
-    ) -> GroundTruth {
+    pub fn new(holdout: &Holdout, seen: &SeenByUser, catalog: &HashSet<i64>) -> GroundTruth {
         let mut truth = GroundTruth::default();
         let mut unknown_users: HashSet<i64> = HashSet::new();
         for (&u, &i) in holdout.user_ids.iter().zip(&holdout.item_ids) {
@@ -135,7 +131,7 @@ fn mean(scores: &[UserScores]) -> RankingScores {
 /// Each user's `k` most popular unseen items, for every user of `seen`.
 pub fn popularity_lists(
     popularity: &Popularity,
-    seen: &HashMap<i64, HashSet<i64>>,
+    seen: &SeenByUser,
     k: usize,
 ) -> HashMap<i64, Vec<i64>> {
     seen.iter()
@@ -233,8 +229,10 @@ mod tests {
     /// Users 1 and 2 are known; user 3 is not. Item 50 is unknown at the night.
     #[test]
     fn ground_truth_keeps_known_users_unseen_known_items() {
-        let seen: HashMap<i64, HashSet<i64>> =
-            [(1, set(&[10, 11])), (2, set(&[10]))].into_iter().collect();
+        let seen: SeenByUser = [(1, set(&[10, 11])), (2, set(&[10]))]
+            .into_iter()
+            .map(|(u, items)| (u, items.into_iter().collect()))
+            .collect();
         let catalog = set(&[10, 11, 12, 13]);
         let holdout = Holdout {
             // (1,10) was seen; (1,12) counts; (1,50) unknown item; (2,12),(2,13) count, (2,13)

@@ -313,7 +313,7 @@ pub async fn fold_in_night(
         }
         let mut by_user = seen.by_user();
         by_user.retain(|u, _| asked.contains(u));
-        let none = HashSet::new();
+        let none = elastirec_lake::IdSet::default();
         lines
             .into_iter()
             .map(|line| {
@@ -336,7 +336,12 @@ pub async fn fold_in_night(
                 let merged = events.merge(window, &given);
                 // What the user has seen (the export's seen pairs, which leave out what may be
                 // offered again) and the given items whose event type makes them seen.
-                let mut exclude = user.and_then(|u| by_user.get(&u)).unwrap_or(&none).clone();
+                let mut exclude: HashSet<i64> = user
+                    .and_then(|u| by_user.get(&u))
+                    .unwrap_or(&none)
+                    .iter()
+                    .copied()
+                    .collect();
                 exclude.extend(line.items.iter().filter_map(|it| {
                     let id = names.items.internal(&it.item_id)?;
                     events.makes_seen(it.event_type.as_deref()).then_some(id)

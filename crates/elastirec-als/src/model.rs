@@ -212,7 +212,11 @@ pub struct ItemSubset {
 }
 
 /// The popularity fallback: the `n` most popular items not in `seen`, flagged `popular`.
-pub fn popular(n: usize, seen: &HashSet<i64>, popularity: &Popularity) -> Vec<Scored> {
+pub fn popular<S: std::hash::BuildHasher>(
+    n: usize,
+    seen: &HashSet<i64, S>,
+    popularity: &Popularity,
+) -> Vec<Scored> {
     popularity
         .top(n, |i| seen.contains(&i))
         .into_iter()

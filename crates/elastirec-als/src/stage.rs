@@ -1,6 +1,6 @@
 //! The train and recommend steps of a night, from lake files to lake files.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rayon::prelude::*;
 
@@ -19,7 +19,7 @@ use crate::popularity::Popularity;
 use crate::rules::OfferRules;
 use crate::{Error, Result};
 use elastirec_lake::io::{self, RecommendationRow};
-use elastirec_lake::{SeenPairs, read_export_ids, read_export_manifest};
+use elastirec_lake::{IdSet, SeenPairs, read_export_ids, read_export_manifest};
 
 /// The implicit-feedback fit a `[model]` section describes.
 pub fn implicit_als(config: &ModelConfig) -> ImplicitAls {
@@ -263,7 +263,7 @@ async fn model_lists(
         let user_ids = model.users.ids();
         let item_ids = allowed.index.ids();
         let seen_by_user = seen.by_user();
-        let no_history = HashSet::new();
+        let no_history = IdSet::default();
         // Users' lists are independent: the rules run on every core.
         let placed_lists: Vec<(i64, Vec<RecommendationRow>)> = lists
             .into_par_iter()
@@ -357,7 +357,7 @@ pub async fn rank_candidates(
     tokio::task::spawn_blocking(move || {
         let popularity = Popularity::from_pairs(seen.training_items());
         let by_user = seen.by_user();
-        let no_history = HashSet::new();
+        let no_history = IdSet::default();
         let everyone: BTreeSet<i64> = by_user.keys().chain(staged.keys()).copied().collect();
         let mut out: BTreeMap<i64, Vec<RecommendationRow>> = BTreeMap::new();
         for user_id in everyone {

@@ -26,7 +26,7 @@ use crate::metrics::catalog_coverage;
 use crate::popularity::Popularity;
 use crate::topk::top_k_all;
 use crate::{Error, Result};
-use elastirec_lake::{SeenPairs, read_export_manifest};
+use elastirec_lake::{SeenByUser, SeenPairs, read_export_manifest};
 
 /// The values tried for each parameter; the grid is their product.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +94,7 @@ pub struct TuneData {
     interactions: Interactions,
     /// Seen items of each model user, by model indices (rows follow `interactions.users`).
     seen_csr: Csr,
-    seen: HashMap<i64, HashSet<i64>>,
+    seen: SeenByUser,
     popularity: Popularity,
     catalog: HashSet<i64>,
     pub truth: GroundTruth,

@@ -34,8 +34,8 @@ pub mod popularity;
 pub mod rules;
 
 pub use artefacts::{
-    SeenPairs, publish_latest, read_again, read_export_ids, read_export_manifest, read_latest,
-    read_model_info, read_recommendations_manifest,
+    IdSet, SeenByUser, SeenPairs, publish_latest, read_again, read_export_ids,
+    read_export_manifest, read_latest, read_model_info, read_recommendations_manifest,
 };
 
 use elastirec_core::ErrorKind;
