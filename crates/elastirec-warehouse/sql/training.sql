@@ -14,10 +14,14 @@
 -- Parameters, replaced before the query runs: ${night}, ${window_start} (dates as YYYY-MM-DD),
 -- ${min_value}, ${min_user_events}, ${min_item_events}, ${event_weight} (an SQL expression over
 -- event_type), ${decay} (an SQL expression over event_time), ${aggregate} (an SQL aggregate
--- over value and event_time), ${pair_filter} (empty, or a HAVING clause), ${minimums} (empty
--- when both minimums are 1 or less, which every user and item in the window meets, else the
--- WHERE clause that keeps kept_users and kept_items: DataFusion evaluates a CTE once per
--- reference, so the no-op filter would run the window's DISTINCT three times).
+-- over value and event_time), ${minimums} (empty when both minimums are 1 or less, which every
+-- user and item of the window meets, else `AND user_events >= … AND item_events >= …`),
+-- ${pair_condition} (empty, or `AND value > 0` with a negative weight), and for queries
+-- written before those two, ${pair_filter} (empty, or the same condition as a HAVING clause).
+--
+-- The minimums are counted once, with window sums over the pairs (DataFusion evaluates a CTE
+-- once per reference: filters that read the window again would re-run its DISTINCT); without
+-- minimums the unused sums are not computed.
 --
 -- To change how training data is made, copy this file (`elastirec sql-files --write DIR`),
 -- edit it and set [prepare] sql_dir = "DIR". The export's manifest records a hash of the SQL.
@@ -32,14 +36,17 @@ weighted AS (
     SELECT user_id, item_id, value * ${event_weight} * ${decay} AS value, event_time
     FROM window_events
 ),
-kept_users AS (
-    SELECT user_id FROM weighted GROUP BY user_id HAVING COUNT(*) >= ${min_user_events}
+pairs AS (
+    SELECT user_id, item_id, ${aggregate} AS value, COUNT(*) AS events
+    FROM weighted
+    GROUP BY user_id, item_id
 ),
-kept_items AS (
-    SELECT item_id FROM weighted GROUP BY item_id HAVING COUNT(*) >= ${min_item_events}
+counted AS (
+    SELECT user_id, item_id, value, events,
+           SUM(events) OVER (PARTITION BY user_id) AS user_events,
+           SUM(events) OVER (PARTITION BY item_id) AS item_events
+    FROM pairs
 )
-SELECT user_id, item_id, ${aggregate} AS value, COUNT(*) AS events
-FROM weighted
-${minimums}
-GROUP BY user_id, item_id
-${pair_filter}
+SELECT user_id, item_id, value, events
+FROM counted
+WHERE TRUE ${minimums} ${pair_condition}

@@ -224,15 +224,16 @@ pub fn parameters(night: Night, params: &PrepareConfig) -> BTreeMap<&'static str
     values.insert("min_user_events", params.min_user_events.to_string());
     values.insert("min_item_events", params.min_item_events.to_string());
     // Every user and item of the window has at least one event: minimums of 1 keep them all
-    // (ids are never null), so the filter, which re-reads the window twice, is left out.
+    // (ids are never null), so the counts are not asked for (nor computed).
     values.insert(
         "minimums",
         if params.min_user_events <= 1 && params.min_item_events <= 1 {
             String::new()
         } else {
-            "WHERE user_id IN (SELECT user_id FROM kept_users) AND item_id IN (SELECT item_id \
-             FROM kept_items)"
-                .to_string()
+            format!(
+                "AND user_events >= {} AND item_events >= {}",
+                params.min_user_events, params.min_item_events
+            )
         },
     );
     values.insert("aggregate", params.aggregate.sql().to_string());
@@ -245,6 +246,14 @@ pub fn parameters(night: Night, params: &PrepareConfig) -> BTreeMap<&'static str
         "pair_filter",
         if negative {
             format!("HAVING {} > 0", params.aggregate.sql())
+        } else {
+            String::new()
+        },
+    );
+    values.insert(
+        "pair_condition",
+        if negative {
+            "AND value > 0".to_string()
         } else {
             String::new()
         },
@@ -384,10 +393,18 @@ mod tests {
             plain.unseen, None,
             "nothing to offer again: the query does not run"
         );
-        assert!(!plain.training.contains("HAVING SUM"), "{}", plain.training);
-        // Minimums of 1 keep every user and item: the filter (three reads of the window in
-        // DataFusion) is left out; a minimum above 1 puts it back.
-        assert!(!plain.training.contains("IN (SELECT"), "{}", plain.training);
+        assert!(
+            !plain.training.contains("TRUE  AND value"),
+            "{}",
+            plain.training
+        );
+        // Minimums of 1 keep every user and item: no condition on the counts; a minimum above 1
+        // asks for both.
+        assert!(
+            plain.training.contains("WHERE TRUE  \n"),
+            "{}",
+            plain.training
+        );
         let strict = PrepareSql::builtin()
             .render(
                 night("2024-03-31"),
@@ -400,7 +417,7 @@ mod tests {
         assert!(
             strict
                 .training
-                .contains("WHERE user_id IN (SELECT user_id FROM kept_users) AND item_id IN"),
+                .contains("WHERE TRUE AND user_events >= 1 AND item_events >= 2"),
             "{}",
             strict.training
         );
@@ -439,7 +456,7 @@ mod tests {
             r.training
         );
         assert!(
-            r.training.contains("HAVING SUM(value) > 0"),
+            r.training.contains("WHERE TRUE  AND value > 0"),
             "{}",
             r.training
         );
