@@ -28,14 +28,7 @@ fn gov(lake: &Path, args: &[&str]) -> Command {
 
 fn gov_ok(lake: &Path, args: &[&str]) -> String {
     let out = gov(lake, args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "elastirec {args:?}: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    crate::harness::succeeded(&out, format_args!("elastirec {args:?}"))
 }
 
 fn count(lake: &Path, query: &str) -> u64 {

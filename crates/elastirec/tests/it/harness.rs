@@ -29,11 +29,16 @@ pub fn run(lake: &Path, args: &[&str]) -> Output {
 
 /// Runs a command that must succeed; returns its stdout.
 pub fn ok(lake: &Path, args: &[&str]) -> String {
-    let out = run(lake, args);
+    succeeded(&run(lake, args), format_args!("elastirec {args:?}"))
+}
+
+/// The stdout of a finished command that must have succeeded; otherwise fails the test with
+/// `what`, the exit status, stdout and stderr.
+pub fn succeeded(out: &Output, what: std::fmt::Arguments<'_>) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "elastirec {args:?} failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        "{what} failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

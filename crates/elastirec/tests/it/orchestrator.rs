@@ -33,14 +33,7 @@ pub(crate) fn elastirec(lake: &Path, args: &[&str]) -> Command {
 
 pub(crate) fn run_ok(lake: &Path, args: &[&str]) -> String {
     let out = elastirec(lake, args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "elastirec {args:?}: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    crate::harness::succeeded(&out, format_args!("elastirec {args:?}"))
 }
 
 /// Files (not folders) under `dir`, 0 if it does not exist.

@@ -17,7 +17,7 @@ use elastirec_core::config::LakeConfig;
 use elastirec_core::{Lake, Night, layout};
 use elastirec_warehouse::Warehouse;
 
-use crate::harness::{bin, import_movielens_100k, movielens_100k, ok};
+use crate::harness::{bin, import_movielens_100k, movielens_100k, ok, succeeded};
 
 const ACCESS_KEY: &str = "elastirec-test";
 const SECRET_KEY: &str = "elastirec-test-secret";
@@ -176,14 +176,7 @@ fn s3_ok_with(config: &Path, lake: &str, args: &[&str], env: &[(&str, &str)]) ->
         .envs(env.iter().copied())
         .output()
         .expect("the elastirec binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "elastirec --lake {lake} {args:?} failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(&out, format_args!("elastirec --lake {lake} {args:?}"))
 }
 
 /// Recommendations of a night as a consumer reads them (`s3_tool.py recommendations`).
@@ -288,13 +281,7 @@ fn profile_ok(dir: &Path, config: &Path, lake: &str, args: &[&str]) -> String {
         .env("AWS_PROFILE", "elastirec")
         .output()
         .expect("the elastirec binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "elastirec {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(&out, format_args!("elastirec {args:?}"))
 }
 
 #[test]
@@ -380,17 +367,6 @@ fn keyless(
     cmd.output().expect("the elastirec binary runs")
 }
 
-fn succeeded(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Profiles the AWS SDK resolves and static keys cannot express: a `credential_process`
 /// (run once per command: the lake's files and its Delta tables share one cached credential)
 /// and an assumed role (`role_arn` + `source_profile`, answered by moto's STS). The region
@@ -435,25 +411,31 @@ fn credential_process_and_assumed_role_profiles_run_a_night_on_s3() {
         script.display()
     );
     let lake = "s3://profiles/process";
-    let out = succeeded(&keyless(
-        dir.path(),
-        &moto.endpoint,
-        &process,
-        "proc",
-        lake,
-        &simulate,
-        &[],
-    ));
+    let out = succeeded(
+        &keyless(
+            dir.path(),
+            &moto.endpoint,
+            &process,
+            "proc",
+            lake,
+            &simulate,
+            &[],
+        ),
+        format_args!("elastirec with only an AWS profile"),
+    );
     assert!(out.contains("simulated 4500 events over 3 days"), "{out}");
-    let out = succeeded(&keyless(
-        dir.path(),
-        &moto.endpoint,
-        &process,
-        "proc",
-        lake,
-        &night,
-        &[],
-    ));
+    let out = succeeded(
+        &keyless(
+            dir.path(),
+            &moto.endpoint,
+            &process,
+            "proc",
+            lake,
+            &night,
+            &[],
+        ),
+        format_args!("elastirec with only an AWS profile"),
+    );
     assert!(out.contains("published"), "{out}");
     let runs = std::fs::read_to_string(&calls).unwrap().lines().count();
     assert_eq!(runs, 2, "one credential_process run per command");
@@ -474,24 +456,30 @@ fn credential_process_and_assumed_role_profiles_run_a_night_on_s3() {
     );
     let lake = "s3://profiles/role";
     let sts = [("AWS_ENDPOINT_URL_STS", moto.endpoint.as_str())];
-    succeeded(&keyless(
-        dir.path(),
-        &moto.endpoint,
-        &role,
-        "role",
-        lake,
-        &simulate,
-        &sts,
-    ));
-    let out = succeeded(&keyless(
-        dir.path(),
-        &moto.endpoint,
-        &role,
-        "role",
-        lake,
-        &night,
-        &sts,
-    ));
+    succeeded(
+        &keyless(
+            dir.path(),
+            &moto.endpoint,
+            &role,
+            "role",
+            lake,
+            &simulate,
+            &sts,
+        ),
+        format_args!("elastirec with only an AWS profile"),
+    );
+    let out = succeeded(
+        &keyless(
+            dir.path(),
+            &moto.endpoint,
+            &role,
+            "role",
+            lake,
+            &night,
+            &sts,
+        ),
+        format_args!("elastirec with only an AWS profile"),
+    );
     assert!(out.contains("published"), "{out}");
 
     // Without a reachable STS the role cannot be assumed: a configuration error that names
