@@ -594,8 +594,8 @@ impl Lake {
 /// `[lake] options`; timeouts and retries are applied per client by [`S3Settings::build`].
 struct S3Settings {
     builder: AmazonS3Builder,
-    /// Settings read from an AWS profile, which delta-rs must be given too.
-    from_profile: Vec<(&'static str, String)>,
+    /// The region read from the AWS profile (none was configured), which delta-rs is given too.
+    profile_region: Option<String>,
     /// The SDK's provider chain, when neither the options nor the environment hold keys.
     credentials: Option<Arc<SdkCredentials>>,
 }
@@ -625,7 +625,7 @@ impl S3Settings {
         }
         let mut settings = S3Settings {
             builder,
-            from_profile: Vec::new(),
+            profile_region: None,
             credentials: None,
         };
         settings.apply_profile(options).await;
@@ -664,7 +664,7 @@ impl S3Settings {
         {
             self.builder = std::mem::take(&mut self.builder)
                 .with_config(AmazonS3ConfigKey::Region, region.clone());
-            self.from_profile.push(("region", region));
+            self.profile_region = Some(region);
         }
         if self.get(AmazonS3ConfigKey::AccessKeyId).is_none() {
             let credentials = Arc::new(SdkCredentials::new(named));
@@ -718,8 +718,8 @@ impl S3Settings {
         config: &LakeConfig,
     ) -> HashMap<String, String> {
         let mut out = options.clone();
-        for (key, value) in &self.from_profile {
-            out.insert(key.to_string(), value.clone());
+        if let Some(region) = &self.profile_region {
+            out.insert("region".to_string(), region.clone());
         }
         let lower: Vec<String> = options.keys().map(|k| k.to_ascii_lowercase()).collect();
         let has = |names: &[&str]| names.iter().any(|n| lower.iter().any(|k| k == n));
